@@ -1,0 +1,3 @@
+//! License Ledger's service: REST API, auth, signer, publisher, reaper and wiring.
+
+pub mod problem;
