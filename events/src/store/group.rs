@@ -1,0 +1,95 @@
+//! Group commit: concurrent appends share one transaction and one fsync.
+//!
+//! A durable commit is the unit cost of the log. Callers submit appends to a
+//! channel; a few writer tasks each take whatever is waiting (up to a batch
+//! size) and run it as one transaction in which every append still succeeds
+//! or fails on its own (see [`super::append::append_batch`]). If the batch
+//! as a whole hits a database error, each append is retried alone so one bad
+//! append cannot fail its neighbours.
+
+use super::append::{append_batch, append_one};
+use super::{AppendError, AppendResult, StreamAppend};
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot, Mutex};
+use std::sync::Arc;
+
+/// Tuning of the group committer.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupCommitConfig {
+    /// Writer tasks (and connections) committing in parallel.
+    pub writers: usize,
+    /// Most appends in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for GroupCommitConfig {
+    fn default() -> Self {
+        Self { writers: 4, max_batch: 256 }
+    }
+}
+
+type Job = (Vec<StreamAppend>, oneshot::Sender<Result<AppendResult, AppendError>>);
+
+#[derive(Clone)]
+pub(super) struct Writer {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    pub(super) fn start(pool: PgPool, config: GroupCommitConfig) -> Self {
+        let (tx, rx) = mpsc::channel::<Job>(config.max_batch.max(1) * 4);
+        let rx = Arc::new(Mutex::new(rx));
+        for _ in 0..config.writers.max(1) {
+            tokio::spawn(run(pool.clone(), rx.clone(), config.max_batch.max(1)));
+        }
+        Self { tx }
+    }
+
+    pub(super) async fn submit(&self, appends: Vec<StreamAppend>) -> Result<AppendResult, AppendError> {
+        let (done, result) = oneshot::channel();
+        self.tx.send((appends, done)).await.map_err(|_| AppendError::WriterStopped)?;
+        result.await.map_err(|_| AppendError::WriterStopped)?
+    }
+}
+
+async fn run(pool: PgPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
+    let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
+    loop {
+        {
+            // One writer at a time collects a batch; the others are committing.
+            let mut rx = rx.lock().await;
+            if rx.recv_many(&mut jobs, max_batch).await == 0 {
+                return; // every sender is gone
+            }
+        }
+        let (requests, senders): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
+        let results = match commit_batch(&pool, &requests).await {
+            Ok(results) => results,
+            Err(err) => {
+                tracing::warn!(error = %err, batch = requests.len(), "group commit failed; retrying appends one by one");
+                let mut results = Vec::with_capacity(requests.len());
+                for request in &requests {
+                    results.push(append_one(&pool, request).await);
+                }
+                results
+            }
+        };
+        for (sender, result) in senders.into_iter().zip(results) {
+            let _ = sender.send(result); // the caller may have given up
+        }
+    }
+}
+
+async fn commit_batch(
+    pool: &PgPool,
+    requests: &[Vec<StreamAppend>],
+) -> Result<Vec<Result<AppendResult, AppendError>>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let results = append_batch(&mut tx, requests).await?;
+    if results.iter().any(Result::is_ok) {
+        tx.commit().await?;
+    } else {
+        tx.rollback().await?;
+    }
+    Ok(results)
+}
