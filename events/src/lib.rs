@@ -1,1 +1,9 @@
+//! License Ledger's events: the catalogue, the pure aggregates, and the
+//! Postgres event log that is the system's only source of truth.
 
+pub mod catalog;
+pub mod ids;
+pub mod license;
+pub mod session;
+pub mod store;
+pub mod testing;

@@ -24,7 +24,7 @@ pub struct GroupCommitConfig {
 
 impl Default for GroupCommitConfig {
     fn default() -> Self {
-        Self { writers: 4, max_batch: 256 }
+        Self { writers: 2, max_batch: 256 }
     }
 }
 

@@ -1,0 +1,348 @@
+//! The event catalogue: every fact the log can hold, typed and versioned.
+//!
+//! Owns `LicenseEvent` (serde-tagged by `type`), each type's current
+//! `schema_version`, the split between an event's type and its payload (the
+//! log stores `type`, `schema_version` and `data` in separate columns), and
+//! the upcaster hook that turns old payloads into the current shape.
+//!
+//! Policy: events are facts, named in the past tense. A type is never renamed
+//! or removed and a field is never repurposed. Adding an optional field keeps
+//! the version; any other change bumps that type's `schema_version` and adds
+//! an arm to `upcast` that rewrites the older payload. `docs/events.md` is
+//! the human catalogue and a test keeps its examples readable.
+//!
+//! Must not: do I/O, or decide anything (that is `license` and `session`).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::{HardwareId, IdempotencyKey, LicenseId, ProductId, SessionId, TenantId, UserId};
+
+/// Why an acquire was turned away.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum DenialReason {
+    /// Every seat is taken.
+    NoSeats,
+    /// The license is suspended.
+    Suspended,
+    /// The license's `valid_until` has passed.
+    LicenseExpired,
+}
+
+impl DenialReason {
+    /// The wire name (`no_seats`, `suspended`, `license_expired`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::NoSeats => "no_seats",
+            Self::Suspended => "suspended",
+            Self::LicenseExpired => "license_expired",
+        }
+    }
+}
+
+/// Why a session ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// Released by its user or an admin.
+    Released,
+    /// Ended by the reaper after its deadline passed without a heartbeat.
+    Expired,
+}
+
+/// Which kind of stream an event is written to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StreamCategory {
+    /// `license-<uuid>`: allocation (issue, seats, acquire, release, expiry).
+    License,
+    /// `session-<uuid>`: heartbeats, token, close marker.
+    Session,
+    /// `checkpoints`: signed chain heads.
+    Checkpoints,
+}
+
+/// Every fact the License Ledger records.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type")]
+pub enum LicenseEvent {
+    /// A license was created (first event of its license stream).
+    LicenseIssued {
+        /// Owning tenant.
+        tenant_id: TenantId,
+        /// The license (also in the stream name).
+        license_id: LicenseId,
+        /// Licensed product.
+        product: ProductId,
+        /// Concurrent seats, 1..=100 000.
+        seats: u32,
+        /// A session without a heartbeat for this long is expired.
+        session_ttl_secs: u32,
+        /// No new seats after this instant; `None` = perpetual.
+        valid_until: Option<DateTime<Utc>>,
+    },
+    /// An admin changed the seat count (license stream).
+    SeatsChanged {
+        /// The new seat count.
+        seats: u32,
+    },
+    /// An admin suspended the license: new acquires are denied (license stream).
+    LicenseSuspended {
+        /// Free-text reason given by the admin.
+        reason: String,
+    },
+    /// An admin lifted a suspension (license stream).
+    LicenseReinstated {},
+    /// A seat was allocated to a session (license stream).
+    SeatAcquired {
+        /// The new session.
+        session_id: SessionId,
+        /// Who holds the seat.
+        user_id: UserId,
+        /// The machine it is held for.
+        hardware_id: HardwareId,
+        /// Deadline as of the acquire; heartbeats extend it in the session stream.
+        expires_at: DateTime<Utc>,
+        /// The client's `Idempotency-Key`, if it sent one.
+        idempotency_key: Option<IdempotencyKey>,
+    },
+    /// An acquire was turned away; turnaways matter to vendors (license stream).
+    AcquireDenied {
+        /// Who asked.
+        user_id: UserId,
+        /// For which machine.
+        hardware_id: HardwareId,
+        /// Why it was denied.
+        reason: DenialReason,
+    },
+    /// The holder (or an admin) gave the seat back (license stream).
+    SeatReleased {
+        /// The ended session.
+        session_id: SessionId,
+    },
+    /// The reaper ended a session whose deadline passed (license stream).
+    SessionExpired {
+        /// The ended session.
+        session_id: SessionId,
+        /// The deadline that passed.
+        deadline: DateTime<Utc>,
+    },
+    /// A client heartbeat extended its session (session stream).
+    HeartbeatRecorded {
+        /// The session.
+        session_id: SessionId,
+        /// The new deadline.
+        expires_at: DateTime<Utc>,
+    },
+    /// Terminal marker of a session stream, appended atomically with
+    /// `SeatReleased` / `SessionExpired`; it bumps the session stream's
+    /// version so a racing heartbeat gets a version conflict (session stream).
+    SessionClosed {
+        /// The session.
+        session_id: SessionId,
+        /// Released or expired.
+        reason: CloseReason,
+    },
+    /// The signer minted the session's license token (session stream).
+    TokenIssued {
+        /// The session.
+        session_id: SessionId,
+        /// Signing key version (the token's `kid`).
+        key_id: String,
+        /// The compact JWS.
+        token: String,
+    },
+    /// The log's chain head was signed (stream `checkpoints`).
+    CheckpointSigned {
+        /// Global position of the last event covered.
+        up_to_position: i64,
+        /// Hex SHA-256 chain hash at that position.
+        chain_head: String,
+        /// Signing key version.
+        key_id: String,
+        /// Base64url signature over the chain head.
+        signature: String,
+    },
+}
+
+/// Every event type with its current schema version.
+pub const EVENT_TYPES: &[(&str, i32)] = &[
+    ("LicenseIssued", 1),
+    ("SeatsChanged", 1),
+    ("LicenseSuspended", 1),
+    ("LicenseReinstated", 1),
+    ("SeatAcquired", 1),
+    ("AcquireDenied", 1),
+    ("SeatReleased", 1),
+    ("SessionExpired", 1),
+    ("HeartbeatRecorded", 1),
+    ("SessionClosed", 1),
+    ("TokenIssued", 1),
+    ("CheckpointSigned", 1),
+];
+
+/// A stored event that cannot be turned back into a `LicenseEvent`.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The `type` column names no known event.
+    #[error("unknown event type {0:?}")]
+    UnknownType(String),
+    /// The version is newer than this build knows, or below 1.
+    #[error("unsupported schema_version {schema_version} for {event_type} (current is {current})")]
+    UnsupportedVersion {
+        /// The event type.
+        event_type: String,
+        /// The stored version.
+        schema_version: i32,
+        /// The version this build writes.
+        current: i32,
+    },
+    /// `data` is not a JSON object.
+    #[error("data of {0} is not a JSON object")]
+    NotAnObject(String),
+    /// `data` does not match the type's fields.
+    #[error("malformed {event_type} data: {source}")]
+    Malformed {
+        /// The event type.
+        event_type: String,
+        /// What serde found.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl LicenseEvent {
+    /// The variant name, stored in the log's `type` column.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::LicenseIssued { .. } => "LicenseIssued",
+            Self::SeatsChanged { .. } => "SeatsChanged",
+            Self::LicenseSuspended { .. } => "LicenseSuspended",
+            Self::LicenseReinstated {} => "LicenseReinstated",
+            Self::SeatAcquired { .. } => "SeatAcquired",
+            Self::AcquireDenied { .. } => "AcquireDenied",
+            Self::SeatReleased { .. } => "SeatReleased",
+            Self::SessionExpired { .. } => "SessionExpired",
+            Self::HeartbeatRecorded { .. } => "HeartbeatRecorded",
+            Self::SessionClosed { .. } => "SessionClosed",
+            Self::TokenIssued { .. } => "TokenIssued",
+            Self::CheckpointSigned { .. } => "CheckpointSigned",
+        }
+    }
+
+    /// The schema version this build writes for this event's type.
+    pub fn schema_version(&self) -> i32 {
+        current_version(self.event_type()).unwrap_or(1)
+    }
+
+    /// The kind of stream this event belongs to.
+    pub fn category(&self) -> StreamCategory {
+        match self {
+            Self::LicenseIssued { .. }
+            | Self::SeatsChanged { .. }
+            | Self::LicenseSuspended { .. }
+            | Self::LicenseReinstated {}
+            | Self::SeatAcquired { .. }
+            | Self::AcquireDenied { .. }
+            | Self::SeatReleased { .. }
+            | Self::SessionExpired { .. } => StreamCategory::License,
+            Self::HeartbeatRecorded { .. }
+            | Self::SessionClosed { .. }
+            | Self::TokenIssued { .. } => StreamCategory::Session,
+            Self::CheckpointSigned { .. } => StreamCategory::Checkpoints,
+        }
+    }
+
+    /// The session this event is about, if any (routes session-stream events).
+    pub fn session_id(&self) -> Option<SessionId> {
+        match self {
+            Self::SeatAcquired { session_id, .. }
+            | Self::SeatReleased { session_id }
+            | Self::SessionExpired { session_id, .. }
+            | Self::HeartbeatRecorded { session_id, .. }
+            | Self::SessionClosed { session_id, .. }
+            | Self::TokenIssued { session_id, .. } => Some(*session_id),
+            _ => None,
+        }
+    }
+
+    /// The full JSON, with the `type` tag.
+    pub fn to_json(&self) -> Value {
+        // A derived Serialize of plain fields into a Value cannot fail.
+        serde_json::to_value(self).expect("LicenseEvent serializes")
+    }
+
+    /// The payload as stored in the log's `data` column: the JSON without
+    /// the `type` tag (the log stores the type in its own column).
+    pub fn data(&self) -> Value {
+        let mut json = self.to_json();
+        if let Value::Object(map) = &mut json {
+            map.remove("type");
+        }
+        json
+    }
+
+    /// Rebuilds an event from the log's `type`, `schema_version` and `data`
+    /// columns, upcasting older versions to the current shape.
+    pub fn from_stored(
+        event_type: &str,
+        schema_version: i32,
+        data: &Value,
+    ) -> Result<LicenseEvent, CatalogError> {
+        let current = current_version(event_type)
+            .ok_or_else(|| CatalogError::UnknownType(event_type.to_owned()))?;
+        if !(1..=current).contains(&schema_version) {
+            return Err(CatalogError::UnsupportedVersion {
+                event_type: event_type.to_owned(),
+                schema_version,
+                current,
+            });
+        }
+        let Value::Object(map) = data else {
+            return Err(CatalogError::NotAnObject(event_type.to_owned()));
+        };
+        let mut map = upcast(event_type, schema_version, map.clone())?;
+        map.insert("type".to_owned(), Value::String(event_type.to_owned()));
+        serde_json::from_value(Value::Object(map)).map_err(|source| CatalogError::Malformed {
+            event_type: event_type.to_owned(),
+            source,
+        })
+    }
+}
+
+/// The current schema version of `event_type`, `None` if unknown.
+pub fn current_version(event_type: &str) -> Option<i32> {
+    EVENT_TYPES
+        .iter()
+        .find(|(name, _)| *name == event_type)
+        .map(|(_, version)| *version)
+}
+
+/// Upcaster hook: rewrites a payload stored at `schema_version` into the
+/// current shape of `event_type`, one version step at a time.
+///
+/// Every type is at version 1 today, so nothing is rewritten. When a type
+/// changes, bump its entry in [`EVENT_TYPES`] and add an arm here, e.g.
+/// `("SeatAcquired", 1) => { map.insert("acquired_by".into(), Value::Null); 2 }`,
+/// so events written by older builds keep folding to the same state.
+fn upcast(
+    event_type: &str,
+    schema_version: i32,
+    map: serde_json::Map<String, Value>,
+) -> Result<serde_json::Map<String, Value>, CatalogError> {
+    match (event_type, schema_version) {
+        // Each older (type, version) arm rewrites one step and recurses:
+        // ("SeatAcquired", 1) => upcast(event_type, 2, seat_acquired_v1_to_v2(map)),
+        (_, v) if Some(v) == current_version(event_type) => Ok(map),
+        // A version below current without an arm above is a missing upcaster.
+        _ => Err(CatalogError::UnsupportedVersion {
+            event_type: event_type.to_owned(),
+            schema_version,
+            current: current_version(event_type).unwrap_or(0),
+        }),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

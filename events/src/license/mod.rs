@@ -1,0 +1,288 @@
+//! The license aggregate: who holds which seat of one license.
+//!
+//! Owns the state folded from a license stream (`license-<uuid>`), the pure
+//! `apply` that folds it, and (in [`decide`](self::decide())) the pure
+//! decisions that turn a command into the events to append. This is the one
+//! implementation of the seat rules: the service, the reaper and the audit
+//! replay all call it.
+//!
+//! How the rules hold under concurrency: the caller appends a decision's
+//! license events with `expected version = state.version`, so two replicas
+//! deciding on the same state cannot both take the last seat; the loser gets
+//! a conflict, re-reads and re-decides. Session-stream events in a decision
+//! (the `SessionClosed` marker) go in the same atomic append with the session
+//! stream's expected version (see [`crate::session`]).
+//!
+//! Must not: do I/O, read clocks or generate ids (commands carry `now` and
+//! the new session id), or return technical errors.
+
+mod decide;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::catalog::LicenseEvent;
+use crate::ids::{HardwareId, IdempotencyKey, LicenseId, ProductId, SessionId, TenantId, UserId};
+
+pub use decide::{decide, Decision, LicenseCommand, Outcome};
+
+/// Seat counts a license may have.
+pub const SEATS_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
+/// Session TTLs a license may have, in seconds (1 s to 7 days).
+pub const SESSION_TTL_RANGE: std::ops::RangeInclusive<u32> = 1..=604_800;
+/// Default session TTL in seconds.
+pub const DEFAULT_SESSION_TTL_SECS: u32 = 360;
+/// Longest suspension reason, in characters.
+pub const MAX_REASON_CHARS: usize = 1_000;
+
+/// A rule of the domain said no. Never a technical failure: each variant
+/// maps to a 4xx answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    /// The license stream has no `LicenseIssued`.
+    #[error("license not found")]
+    NotIssued,
+    /// `Issue` on a license that exists.
+    #[error("license already issued")]
+    AlreadyIssued,
+    /// No live session with this id for this caller (also for another
+    /// user's session: callers never learn it exists).
+    #[error("session not found")]
+    SessionNotFound,
+    /// Seats outside [`SEATS_RANGE`].
+    #[error("seats must be between 1 and 100000, got {0}")]
+    InvalidSeats(u32),
+    /// TTL outside [`SESSION_TTL_RANGE`].
+    #[error("session_ttl_secs must be between 1 and 604800, got {0}")]
+    InvalidSessionTtl(u32),
+    /// Blank or longer than [`MAX_REASON_CHARS`].
+    #[error("reason must be 1 to 1000 characters and not blank")]
+    InvalidReason,
+    /// The caller's pre-generated session id is already live.
+    #[error("session id already in use")]
+    SessionIdInUse,
+    /// The idempotency key belongs to a live session for another hardware id.
+    #[error("idempotency key already used for another hardware id")]
+    IdempotencyKeyReused,
+    /// `Expire` before the session's deadline.
+    #[error("session is live until {0}")]
+    NotYetExpired(DateTime<Utc>),
+}
+
+/// Terms of an issued license.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LicenseInfo {
+    /// Owning tenant.
+    pub tenant_id: TenantId,
+    /// The license.
+    pub license_id: LicenseId,
+    /// Licensed product.
+    pub product: ProductId,
+    /// Current seat count (may be below the sessions in use after a decrease).
+    pub seats: u32,
+    /// Session TTL in seconds.
+    pub session_ttl_secs: u32,
+    /// No new seats after this instant; `None` = perpetual.
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+impl LicenseInfo {
+    /// The session TTL as a duration.
+    pub fn session_ttl(&self) -> TimeDelta {
+        TimeDelta::seconds(i64::from(self.session_ttl_secs))
+    }
+}
+
+/// A session holding a seat, as of its `SeatAcquired`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveSession {
+    /// Holder.
+    pub user_id: UserId,
+    /// Machine.
+    pub hardware_id: HardwareId,
+    /// Deadline as of the acquire; heartbeats extend it in the session stream
+    /// (see [`crate::session::current_deadline`]).
+    pub expires_at: DateTime<Utc>,
+    /// The acquire's `Idempotency-Key`, if any.
+    pub idempotency_key: Option<IdempotencyKey>,
+}
+
+/// The state of one license, folded from its stream.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LicenseState {
+    /// Stream version of the last applied event; -1 when none (the expected
+    /// version for the next append).
+    pub version: i64,
+    /// Terms; `None` until `LicenseIssued`.
+    pub issued: Option<LicenseInfo>,
+    /// New acquires are denied while set.
+    pub suspended: bool,
+    /// Live sessions (acquired, neither released nor expired).
+    pub sessions: BTreeMap<SessionId, LiveSession>,
+    /// (user, idempotency key) -> live session.
+    idempotency: BTreeMap<(UserId, IdempotencyKey), SessionId>,
+    /// (user, hardware id) -> live session; O(log n) duplicate check.
+    holders: BTreeMap<(UserId, HardwareId), SessionId>,
+}
+
+impl Default for LicenseState {
+    fn default() -> Self {
+        Self {
+            version: -1,
+            issued: None,
+            suspended: false,
+            sessions: BTreeMap::new(),
+            idempotency: BTreeMap::new(),
+            holders: BTreeMap::new(),
+        }
+    }
+}
+
+impl LicenseState {
+    /// Folds a license stream from the start.
+    pub fn fold<'a>(events: impl IntoIterator<Item = &'a LicenseEvent>) -> Self {
+        events.into_iter().fold(Self::default(), apply)
+    }
+
+    /// Current seat count (0 before issue).
+    pub fn seats(&self) -> u32 {
+        self.issued.as_ref().map_or(0, |info| info.seats)
+    }
+
+    /// Live sessions of `user_id` (all live sessions when `None`, for admins).
+    pub fn sessions_of<'a>(
+        &'a self,
+        user_id: Option<&'a UserId>,
+    ) -> impl Iterator<Item = (SessionId, &'a LiveSession)> + 'a {
+        self.sessions
+            .iter()
+            .filter(move |(_, s)| user_id.is_none_or(|u| &s.user_id == u))
+            .map(|(id, s)| (*id, s))
+    }
+
+    /// The live session `session_id` if `user_id` may act on it (`None` =
+    /// admin); someone else's session is `SessionNotFound`, never forbidden.
+    pub fn live_session(
+        &self,
+        session_id: SessionId,
+        user_id: Option<&UserId>,
+    ) -> Result<&LiveSession, DomainError> {
+        match self.sessions.get(&session_id) {
+            Some(s) if user_id.is_none_or(|u| &s.user_id == u) => Ok(s),
+            _ => Err(DomainError::SessionNotFound),
+        }
+    }
+
+    /// The live session `user_id` holds for `hardware_id`, if any.
+    pub fn session_held_by(&self, user_id: &UserId, hardware_id: &HardwareId) -> Option<SessionId> {
+        self.holders
+            .get(&(user_id.clone(), hardware_id.clone()))
+            .copied()
+    }
+
+    /// The live session a user's idempotency key maps to, if any.
+    pub fn session_for_key(&self, user_id: &UserId, key: &IdempotencyKey) -> Option<SessionId> {
+        self.idempotency
+            .get(&(user_id.clone(), key.clone()))
+            .copied()
+    }
+
+    /// Reaper candidates: sessions whose acquire-time deadline is at or
+    /// before `now`. Heartbeats may have extended them: check each with
+    /// [`crate::session::current_deadline`] before deciding `Expire`.
+    pub fn sessions_due(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Iterator<Item = (SessionId, &LiveSession)> + '_ {
+        self.sessions
+            .iter()
+            .filter(move |(_, s)| s.expires_at <= now)
+            .map(|(id, s)| (*id, s))
+    }
+}
+
+/// Folds one event into the state. Events of other streams (session,
+/// checkpoints) are ignored and do not move `version`.
+pub fn apply(mut state: LicenseState, event: &LicenseEvent) -> LicenseState {
+    if event.category() != crate::catalog::StreamCategory::License {
+        return state;
+    }
+    state.version += 1;
+    match event {
+        LicenseEvent::LicenseIssued {
+            tenant_id,
+            license_id,
+            product,
+            seats,
+            session_ttl_secs,
+            valid_until,
+        } => {
+            state.issued = Some(LicenseInfo {
+                tenant_id: tenant_id.clone(),
+                license_id: *license_id,
+                product: product.clone(),
+                seats: *seats,
+                session_ttl_secs: *session_ttl_secs,
+                valid_until: *valid_until,
+            });
+        }
+        LicenseEvent::SeatsChanged { seats } => {
+            if let Some(info) = &mut state.issued {
+                info.seats = *seats;
+            }
+        }
+        LicenseEvent::LicenseSuspended { .. } => state.suspended = true,
+        LicenseEvent::LicenseReinstated {} => state.suspended = false,
+        LicenseEvent::SeatAcquired {
+            session_id,
+            user_id,
+            hardware_id,
+            expires_at,
+            idempotency_key,
+        } => {
+            let holder = (user_id.clone(), hardware_id.clone());
+            state.holders.insert(holder, *session_id);
+            if let Some(key) = idempotency_key {
+                state
+                    .idempotency
+                    .insert((user_id.clone(), key.clone()), *session_id);
+            }
+            let session = LiveSession {
+                user_id: user_id.clone(),
+                hardware_id: hardware_id.clone(),
+                expires_at: *expires_at,
+                idempotency_key: idempotency_key.clone(),
+            };
+            state.sessions.insert(*session_id, session);
+        }
+        LicenseEvent::SeatReleased { session_id }
+        | LicenseEvent::SessionExpired { session_id, .. } => {
+            if let Some(s) = state.sessions.remove(session_id) {
+                // Indexes only hold live sessions; drop entries pointing here.
+                let holder = (s.user_id.clone(), s.hardware_id);
+                if state.holders.get(&holder) == Some(session_id) {
+                    state.holders.remove(&holder);
+                }
+                if let Some(key) = s.idempotency_key {
+                    let entry = (s.user_id, key);
+                    if state.idempotency.get(&entry) == Some(session_id) {
+                        state.idempotency.remove(&entry);
+                    }
+                }
+            }
+        }
+        LicenseEvent::AcquireDenied { .. }
+        | LicenseEvent::HeartbeatRecorded { .. }
+        | LicenseEvent::SessionClosed { .. }
+        | LicenseEvent::TokenIssued { .. }
+        | LicenseEvent::CheckpointSigned { .. } => {}
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -1,0 +1,259 @@
+//! Property tests: random command sequences against the license and session
+//! aggregates, checking the seat invariant, fold = step-by-step state, and
+//! that every produced event survives the log's storage format.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use proptest::prelude::*;
+use uuid::Uuid;
+
+use super::*;
+use crate::catalog::LicenseEvent;
+use crate::session::{self, SessionState};
+
+/// One random step; indexes pick among the live or known sessions at run time.
+#[derive(Clone, Debug)]
+enum Step {
+    Issue {
+        seats: u32,
+        ttl: u32,
+        valid_for: Option<i64>,
+    },
+    ChangeSeats(u32),
+    Suspend,
+    Reinstate,
+    Acquire {
+        user: u8,
+        hw: u8,
+        key: Option<u8>,
+    },
+    Release {
+        pick: usize,
+        by: Option<u8>,
+    },
+    Expire {
+        pick: usize,
+    },
+    Heartbeat {
+        pick: usize,
+    },
+    Advance(i64),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        1 => (0u32..=4, 1u32..=600, proptest::option::of(0i64..3_000))
+            .prop_map(|(seats, ttl, valid_for)| Step::Issue { seats, ttl, valid_for }),
+        1 => (0u32..=5).prop_map(Step::ChangeSeats),
+        1 => Just(Step::Suspend),
+        1 => Just(Step::Reinstate),
+        6 => (0u8..3, 0u8..3, proptest::option::of(0u8..3))
+            .prop_map(|(user, hw, key)| Step::Acquire { user, hw, key }),
+        2 => (any::<usize>(), proptest::option::of(0u8..3)).prop_map(|(pick, by)| Step::Release { pick, by }),
+        2 => any::<usize>().prop_map(|pick| Step::Expire { pick }),
+        3 => any::<usize>().prop_map(|pick| Step::Heartbeat { pick }),
+        2 => (0i64..400).prop_map(Step::Advance),
+    ]
+}
+
+fn t0() -> DateTime<Utc> {
+    Utc.timestamp_opt(1_740_000_000, 0).unwrap()
+}
+
+fn user(n: u8) -> UserId {
+    UserId::parse(&format!("user-{n}")).unwrap()
+}
+
+fn round_trips(event: &LicenseEvent) {
+    let back = LicenseEvent::from_stored(event.event_type(), event.schema_version(), &event.data());
+    assert_eq!(back.as_ref().ok(), Some(event), "{back:?}");
+}
+
+/// Everything the run has produced so far.
+struct World {
+    now: DateTime<Utc>,
+    state: LicenseState,
+    license_log: Vec<LicenseEvent>,
+    sessions: BTreeMap<SessionId, (SessionState, Vec<LicenseEvent>)>,
+    next_id: u128,
+}
+
+impl World {
+    fn pick_live(&self, pick: usize) -> Option<SessionId> {
+        let n = self.state.sessions.len();
+        (n > 0).then(|| *self.state.sessions.keys().nth(pick % n).unwrap())
+    }
+
+    fn command(&mut self, step: &Step) -> Option<LicenseCommand> {
+        Some(match *step {
+            Step::Issue {
+                seats,
+                ttl,
+                valid_for,
+            } => LicenseCommand::Issue {
+                tenant_id: TenantId::parse("t").unwrap(),
+                license_id: LicenseId::from_uuid(Uuid::from_u128(1)),
+                product: ProductId::parse("p").unwrap(),
+                seats,
+                session_ttl_secs: ttl,
+                valid_until: valid_for.map(|s| t0() + TimeDelta::seconds(s)),
+            },
+            Step::ChangeSeats(seats) => LicenseCommand::ChangeSeats { seats },
+            Step::Suspend => LicenseCommand::Suspend { reason: "r".into() },
+            Step::Reinstate => LicenseCommand::Reinstate,
+            Step::Acquire { user: u, hw, key } => {
+                self.next_id += 1;
+                LicenseCommand::Acquire {
+                    session_id: SessionId::from_uuid(Uuid::from_u128(self.next_id)),
+                    user_id: user(u),
+                    hardware_id: HardwareId::parse(&format!("hw-{hw}")).unwrap(),
+                    idempotency_key: key
+                        .map(|k| IdempotencyKey::parse(&format!("key-{k}")).unwrap()),
+                    now: self.now,
+                }
+            }
+            Step::Release { pick, by } => LicenseCommand::Release {
+                session_id: self.pick_live(pick).unwrap_or_else(SessionId::new),
+                user_id: by.map(user),
+            },
+            Step::Expire { pick } => {
+                let session_id = self.pick_live(pick)?;
+                let live = &self.state.sessions[&session_id];
+                let sstate = self
+                    .sessions
+                    .get(&session_id)
+                    .map(|(s, _)| s.clone())
+                    .unwrap_or_default();
+                let deadline = session::current_deadline(live.expires_at, &sstate);
+                LicenseCommand::Expire {
+                    session_id,
+                    deadline,
+                    now: self.now,
+                }
+            }
+            Step::Heartbeat { pick } => {
+                self.heartbeat(pick);
+                return None;
+            }
+            Step::Advance(secs) => {
+                self.now += TimeDelta::seconds(secs);
+                return None;
+            }
+        })
+    }
+
+    /// Heartbeats a known session (live or closed): closed ones must fail.
+    fn heartbeat(&mut self, pick: usize) {
+        let n = self.sessions.len();
+        if n == 0 {
+            return;
+        }
+        let id = *self.sessions.keys().nth(pick % n).unwrap();
+        let ttl = self.state.issued.as_ref().unwrap().session_ttl();
+        let (sstate, log) = self.sessions.get_mut(&id).unwrap();
+        match session::decide_heartbeat(sstate, id, ttl, self.now) {
+            Ok(events) => {
+                assert!(
+                    self.state.sessions.contains_key(&id),
+                    "heartbeat accepted for an ended session"
+                );
+                for e in &events {
+                    round_trips(e);
+                    *sstate = session::apply(sstate.clone(), e);
+                }
+                log.extend(events);
+            }
+            Err(err) => {
+                assert_eq!(err, DomainError::SessionNotFound);
+                assert!(!self.state.sessions.contains_key(&id));
+            }
+        }
+    }
+
+    fn run(&mut self, step: &Step) {
+        let Some(cmd) = self.command(step) else {
+            return;
+        };
+        let before = self.state.clone();
+        let Ok(decision) = decide(&before, cmd) else {
+            return;
+        };
+        if let Outcome::Acquired { existing: true, .. } = decision.outcome {
+            assert!(decision.is_empty(), "an existing session appends nothing");
+        }
+        for event in &decision.license_events {
+            round_trips(event);
+            if let LicenseEvent::SeatAcquired { session_id, .. } = event {
+                // (a) a seat is only ever handed out below the seat count.
+                assert!(
+                    before.sessions.len() < before.seats() as usize,
+                    "over-allocation"
+                );
+                assert!(!before.suspended);
+                assert!(!before.sessions.contains_key(session_id));
+                self.sessions.entry(*session_id).or_default();
+            }
+            self.state = apply(self.state.clone(), event);
+        }
+        self.license_log
+            .extend(decision.license_events.iter().cloned());
+        if let Some(id) = decision.session_stream() {
+            let (sstate, log) = self.sessions.entry(id).or_default();
+            for e in &decision.session_events {
+                round_trips(e);
+                assert_eq!(e.session_id(), Some(id));
+                *sstate = session::apply(sstate.clone(), e);
+            }
+            log.extend(decision.session_events.iter().cloned());
+        }
+    }
+
+    fn check_invariants(&self) {
+        let live = &self.state.sessions;
+        let holders: BTreeSet<_> = live
+            .values()
+            .map(|s| (&s.user_id, &s.hardware_id))
+            .collect();
+        assert_eq!(
+            holders.len(),
+            live.len(),
+            "one live session per user and hardware id"
+        );
+        for (id, (sstate, _)) in &self.sessions {
+            // The session stream's close marker agrees with the license stream.
+            assert_eq!(sstate.closed.is_none(), live.contains_key(id));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn seats_hold_and_fold_reproduces_state(
+        issue in (1u32..=4, 1u32..=600),
+        steps in proptest::collection::vec(step(), 0..80),
+    ) {
+        let mut world = World {
+            now: t0(),
+            state: LicenseState::default(),
+            license_log: Vec::new(),
+            sessions: BTreeMap::new(),
+            next_id: 1_000,
+        };
+        let (seats, ttl) = issue;
+        world.run(&Step::Issue { seats, ttl, valid_for: None });
+        for step in &steps {
+            world.run(step);
+            world.check_invariants();
+        }
+        // (b) folding everything from scratch gives the step-by-step state.
+        let folded = LicenseState::fold(&world.license_log);
+        prop_assert_eq!(&folded, &world.state);
+        prop_assert_eq!(folded.version, world.license_log.len() as i64 - 1);
+        for (sstate, log) in world.sessions.values() {
+            prop_assert_eq!(&SessionState::fold(log), sstate);
+        }
+    }
+}
