@@ -1,0 +1,205 @@
+//! The claims of a user JWT and how they become a [`Caller`].
+//!
+//! Owns the mapping from claims to identity: user = `sub`, tenant =
+//! `tenant_id` (or `firebase.tenant`, as Identity Platform issues it), admin
+//! = `roles` contains [`ADMIN_ROLE`]. Formats follow `events::ids`
+//! (`TenantId`, `UserId`), so a verified caller's ids always parse there.
+//!
+//! Must not: check signatures or time claims (that is [`super::Authenticator`]),
+//! and must not echo claim values into error messages.
+
+use events::ids::{IdError, TenantId, UserId};
+use serde::Deserialize;
+
+/// The role (in the `roles` claim) that grants the admin routes.
+pub const ADMIN_ROLE: &str = "license-admin";
+
+/// An authenticated caller: who it is, which tenant it acts in, and whether
+/// it may use the admin routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The user (the token's `sub`); 1..=256 characters without control characters.
+    pub user_id: String,
+    /// The tenant (`tenant_id`, else `firebase.tenant`); 1..=64 of `[A-Za-z0-9_-]`.
+    pub tenant_id: String,
+    /// Whether `roles` contains [`ADMIN_ROLE`].
+    pub is_admin: bool,
+}
+
+impl Caller {
+    /// The caller's tenant as a typed id (always `Ok` for a verified caller).
+    pub fn tenant(&self) -> Result<TenantId, IdError> {
+        TenantId::parse(&self.tenant_id)
+    }
+
+    /// The caller's user as a typed id (always `Ok` for a verified caller).
+    pub fn user(&self) -> Result<UserId, IdError> {
+        UserId::parse(&self.user_id)
+    }
+}
+
+/// Why verified claims do not make a caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimsError {
+    /// No `sub` claim.
+    #[error("token carries no subject (sub)")]
+    MissingSubject,
+    /// `sub` is empty, too long or has control characters.
+    #[error("token subject (sub) must be 1 to 256 characters without control characters")]
+    InvalidSubject,
+    /// Neither `tenant_id` nor `firebase.tenant`.
+    #[error("token carries no tenant")]
+    MissingTenant,
+    /// The tenant claim has the wrong format.
+    #[error("token tenant must be 1 to 64 characters of A-Z a-z 0-9 _ -")]
+    InvalidTenant,
+    /// `roles` is neither a string nor an array of strings.
+    #[error("token roles claim must be an array of strings")]
+    InvalidRoles,
+}
+
+/// The non-registered claims we read. Registered claims (`iss`, `aud`,
+/// `exp`, `nbf`) are checked by `jsonwebtoken` before this is used.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct UserClaims {
+    #[serde(default)]
+    pub(crate) sub: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) tenant_id: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) firebase: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) roles: Option<serde_json::Value>,
+}
+
+impl UserClaims {
+    /// The tenant claim: `tenant_id` when present (never falls back if it is
+    /// present but malformed), else `firebase.tenant`.
+    pub(crate) fn tenant(&self) -> Result<&str, ClaimsError> {
+        let value = match &self.tenant_id {
+            Some(v) if !v.is_null() => v,
+            _ => match self.firebase.as_ref().and_then(|f| f.get("tenant")) {
+                Some(v) if !v.is_null() => v,
+                _ => return Err(ClaimsError::MissingTenant),
+            },
+        };
+        let tenant = value.as_str().ok_or(ClaimsError::InvalidTenant)?;
+        TenantId::parse(tenant).map_err(|_| ClaimsError::InvalidTenant)?;
+        Ok(tenant)
+    }
+
+    /// The `sub` claim, format-checked.
+    pub(crate) fn subject(&self) -> Result<&str, ClaimsError> {
+        let sub = match &self.sub {
+            Some(v) if !v.is_null() => v.as_str().ok_or(ClaimsError::InvalidSubject)?,
+            _ => return Err(ClaimsError::MissingSubject),
+        };
+        UserId::parse(sub).map_err(|_| ClaimsError::InvalidSubject)?;
+        Ok(sub)
+    }
+
+    /// Whether `roles` grants admin. A single string is accepted as a
+    /// one-element list; any other shape is rejected rather than ignored.
+    fn is_admin(&self) -> Result<bool, ClaimsError> {
+        match &self.roles {
+            None | Some(serde_json::Value::Null) => Ok(false),
+            Some(serde_json::Value::String(role)) => Ok(role == ADMIN_ROLE),
+            Some(serde_json::Value::Array(roles)) => {
+                let mut admin = false;
+                for role in roles {
+                    admin |= role.as_str().ok_or(ClaimsError::InvalidRoles)? == ADMIN_ROLE;
+                }
+                Ok(admin)
+            }
+            Some(_) => Err(ClaimsError::InvalidRoles),
+        }
+    }
+
+    /// Turns (already verified) claims into a caller.
+    pub(crate) fn into_caller(self) -> Result<Caller, ClaimsError> {
+        Ok(Caller {
+            user_id: self.subject()?.to_owned(),
+            tenant_id: self.tenant()?.to_owned(),
+            is_admin: self.is_admin()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn caller(claims: serde_json::Value) -> Result<Caller, ClaimsError> {
+        serde_json::from_value::<UserClaims>(claims)
+            .unwrap()
+            .into_caller()
+    }
+
+    #[test]
+    fn tenant_id_wins_over_firebase_tenant() {
+        let c =
+            caller(json!({"sub": "u1", "tenant_id": "a", "firebase": {"tenant": "b"}})).unwrap();
+        assert_eq!(c.tenant_id, "a");
+        assert!(!c.is_admin);
+    }
+
+    #[test]
+    fn firebase_tenant_is_the_fallback() {
+        let c = caller(json!({"sub": "u1", "firebase": {"tenant": "t1"}})).unwrap();
+        assert_eq!(c.tenant_id, "t1");
+    }
+
+    #[test]
+    fn admin_role_is_read_from_roles() {
+        let c = caller(json!({"sub": "u", "tenant_id": "t", "roles": ["x", ADMIN_ROLE]})).unwrap();
+        assert!(c.is_admin);
+        let c = caller(json!({"sub": "u", "tenant_id": "t", "roles": ADMIN_ROLE})).unwrap();
+        assert!(c.is_admin);
+        let e = caller(json!({"sub": "u", "tenant_id": "t", "roles": [1]})).unwrap_err();
+        assert_eq!(e, ClaimsError::InvalidRoles);
+    }
+
+    #[test]
+    fn malformed_identities_are_rejected() {
+        let cases = [
+            (json!({"tenant_id": "t"}), ClaimsError::MissingSubject),
+            (
+                json!({"sub": "", "tenant_id": "t"}),
+                ClaimsError::InvalidSubject,
+            ),
+            (
+                json!({"sub": "a\nb", "tenant_id": "t"}),
+                ClaimsError::InvalidSubject,
+            ),
+            (
+                json!({"sub": "x".repeat(257), "tenant_id": "t"}),
+                ClaimsError::InvalidSubject,
+            ),
+            (
+                json!({"sub": 7, "tenant_id": "t"}),
+                ClaimsError::InvalidSubject,
+            ),
+            (json!({"sub": "u"}), ClaimsError::MissingTenant),
+            (
+                json!({"sub": "u", "tenant_id": "a b"}),
+                ClaimsError::InvalidTenant,
+            ),
+            (
+                json!({"sub": "u", "tenant_id": "t".repeat(65)}),
+                ClaimsError::InvalidTenant,
+            ),
+            (
+                json!({"sub": "u", "tenant_id": "", "firebase": {"tenant": "ok"}}),
+                ClaimsError::InvalidTenant,
+            ),
+            (
+                json!({"sub": "u", "firebase": {"tenant": 3}}),
+                ClaimsError::InvalidTenant,
+            ),
+        ];
+        for (claims, expected) in cases {
+            assert_eq!(caller(claims.clone()).unwrap_err(), expected, "{claims}");
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Licenses of the caller's tenant (read: any user; write: `license-admin`).
+
+use super::error::{invalid, ApiJson};
+use super::{actor, AppState};
+use crate::auth::{AdminCaller, Caller};
+use crate::problem::Problem;
+use crate::service::lookup;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use events::ids::{LicenseId, ProductId};
+use events::license::{LicenseCommand, LicenseState, DEFAULT_SESSION_TTL_SECS};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A license as the log says it is now.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LicenseView {
+    /// The license.
+    pub license_id: Uuid,
+    /// Its tenant.
+    pub tenant_id: String,
+    /// The product.
+    pub product: String,
+    /// Concurrent seats.
+    pub seats: u32,
+    /// Seats held by live sessions.
+    pub seats_in_use: usize,
+    /// Session TTL without heartbeats, seconds.
+    pub session_ttl_secs: u32,
+    /// End of validity, if any.
+    pub valid_until: Option<DateTime<Utc>>,
+    /// Whether acquires are refused.
+    pub suspended: bool,
+    /// Version of the license stream.
+    pub version: i64,
+}
+
+impl LicenseView {
+    fn from_state(state: &LicenseState) -> Option<Self> {
+        let info = state.issued.as_ref()?;
+        Some(Self {
+            license_id: info.license_id.as_uuid(),
+            tenant_id: info.tenant_id.to_string(),
+            product: info.product.to_string(),
+            seats: info.seats,
+            seats_in_use: state.sessions.len(),
+            session_ttl_secs: info.session_ttl_secs,
+            valid_until: info.valid_until,
+            suspended: state.suspended,
+            version: state.version,
+        })
+    }
+}
+
+fn view(state: &LicenseState) -> Result<Json<LicenseView>, Problem> {
+    LicenseView::from_state(state)
+        .map(Json)
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, "not-found", "license not found"))
+}
+
+fn parse_license(raw: &str) -> Result<LicenseId, Problem> {
+    raw.parse::<LicenseId>().map_err(|_| Problem::new(StatusCode::NOT_FOUND, "not-found", "license not found"))
+}
+
+/// Body of `POST /admin/licenses`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssueRequest {
+    /// Product id (1-64 chars of `[A-Za-z0-9._-]`).
+    pub product: String,
+    /// Concurrent seats (1-100000).
+    pub seats: u32,
+    /// Session TTL without heartbeats, seconds (default 360).
+    pub session_ttl_secs: Option<u32>,
+    /// End of validity.
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// Body of `PUT /admin/licenses/{id}/seats`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeatsRequest {
+    /// New seat count (1-100000). Lowering it below the seats in use ends no session; new acquires are denied until enough are released.
+    pub seats: u32,
+}
+
+/// Body of `POST /admin/licenses/{id}/suspend`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SuspendRequest {
+    /// Why (kept in the log).
+    pub reason: String,
+}
+
+/// Licenses of your tenant.
+#[utoipa::path(get, path = "/api/v1/licenses", tag = "licenses",
+    responses((status = 200, body = [LicenseView]), (status = 401, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn list(State(state): State<AppState>, caller: Caller, headers: HeaderMap) -> Result<Json<Vec<LicenseView>>, Problem> {
+    let actor = actor(&caller, &headers)?;
+    let ids = lookup::licenses_of_tenant(state.licenses.store().pool(), &actor.tenant)
+        .await
+        .map_err(|e| Problem::from(crate::service::ServiceError::from(e)))?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let license = state.licenses.license(id, Some(&actor.tenant)).await?;
+        out.extend(LicenseView::from_state(&license));
+    }
+    Ok(Json(out))
+}
+
+/// One license of your tenant.
+#[utoipa::path(get, path = "/api/v1/licenses/{license_id}", tag = "licenses",
+    params(("license_id" = Uuid, Path)),
+    responses((status = 200, body = LicenseView), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn get(State(state): State<AppState>, caller: Caller, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<LicenseView>, Problem> {
+    let actor = actor(&caller, &headers)?;
+    view(&state.licenses.license(parse_license(&id)?, Some(&actor.tenant)).await?)
+}
+
+/// Issue a license to your tenant (admin).
+#[utoipa::path(post, path = "/api/v1/admin/licenses", tag = "admin", request_body = IssueRequest,
+    responses((status = 201, body = LicenseView), (status = 403, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn issue(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<IssueRequest>,
+) -> Result<(StatusCode, Json<LicenseView>), Problem> {
+    let actor = actor(&caller, &headers)?;
+    let product = ProductId::parse(&body.product).map_err(|e| invalid("product", e))?;
+    let ttl = body.session_ttl_secs.unwrap_or(DEFAULT_SESSION_TTL_SECS);
+    let license = state.licenses.issue(&actor, product, body.seats, ttl, body.valid_until).await?;
+    Ok((StatusCode::CREATED, view(&license)?))
+}
+
+/// Change a license's seats (admin).
+#[utoipa::path(put, path = "/api/v1/admin/licenses/{license_id}/seats", tag = "admin", request_body = SeatsRequest,
+    params(("license_id" = Uuid, Path)),
+    responses((status = 200, body = LicenseView), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn change_seats(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SeatsRequest>,
+) -> Result<Json<LicenseView>, Problem> {
+    let actor = actor(&caller, &headers)?;
+    let cmd = LicenseCommand::ChangeSeats { seats: body.seats };
+    view(&state.licenses.administer(&actor, parse_license(&id)?, cmd).await?)
+}
+
+/// Suspend a license: acquires are denied, live sessions continue (admin).
+#[utoipa::path(post, path = "/api/v1/admin/licenses/{license_id}/suspend", tag = "admin", request_body = SuspendRequest,
+    params(("license_id" = Uuid, Path)),
+    responses((status = 200, body = LicenseView), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn suspend(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<SuspendRequest>,
+) -> Result<Json<LicenseView>, Problem> {
+    let actor = actor(&caller, &headers)?;
+    let cmd = LicenseCommand::Suspend { reason: body.reason };
+    view(&state.licenses.administer(&actor, parse_license(&id)?, cmd).await?)
+}
+
+/// Lift a suspension (admin).
+#[utoipa::path(post, path = "/api/v1/admin/licenses/{license_id}/reinstate", tag = "admin",
+    params(("license_id" = Uuid, Path)),
+    responses((status = 200, body = LicenseView), (status = 404, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn reinstate(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<LicenseView>, Problem> {
+    let actor = actor(&caller, &headers)?;
+    view(&state.licenses.administer(&actor, parse_license(&id)?, LicenseCommand::Reinstate).await?)
+}

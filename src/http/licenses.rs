@@ -1,0 +1,263 @@
+//! Client routes: acquire, heartbeat, release, fetch a session's token, and
+//! the licenses of the caller's tenant.
+
+use super::error::{invalid, ApiJson};
+use super::{actor, AppState};
+use crate::auth::Caller;
+use crate::problem::Problem;
+use crate::service::{Acquisition, Actor};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use events::ids::{HardwareId, IdempotencyKey, LicenseId, SessionId};
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Body of `POST /licenses/acquire`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcquireRequest {
+    /// The license; may be omitted when the tenant has exactly one.
+    pub license_id: Option<Uuid>,
+    /// The machine (1-128 chars of `[A-Za-z0-9:._-]`).
+    pub hardware_id: String,
+}
+
+/// A granted seat with its signed license token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcquireResponse {
+    /// RS256 JWT signed by the license server (verify offline with `public_key_pem`).
+    pub license_token: String,
+    /// PEM of the key that signed the token.
+    pub public_key_pem: String,
+    /// Deadline of the session; heartbeat before it.
+    pub expires_at: DateTime<Utc>,
+    /// The session.
+    pub session_id: Uuid,
+    /// The license.
+    pub license_id: Uuid,
+}
+
+/// A granted seat whose token is not minted yet (202).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AcquirePending {
+    /// The session.
+    pub session_id: Uuid,
+    /// The license.
+    pub license_id: Uuid,
+    /// Deadline of the session.
+    pub expires_at: DateTime<Utc>,
+    /// Where to fetch the token once minted.
+    pub token_url: String,
+}
+
+/// A session's new deadline.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HeartbeatResponse {
+    /// The session.
+    pub session_id: Uuid,
+    /// The new deadline.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A minted license token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    /// The session.
+    pub session_id: Uuid,
+    /// The token.
+    pub license_token: String,
+    /// Key id (`kid`) of the signing key.
+    pub key_id: String,
+    /// PEM of that key.
+    pub public_key_pem: String,
+}
+
+fn parse_session(raw: &str) -> Result<SessionId, Problem> {
+    // An unparseable id cannot name anyone's session: not found, like any other.
+    raw.parse::<SessionId>().map_err(|_| Problem::new(StatusCode::NOT_FOUND, "not-found", "session not found"))
+}
+
+/// Acquire a seat.
+#[utoipa::path(post, path = "/api/v1/licenses/acquire", tag = "licenses",
+    request_body = AcquireRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the same session")),
+    responses(
+        (status = 200, description = "Seat granted", body = AcquireResponse),
+        (status = 202, description = "Seat granted; token not minted yet", body = AcquirePending),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "No seat available (or license suspended / expired)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such license in your tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body, or license_id required", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, tenant = %caller.tenant_id))]
+pub async fn acquire(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AcquireRequest>,
+) -> Result<Response, Problem> {
+    let started = Instant::now();
+    let actor = actor(&caller, &headers)?;
+    let hardware_id = HardwareId::parse(&body.hardware_id).map_err(|e| invalid("hardware_id", e))?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str().ok().and_then(|s| IdempotencyKey::parse(s).ok()).ok_or_else(|| {
+                invalid("Idempotency-Key", "Idempotency-Key must be 1-255 printable characters")
+            })?,
+        ),
+    };
+    let licenses = &state.licenses;
+    let license_id = licenses.resolve_license(&actor, body.license_id.map(LicenseId::from_uuid)).await?;
+    let outcome = licenses.acquire(&actor, license_id, hardware_id, key).await;
+    let response = match outcome? {
+        Acquisition::Denied { reason, .. } => {
+            state.metrics.denials.inc();
+            Err(Problem::new(StatusCode::FORBIDDEN, "no-seat", format!("acquire denied: {}", reason.as_str()))
+                .with("reason", reason.as_str()))
+        }
+        Acquisition::Granted { license_id, session_id, expires_at, existing } => {
+            if existing {
+                state.metrics.acquires_existing.inc();
+            } else {
+                state.metrics.acquires.inc();
+            }
+            Ok(granted(&state, &actor, license_id, session_id, expires_at).await?)
+        }
+    };
+    state.metrics.acquire_latency.observe(started.elapsed());
+    response
+}
+
+/// Waits (bounded) for the session's token; 200 with it, or 202 with where to fetch it.
+async fn granted(
+    state: &AppState,
+    actor: &Actor,
+    license_id: LicenseId,
+    session_id: SessionId,
+    expires_at: DateTime<Utc>,
+) -> Result<Response, Problem> {
+    let waiting = state.waiters.register(session_id);
+    let minted = match state.licenses.session(actor, session_id).await?.state.token {
+        Some(t) => Some((t.key_id, t.token)),
+        None => tokio::time::timeout(state.token_wait, waiting).await.ok().and_then(Result::ok),
+    };
+    let minted = match minted {
+        Some(m) => Some(m),
+        // The notification may have been missed: the log is the truth.
+        None => state.licenses.session(actor, session_id).await?.state.token.map(|t| (t.key_id, t.token)),
+    };
+    match minted {
+        Some((key_id, token)) => {
+            let public_key_pem = state.public_key_pem(&key_id).await?;
+            Ok(Json(AcquireResponse {
+                license_token: token,
+                public_key_pem,
+                expires_at,
+                session_id: session_id.as_uuid(),
+                license_id: license_id.as_uuid(),
+            })
+            .into_response())
+        }
+        None => {
+            let token_url = format!("/api/v1/licenses/sessions/{session_id}/token");
+            let mut response = (
+                StatusCode::ACCEPTED,
+                Json(AcquirePending { session_id: session_id.as_uuid(), license_id: license_id.as_uuid(), expires_at, token_url: token_url.clone() }),
+            )
+                .into_response();
+            let headers = response.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&token_url) {
+                headers.insert(header::LOCATION, v);
+            }
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Ok(response)
+        }
+    }
+}
+
+/// Keep a session alive.
+#[utoipa::path(put, path = "/api/v1/licenses/heartbeat/{session_id}", tag = "licenses",
+    params(("session_id" = Uuid, Path, description = "The session")),
+    responses(
+        (status = 200, description = "Deadline extended", body = HeartbeatResponse),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live session of yours", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %session_id))]
+pub async fn heartbeat(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(session_id): Path<String>,
+) -> Result<Json<HeartbeatResponse>, Problem> {
+    let started = Instant::now();
+    let actor = actor(&caller, &headers)?;
+    let session = parse_session(&session_id)?;
+    let expires_at = state.licenses.heartbeat(&actor, session).await?;
+    state.metrics.heartbeats.inc();
+    state.metrics.heartbeat_latency.observe(started.elapsed());
+    Ok(Json(HeartbeatResponse { session_id: session.as_uuid(), expires_at }))
+}
+
+/// Give a seat back.
+#[utoipa::path(delete, path = "/api/v1/licenses/release/{session_id}", tag = "licenses",
+    params(("session_id" = Uuid, Path, description = "The session")),
+    responses(
+        (status = 204, description = "Released"),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such live session of yours", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %session_id))]
+pub async fn release(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(session_id): Path<String>,
+) -> Result<StatusCode, Problem> {
+    let started = Instant::now();
+    let actor = actor(&caller, &headers)?;
+    let session = parse_session(&session_id)?;
+    state.licenses.release(&actor, session).await?;
+    state.metrics.releases.inc();
+    state.metrics.release_latency.observe(started.elapsed());
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Fetch a session's license token (after a 202 from acquire).
+#[utoipa::path(get, path = "/api/v1/licenses/sessions/{session_id}/token", tag = "licenses",
+    params(("session_id" = Uuid, Path, description = "The session")),
+    responses(
+        (status = 200, description = "The token", body = TokenResponse),
+        (status = 202, description = "Not minted yet; retry after Retry-After seconds"),
+        (status = 404, description = "No such session of yours", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %session_id))]
+pub async fn token(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(session_id): Path<String>,
+) -> Result<Response, Problem> {
+    let actor = actor(&caller, &headers)?;
+    let session = parse_session(&session_id)?;
+    let view = state.licenses.session(&actor, session).await?;
+    match view.state.token {
+        Some(t) => {
+            let public_key_pem = state.public_key_pem(&t.key_id).await?;
+            Ok(Json(TokenResponse { session_id: session.as_uuid(), license_token: t.token, key_id: t.key_id, public_key_pem })
+                .into_response())
+        }
+        None => Ok((StatusCode::ACCEPTED, [(header::RETRY_AFTER, "1")]).into_response()),
+    }
+}

@@ -1,0 +1,168 @@
+//! HTTP layer: per-resource routers, middleware, OpenAPI.
+
+pub mod admin;
+pub mod error;
+pub mod licenses;
+pub mod ops;
+pub mod ratelimit;
+
+use crate::auth::{Authenticator, Caller};
+use crate::metrics::Metrics;
+use crate::problem::Problem;
+use crate::service::{Actor, Licenses, ServiceError};
+use crate::signer::SigningBackend;
+use crate::tokens::TokenWaiters;
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+/// Largest request body accepted (bytes).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Everything handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Command side.
+    pub licenses: Arc<Licenses>,
+    /// User token verification.
+    pub auth: Arc<Authenticator>,
+    /// The license-token signing key (for its public half).
+    pub signer: Arc<dyn SigningBackend>,
+    /// Acquires waiting for tokens.
+    pub waiters: Arc<TokenWaiters>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Redis (readiness).
+    pub redis: Option<redis::aio::ConnectionManager>,
+    /// NATS (readiness).
+    pub nats: Option<async_nats::Client>,
+    /// How long acquire waits for the token before answering 202.
+    pub token_wait: Duration,
+}
+
+impl FromRef<AppState> for Arc<Authenticator> {
+    fn from_ref(state: &AppState) -> Self {
+        state.auth.clone()
+    }
+}
+
+impl AppState {
+    /// PEM of the public key `key_id` (refreshing the key list once if unknown).
+    pub async fn public_key_pem(&self, key_id: &str) -> Result<String, Problem> {
+        let find = |keys: Vec<crate::signer::PublicKey>| keys.into_iter().find(|k| k.kid == key_id).map(|k| k.pem);
+        let keys = self.signer.public_keys().await.map_err(signer_problem)?;
+        if let Some(pem) = find(keys) {
+            return Ok(pem);
+        }
+        let keys = self.signer.refresh_public_keys().await.map_err(signer_problem)?;
+        find(keys).ok_or_else(|| {
+            tracing::error!(%key_id, "a token was signed by a key that is not published");
+            Problem::internal()
+        })
+    }
+}
+
+fn signer_problem(err: crate::signer::SignerError) -> Problem {
+    tracing::error!(error = %err, "reading the signing public keys failed");
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "signer-unavailable", "the signing keys are unavailable; retry shortly")
+}
+
+/// The acting caller as the service sees it (typed ids, request id).
+pub fn actor(caller: &Caller, headers: &HeaderMap) -> Result<Actor, Problem> {
+    let unauthorized = |_| Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "the token's subject or tenant is malformed");
+    Ok(Actor {
+        tenant: caller.tenant().map_err(unauthorized)?,
+        user: caller.user().map_err(unauthorized)?,
+        admin: caller.is_admin,
+        correlation_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned),
+    })
+}
+
+impl From<sqlx::Error> for Problem {
+    fn from(e: sqlx::Error) -> Self {
+        ServiceError::from(e).into()
+    }
+}
+
+/// The OpenAPI document (served at `/api/v1/openapi.json`).
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "License Ledger", description = "Floating licenses over an event log: acquire, heartbeat, release."),
+    paths(
+        licenses::acquire, licenses::heartbeat, licenses::release, licenses::token,
+        admin::list, admin::get, admin::issue, admin::change_seats, admin::suspend, admin::reinstate,
+        ops::health, ops::ready, ops::jwks,
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth),
+    tags((name = "licenses", description = "Client routes"), (name = "admin", description = "Needs the license-admin role"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState, rate_limit: ratelimit::RateLimitConfig, allowed_origins: &[String]) -> Router {
+    let limiter = ratelimit::RateLimiter::new(rate_limit);
+    let api = Router::new()
+        .route("/licenses/acquire", post(licenses::acquire))
+        .route("/licenses/heartbeat/{session_id}", put(licenses::heartbeat))
+        .route("/licenses/release/{session_id}", delete(licenses::release))
+        .route("/licenses/sessions/{session_id}/token", get(licenses::token))
+        .route("/licenses", get(admin::list))
+        .route("/licenses/{license_id}", get(admin::get))
+        .route("/admin/licenses", post(admin::issue))
+        .route("/admin/licenses/{license_id}/seats", put(admin::change_seats))
+        .route("/admin/licenses/{license_id}/suspend", post(admin::suspend))
+        .route("/admin/licenses/{license_id}/reinstate", post(admin::reinstate))
+        .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::layer))
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/openapi.json", get(ops::openapi));
+    let origins: Vec<HeaderValue> = allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o.trim()).ok()).collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+        .allow_headers([axum::http::header::AUTHORIZATION, axum::http::header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+        .expose_headers([
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderName::from_static("x-request-id"),
+        ]);
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/.well-known/jwks.json", get(ops::jwks))
+        .route("/metrics", get(ops::metrics))
+        .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", ApiDoc::openapi()))
+        .fallback(ops::not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(cors)
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+            // Only method and path: never headers (bearer tokens) or bodies.
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
