@@ -39,8 +39,10 @@ pub struct AppState {
     pub waiters: Arc<TokenWaiters>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Redis (readiness).
+    /// Redis (the read model; readiness).
     pub redis: Option<redis::aio::ConnectionManager>,
+    /// Key prefix of the read model in Redis.
+    pub redis_prefix: String,
     /// NATS (readiness).
     pub nats: Option<async_nats::Client>,
     /// How long acquire waits for the token before answering 202.

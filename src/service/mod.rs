@@ -409,11 +409,20 @@ impl Licenses {
         }
     }
 
+    /// The current deadline of a live session (`None`: unknown or closed).
+    pub async fn deadline(&self, session: SessionId) -> Result<Option<chrono::DateTime<chrono::Utc>>, ServiceError> {
+        let Some(license_id) = self.sessions.license_of(&self.store, session).await? else { return Ok(None) };
+        let state = self.cached_or_fresh(license_id, session).await?;
+        let Some(live) = state.sessions.get(&session) else { return Ok(None) };
+        let view = self.sessions.view(&self.store, session).await?;
+        Ok(view.state.closed.is_none().then(|| events::session::current_deadline(live.expires_at, &view.state)))
+    }
+
     /// A session the caller may see, with its token once minted.
     pub async fn session(&self, actor: &Actor, session: SessionId) -> Result<SessionView, ServiceError> {
         let license_id = self.sessions.license_of(&self.store, session).await?.ok_or(ServiceError::NotFound("session"))?;
-        let state = self.license(license_id, Some(&actor.tenant)).await.map_err(|_| ServiceError::NotFound("session"))?;
-        let _ = state;
+        self.license(license_id, Some(&actor.tenant)).await.map_err(|_| ServiceError::NotFound("session"))?;
+        self.sessions.forget(session); // read the stream: the token may have just been recorded
         let view = self.sessions.view(&self.store, session).await?;
         if !actor.admin && view.user.as_ref().is_some_and(|u| *u != actor.user) {
             return Err(ServiceError::NotFound("session"));

@@ -1,0 +1,71 @@
+//! The reaper: ends sessions whose deadline passed without a heartbeat, by
+//! appending `SessionExpired` (license stream) and `SessionClosed` (session
+//! stream) atomically, with the session stream's expected version. A
+//! heartbeat that lands first wins by stream version; so does another
+//! reaper, which makes several reapers safe (they only waste a little work).
+
+use crate::metrics::Metrics;
+use crate::service::{lookup, Licenses};
+use chrono::{DateTime, Utc};
+use events::ids::{LicenseId, SessionId};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// How often the list of licenses is re-read.
+const LICENSE_LIST_TTL: Duration = Duration::from_secs(10);
+
+/// Runs the reaper until `shutdown`, checking every `interval`.
+pub async fn run(licenses: Arc<Licenses>, metrics: Arc<Metrics>, interval: Duration, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut reaper = Reaper::default();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(interval) => {}
+        }
+        match reaper.sweep(&licenses).await {
+            Ok(expired) => metrics.expiries.add(expired),
+            Err(err) => tracing::warn!(error = %format!("{err:#}"), "reaper sweep failed; retrying next tick"),
+        }
+    }
+}
+
+/// Remembers deadlines it has seen, so that a session kept alive by
+/// heartbeats is only re-read when its last known deadline passes.
+#[derive(Default)]
+pub struct Reaper {
+    licenses: Vec<LicenseId>,
+    listed_at: Option<Instant>,
+    known_deadlines: HashMap<SessionId, DateTime<Utc>>,
+}
+
+impl Reaper {
+    /// One pass over every license; returns how many sessions it expired.
+    pub async fn sweep(&mut self, licenses: &Licenses) -> anyhow::Result<u64> {
+        if self.listed_at.is_none_or(|t| t.elapsed() > LICENSE_LIST_TTL) {
+            self.licenses = lookup::all_licenses(licenses.store().pool()).await?;
+            self.listed_at = Some(Instant::now());
+        }
+        let now = Utc::now();
+        let mut expired = 0;
+        let mut live = std::collections::HashSet::new();
+        for &license_id in &self.licenses {
+            let state = licenses.license(license_id, None).await?;
+            live.extend(state.sessions.keys().copied());
+            for (session, _) in state.sessions_due(now) {
+                if self.known_deadlines.get(&session).is_some_and(|d| *d > now) {
+                    continue;
+                }
+                if licenses.expire(license_id, session).await? {
+                    expired += 1;
+                    self.known_deadlines.remove(&session);
+                } else if let Some(deadline) = licenses.deadline(session).await? {
+                    self.known_deadlines.insert(session, deadline);
+                }
+            }
+        }
+        self.known_deadlines.retain(|s, _| live.contains(s));
+        Ok(expired)
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests of the license service over HTTP, against the real local
+//! Postgres, NATS and Redis (one integration-test binary).
+
+mod harness;
+mod http_api;
+mod kms;
+mod nats;
+mod seats;
