@@ -145,8 +145,9 @@ pub async fn run(
         let interval = Duration::from_millis(config.reaper_interval_ms.max(50));
         tasks.spawn(async move { ("reap", reaper::run(licenses, metrics, interval, stop).await) });
     }
+    let mut listener = listener;
     if components.serve {
-        let listener = listener.context("serve needs a listener")?;
+        let listener = listener.take().context("serve needs a listener")?;
         let auth = auth.context("serve needs an authenticator")?;
         let waiters = Arc::new(TokenWaiters::default());
         let nats = shared.nats.clone();
@@ -179,6 +180,20 @@ pub async fn run(
                 .context("HTTP server");
             ("serve", served)
         });
+    }
+    if !components.serve {
+        // Workers serve health and metrics on LISTEN_ADDR for probes and scraping.
+        if let Some(listener) = listener.take() {
+            let app = http::worker_router(shared.clone());
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+                    .context("health listener");
+                ("health", served)
+            });
+        }
     }
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {

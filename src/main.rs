@@ -69,14 +69,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sign => (Components { sign: true, ..Components::default() }, false),
         Command::Reap => (Components { reap: true, ..Components::default() }, false),
     };
-    let listener = if components.serve {
+    // Every component listens: the API, or health and metrics for workers.
+    let listener = {
         Some(
             tokio::net::TcpListener::bind(config.listen_addr)
                 .await
                 .with_context(|| format!("binding LISTEN_ADDR {}", config.listen_addr))?,
         )
-    } else {
-        None
     };
     let mut extra = None;
     let mut issuer = None;

@@ -63,7 +63,7 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &PublisherConfig) ->
     js.get_or_create_stream(jetstream::stream::Config {
         name: config.stream.clone(),
         subjects: vec![format!("{}.>", config.subject_prefix)],
-        duplicate_window: Duration::from_secs(120),
+        duplicate_window: Duration::from_secs(600),
         max_age: Duration::from_secs(30 * 24 * 3600),
         storage: jetstream::stream::StorageType::File,
         ..Default::default()

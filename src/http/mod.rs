@@ -5,6 +5,7 @@ pub mod error;
 pub mod licenses;
 pub mod ops;
 pub mod ratelimit;
+pub mod usage;
 
 use crate::auth::{Authenticator, Caller};
 use crate::metrics::Metrics;
@@ -119,6 +120,25 @@ impl utoipa::Modify for BearerAuth {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
     }
+}
+
+/// Health and metrics of a worker process (publish, sign, reap).
+pub fn worker_router(shared: crate::app::Shared) -> Router {
+    let metrics = shared.metrics.clone();
+    let store = shared.store.clone();
+    Router::new()
+        .route("/api/v1/health", get(ops::health))
+        .route(
+            "/metrics",
+            get(move || {
+                let (metrics, store) = (metrics.clone(), store.clone());
+                async move {
+                    let head = store.head_position().await.ok();
+                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render(head))
+                }
+            }),
+        )
+        .fallback(ops::not_found)
 }
 
 /// The whole HTTP application.

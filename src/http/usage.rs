@@ -1,0 +1,163 @@
+//! Read API served from the Redis projection: a license's seats, seats in
+//! use and live sessions (`GET /licenses/{id}/usage`), and an admin's list
+//! of a license's live sessions (`GET /admin/licenses/{id}/sessions`).
+//!
+//! Access is decided on the log (the license must belong to the caller's
+//! tenant, else 404); the numbers come from Redis and may lag the log by
+//! the projection lag, so every answer carries `as_of_position` and
+//! `projection_lag_ms`. Must not: write anything, or fall back to folding
+//! the log per request.
+
+use super::{actor, AppState};
+use crate::auth::{AdminCaller, Caller};
+use crate::problem::Problem;
+use crate::service::Actor;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use events::ids::LicenseId;
+use projections::read::{LicenseUsage, SessionUsage};
+use projections::RedisProjection;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// A live session as projected.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionUsageView {
+    /// The session.
+    pub session_id: Uuid,
+    /// Its holder (`sub`).
+    pub user_id: String,
+    /// The machine.
+    pub hardware_id: String,
+    /// Current deadline (latest heartbeat's); the reaper ends it a few seconds after.
+    pub deadline: DateTime<Utc>,
+}
+
+/// A license's usage, from the Redis projection (may lag the log).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageView {
+    /// The license.
+    pub license_id: Uuid,
+    /// Concurrent seats.
+    pub seats: u32,
+    /// Seats held by live sessions.
+    pub in_use: u32,
+    /// Whether acquires are refused.
+    pub suspended: bool,
+    /// Acquires denied today (UTC).
+    pub denials_today: u64,
+    /// Live sessions: all of them for admins, the caller's own otherwise.
+    pub sessions: Vec<SessionUsageView>,
+    /// Log position of the newest event the projection holds.
+    pub as_of_position: i64,
+    /// Commit-to-Redis lag of that event, in milliseconds.
+    pub projection_lag_ms: i64,
+}
+
+/// A license's live sessions (admin), from the Redis projection.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionsView {
+    /// The license.
+    pub license_id: Uuid,
+    /// Every live session of the license, earliest deadline first.
+    pub sessions: Vec<SessionUsageView>,
+    /// Log position of the newest event the projection holds.
+    pub as_of_position: i64,
+    /// Commit-to-Redis lag of that event, in milliseconds.
+    pub projection_lag_ms: i64,
+}
+
+fn session_view(s: SessionUsage) -> SessionUsageView {
+    SessionUsageView { session_id: s.session_id, user_id: s.user_id, hardware_id: s.hardware_id, deadline: s.deadline }
+}
+
+fn unavailable(detail: &str) -> Problem {
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "projection-unavailable", detail)
+        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+}
+
+/// Checks the license is the caller's tenant's (on the log), then reads its projection.
+async fn projected(state: &AppState, actor: &Actor, raw_id: &str) -> Result<(LicenseId, LicenseUsage), Problem> {
+    let not_found = || Problem::new(StatusCode::NOT_FOUND, "not-found", "license not found");
+    let id = raw_id.parse::<LicenseId>().map_err(|_| not_found())?;
+    state.licenses.license(id, Some(&actor.tenant)).await?;
+    let conn = state.redis.clone().ok_or_else(|| unavailable("the usage view is not configured (no Redis)"))?;
+    let projection = RedisProjection::new(conn, state.redis_prefix.clone());
+    match projection.usage(id.as_uuid()).await {
+        Ok(Some(usage)) => Ok((id, usage)),
+        Ok(None) => Err(unavailable("the license is not projected yet; retry shortly")),
+        Err(err) => {
+            tracing::error!(error = %err, "reading the usage projection failed");
+            Err(unavailable("the usage view is unavailable; retry shortly"))
+        }
+    }
+}
+
+/// Seats, seats in use and live sessions of a license of your tenant.
+///
+/// Served from the Redis projection: it may lag the log by `projection_lag_ms`.
+#[utoipa::path(get, path = "/api/v1/licenses/{license_id}/usage", tag = "licenses",
+    params(("license_id" = Uuid, Path)),
+    responses(
+        (status = 200, body = UsageView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such license in your tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Projection unavailable or not caught up", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, tenant = %caller.tenant_id))]
+pub async fn usage(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(license_id): Path<String>,
+) -> Result<Json<UsageView>, Problem> {
+    let actor = actor(&caller, &headers)?;
+    let (id, usage) = projected(&state, &actor, &license_id).await?;
+    let sessions = usage
+        .sessions
+        .into_iter()
+        .filter(|s| actor.admin || s.user_id == actor.user.as_str())
+        .map(session_view)
+        .collect();
+    Ok(Json(UsageView {
+        license_id: id.as_uuid(),
+        seats: usage.seats,
+        in_use: usage.in_use,
+        suspended: usage.suspended,
+        denials_today: usage.denials_today,
+        sessions,
+        as_of_position: usage.as_of_position,
+        projection_lag_ms: usage.projection_lag_ms,
+    }))
+}
+
+/// Every live session of a license of your tenant (admin).
+#[utoipa::path(get, path = "/api/v1/admin/licenses/{license_id}/sessions", tag = "admin",
+    params(("license_id" = Uuid, Path)),
+    responses(
+        (status = 200, body = SessionsView),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
+#[tracing::instrument(skip_all, fields(user = %caller.user_id, tenant = %caller.tenant_id))]
+pub async fn sessions(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    headers: HeaderMap,
+    Path(license_id): Path<String>,
+) -> Result<Json<SessionsView>, Problem> {
+    let actor = actor(&caller, &headers)?;
+    let (id, usage) = projected(&state, &actor, &license_id).await?;
+    Ok(Json(SessionsView {
+        license_id: id.as_uuid(),
+        sessions: usage.sessions.into_iter().map(session_view).collect(),
+        as_of_position: usage.as_of_position,
+        projection_lag_ms: usage.projection_lag_ms,
+    }))
+}
