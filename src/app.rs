@@ -35,7 +35,12 @@ pub struct Components {
 impl Components {
     /// Everything.
     pub fn all() -> Self {
-        Self { serve: true, publish: true, sign: true, reap: true }
+        Self {
+            serve: true,
+            publish: true,
+            sign: true,
+            reap: true,
+        }
     }
 }
 
@@ -60,7 +65,9 @@ pub struct Shared {
 pub fn signer_config(config: &Config) -> SignerConfig {
     SignerConfig {
         backend: match config.signer_backend {
-            SignerBackendKind::Local => SignerBackendConfig::Local { path: config.signing_key_path.clone().into() },
+            SignerBackendKind::Local => SignerBackendConfig::Local {
+                path: config.signing_key_path.clone().into(),
+            },
             SignerBackendKind::Kms => SignerBackendConfig::Kms {
                 key_version: config.kms_key_version.clone().unwrap_or_default(),
                 key_name: config.kms_key_name.clone(),
@@ -72,12 +79,19 @@ pub fn signer_config(config: &Config) -> SignerConfig {
 
 /// Connects to Postgres (and applies migrations when `migrate`).
 pub async fn connect_store(config: &Config, migrate: bool) -> anyhow::Result<EventStore> {
-    let pool = connect(config.database_url.expose(), config.database_schema.as_deref(), config.db_max_connections)
-        .await
-        .context("connecting to Postgres (DATABASE_URL)")?;
+    let pool = connect(
+        config.database_url.expose(),
+        config.database_schema.as_deref(),
+        config.db_max_connections,
+    )
+    .await
+    .context("connecting to Postgres (DATABASE_URL)")?;
     let store = EventStore::with_group_commit(pool, GroupCommitConfig::default());
     if migrate {
-        store.migrate().await.context("applying the event log migrations")?;
+        store
+            .migrate()
+            .await
+            .context("applying the event log migrations")?;
     }
     Ok(store)
 }
@@ -85,7 +99,9 @@ pub async fn connect_store(config: &Config, migrate: bool) -> anyhow::Result<Eve
 /// Connects what `components` need.
 pub async fn connect_all(config: &Config, components: Components) -> anyhow::Result<Shared> {
     let store = connect_store(config, false).await?;
-    let signer = signer::backend_from_env_config(&signer_config(config)).await.context("building the signing backend")?;
+    let signer = signer::backend_from_env_config(&signer_config(config))
+        .await
+        .context("building the signing backend")?;
     let nats = if components.serve || components.publish || components.sign {
         Some(
             async_nats::ConnectOptions::new()
@@ -99,7 +115,11 @@ pub async fn connect_all(config: &Config, components: Components) -> anyhow::Res
     };
     let redis = if components.serve {
         let client = redis::Client::open(config.redis_url.expose()).context("parsing REDIS_URL")?;
-        Some(redis::aio::ConnectionManager::new(client).await.context("connecting to Redis (REDIS_URL)")?)
+        Some(
+            redis::aio::ConnectionManager::new(client)
+                .await
+                .context("connecting to Redis (REDIS_URL)")?,
+        )
     } else {
         None
     };
@@ -124,24 +144,59 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
-    let publisher_config =
-        PublisherConfig { stream: config.nats_stream.clone(), subject_prefix: config.nats_subject_prefix.clone() };
+    let publisher_config = PublisherConfig {
+        stream: config.nats_stream.clone(),
+        subject_prefix: config.nats_subject_prefix.clone(),
+    };
     if components.publish {
         let nats = shared.nats.clone().context("publisher needs NATS")?;
-        let (store, metrics, cfg, stop) = (shared.store.clone(), shared.metrics.clone(), publisher_config.clone(), shutdown.clone());
-        tasks.spawn(async move { ("publish", publisher::run(store, async_nats::jetstream::new(nats), cfg, metrics, stop).await) });
+        let (store, metrics, cfg, stop) = (
+            shared.store.clone(),
+            shared.metrics.clone(),
+            publisher_config.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn(async move {
+            (
+                "publish",
+                publisher::run(store, async_nats::jetstream::new(nats), cfg, metrics, stop).await,
+            )
+        });
     }
     if components.sign {
         let nats = shared.nats.clone().context("signer needs NATS")?;
         let minter = TokenMinter::new(shared.signer.clone(), config.token_issuer.clone());
-        let (store, metrics, stop) = (shared.store.clone(), shared.metrics.clone(), shutdown.clone());
-        let (stream, prefix) = (config.nats_stream.clone(), config.nats_subject_prefix.clone());
+        let (store, metrics, stop) = (
+            shared.store.clone(),
+            shared.metrics.clone(),
+            shutdown.clone(),
+        );
+        let (stream, prefix) = (
+            config.nats_stream.clone(),
+            config.nats_subject_prefix.clone(),
+        );
         tasks.spawn(async move {
-            ("sign", minting::run(store, async_nats::jetstream::new(nats), stream, prefix, minter, metrics, stop).await)
+            (
+                "sign",
+                minting::run(
+                    store,
+                    async_nats::jetstream::new(nats),
+                    stream,
+                    prefix,
+                    minter,
+                    metrics,
+                    stop,
+                )
+                .await,
+            )
         });
     }
     if components.reap {
-        let (licenses, metrics, stop) = (shared.licenses.clone(), shared.metrics.clone(), shutdown.clone());
+        let (licenses, metrics, stop) = (
+            shared.licenses.clone(),
+            shared.metrics.clone(),
+            shutdown.clone(),
+        );
         let interval = Duration::from_millis(config.reaper_interval_ms.max(50));
         tasks.spawn(async move { ("reap", reaper::run(licenses, metrics, interval, stop).await) });
     }
@@ -152,7 +207,11 @@ pub async fn run(
         let waiters = Arc::new(TokenWaiters::default());
         let nats = shared.nats.clone();
         if let Some(nats) = nats.clone() {
-            let (w, prefix, stop) = (waiters.clone(), config.nats_subject_prefix.clone(), shutdown.clone());
+            let (w, prefix, stop) = (
+                waiters.clone(),
+                config.nats_subject_prefix.clone(),
+                shutdown.clone(),
+            );
             tasks.spawn(async move { ("token-listener", w.listen(nats, &prefix, stop).await) });
         }
         let state = AppState {
@@ -167,17 +226,24 @@ pub async fn run(
             token_wait: Duration::from_millis(config.acquire_token_wait_ms),
         };
         let per_minute = config.rate_limit_per_minute;
-        let limits = RateLimitConfig { per_minute, burst: (per_minute / 10).max(10), ..RateLimitConfig::default() };
+        let limits = RateLimitConfig {
+            per_minute,
+            burst: (per_minute / 10).max(10),
+            ..RateLimitConfig::default()
+        };
         let mut app = http::router(state, limits, &config.allowed_origins);
         if let Some(extra) = extra_routes {
             app = app.merge(extra);
         }
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            let served = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-                .context("HTTP server");
+            let served = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+            .context("HTTP server");
             ("serve", served)
         });
     }
@@ -213,5 +279,9 @@ pub async fn run(
 
 /// The authenticator for the configured identity provider.
 pub fn authenticator(config: &Config) -> Arc<Authenticator> {
-    Arc::new(Authenticator::new(&AuthConfig::new(&config.auth_jwks_url, &config.auth_issuer, &config.auth_audience)))
+    Arc::new(Authenticator::new(&AuthConfig::new(
+        &config.auth_jwks_url,
+        &config.auth_issuer,
+        &config.auth_audience,
+    )))
 }

@@ -61,16 +61,36 @@ struct Last {
 
 async fn last_checkpoint(store: &EventStore) -> anyhow::Result<Last> {
     let Some(version) = store.stream_version(CHECKPOINT_STREAM).await? else {
-        return Ok(Last { expected: ExpectedVersion::NoStream, hash: RunningHash::new() });
+        return Ok(Last {
+            expected: ExpectedVersion::NoStream,
+            hash: RunningHash::new(),
+        });
     };
     let events = store.read_stream(CHECKPOINT_STREAM, version, 1).await?;
-    let recorded = events.first().context("checkpoint stream head without its event")?;
-    let event = LicenseEvent::from_stored(&recorded.event_type, recorded.schema_version, &recorded.data)?;
-    let LicenseEvent::CheckpointSigned { up_to_position, chain_head, .. } = event else {
-        anyhow::bail!("stream {CHECKPOINT_STREAM} holds a {} event", recorded.event_type);
+    let recorded = events
+        .first()
+        .context("checkpoint stream head without its event")?;
+    let event = LicenseEvent::from_stored(
+        &recorded.event_type,
+        recorded.schema_version,
+        &recorded.data,
+    )?;
+    let LicenseEvent::CheckpointSigned {
+        up_to_position,
+        chain_head,
+        ..
+    } = event
+    else {
+        anyhow::bail!(
+            "stream {CHECKPOINT_STREAM} holds a {} event",
+            recorded.event_type
+        );
     };
     let head = parse_head(&chain_head).context("previous checkpoint has a malformed chain_head")?;
-    Ok(Last { expected: ExpectedVersion::Exact(version), hash: RunningHash::resume(head, up_to_position) })
+    Ok(Last {
+        expected: ExpectedVersion::Exact(version),
+        hash: RunningHash::resume(head, up_to_position),
+    })
 }
 
 /// Folds the stable prefix after `hash.position()` up to the current head.
@@ -88,7 +108,11 @@ async fn advance(store: &EventStore, hash: &mut RunningHash) -> anyhow::Result<b
             Ok(Some(event)) => event?,
             Ok(None) => anyhow::bail!("the log subscription ended"),
             Err(_) => {
-                tracing::warn!(at = hash.position(), target, "checkpoint stops below an open transaction");
+                tracing::warn!(
+                    at = hash.position(),
+                    target,
+                    "checkpoint stops below an open transaction"
+                );
                 break;
             }
         };
@@ -101,7 +125,10 @@ async fn advance(store: &EventStore, hash: &mut RunningHash) -> anyhow::Result<b
 /// Signs and appends a checkpoint over the stable prefix of the log.
 /// `Ok(None)` when nothing but checkpoints happened since the last one.
 #[tracing::instrument(skip_all)]
-pub async fn checkpoint_now(store: &EventStore, backend: &dyn SigningBackend) -> anyhow::Result<Option<CheckpointInfo>> {
+pub async fn checkpoint_now(
+    store: &EventStore,
+    backend: &dyn SigningBackend,
+) -> anyhow::Result<Option<CheckpointInfo>> {
     for _ in 0..MAX_ATTEMPTS {
         let Last { expected, mut hash } = last_checkpoint(store).await?;
         if !advance(store, &mut hash).await? {
@@ -125,10 +152,17 @@ pub async fn checkpoint_now(store: &EventStore, backend: &dyn SigningBackend) ->
             data: event.data(),
             metadata: serde_json::json!({ "component": "checkpointer" }),
         };
-        match store.append_to(CHECKPOINT_STREAM, expected, vec![new]).await {
+        match store
+            .append_to(CHECKPOINT_STREAM, expected, vec![new])
+            .await
+        {
             Ok(result) => {
                 let position = result.written.first().map_or(0, |w| w.position);
-                tracing::info!(up_to = hash.position(), position, "signed checkpoint appended");
+                tracing::info!(
+                    up_to = hash.position(),
+                    position,
+                    "signed checkpoint appended"
+                );
                 return Ok(Some(CheckpointInfo {
                     up_to_position: hash.position(),
                     chain_head: hex::encode(head),
@@ -146,7 +180,12 @@ pub async fn checkpoint_now(store: &EventStore, backend: &dyn SigningBackend) ->
 
 /// Checkpoints every `interval` while the log moves, until `shutdown`.
 /// Failures are logged and retried at the next tick.
-pub async fn run(store: EventStore, backend: Arc<dyn SigningBackend>, interval: Duration, shutdown: CancellationToken) {
+pub async fn run(
+    store: EventStore,
+    backend: Arc<dyn SigningBackend>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -52,7 +52,11 @@ pub enum LogFormat {
 #[derive(Args, Clone, Debug)]
 pub struct Config {
     /// Postgres URL of the event log.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
     pub database_url: Secret,
     /// Postgres schema holding the log's tables (default: the connection's search_path).
     #[arg(long, env = "DATABASE_SCHEMA")]
@@ -85,7 +89,12 @@ pub struct Config {
     #[arg(long, env = "AUTH_AUDIENCE", default_value = "")]
     pub auth_audience: String,
     /// Comma-separated origins allowed by CORS (empty: no cross-origin access).
-    #[arg(long, env = "ALLOWED_ORIGINS", default_value = "", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "ALLOWED_ORIGINS",
+        default_value = "",
+        value_delimiter = ','
+    )]
     pub allowed_origins: Vec<String>,
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -106,7 +115,11 @@ pub struct Config {
     #[arg(long, env = "KMS_ENDPOINT")]
     pub kms_endpoint: Option<String>,
     /// `iss` of minted license tokens.
-    #[arg(long, env = "TOKEN_ISSUER", default_value = "https://license-ledger.local")]
+    #[arg(
+        long,
+        env = "TOKEN_ISSUER",
+        default_value = "https://license-ledger.local"
+    )]
     pub token_issuer: String,
     /// Requests per minute per user (with a burst of the same size / 10, at least 10).
     #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 600)]
@@ -136,15 +149,31 @@ impl Config {
         if self.signer_backend == SignerBackendKind::Kms && self.kms_key_version.is_none() {
             return Err("KMS_KEY_VERSION must be set when SIGNER_BACKEND=kms".into());
         }
-        let token_ok = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-        if !token_ok(&self.nats_subject_prefix) || self.nats_subject_prefix.starts_with('.') || self.nats_subject_prefix.ends_with('.') {
+        let token_ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        };
+        if !token_ok(&self.nats_subject_prefix)
+            || self.nats_subject_prefix.starts_with('.')
+            || self.nats_subject_prefix.ends_with('.')
+        {
             return Err("NATS_SUBJECT_PREFIX must be dot-separated tokens of [A-Za-z0-9_-]".into());
         }
-        if !self.nats_stream.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) || self.nats_stream.is_empty() {
+        if !self
+            .nats_stream
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+            || self.nats_stream.is_empty()
+        {
             return Err("NATS_STREAM must be [A-Za-z0-9_-]+".into());
         }
         if let Some(schema) = &self.database_schema {
-            if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            if schema.is_empty()
+                || !schema
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            {
                 return Err("DATABASE_SCHEMA must be [A-Za-z0-9_]+".into());
             }
         }
@@ -174,6 +203,9 @@ mod tests {
         assert!(err.contains("AUTH_JWKS_URL"), "{err}");
         let mut bad = cli.config.clone();
         bad.nats_subject_prefix = "a..b>".into();
-        assert!(bad.validate(false).unwrap_err().contains("NATS_SUBJECT_PREFIX"));
+        assert!(bad
+            .validate(false)
+            .unwrap_err()
+            .contains("NATS_SUBJECT_PREFIX"));
     }
 }

@@ -16,7 +16,11 @@ pub const DEMO_TENANT: &str = "demo";
 
 /// Points the configuration at the dev issuer served on `addr`.
 pub fn configure(config: &mut Config, addr: SocketAddr) {
-    let host = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
     config.auth_jwks_url = format!("http://{host}/dev/.well-known/jwks.json");
     config.auth_issuer = DEV_ISSUER.to_owned();
     config.auth_audience = DEV_AUDIENCE.to_owned();
@@ -38,16 +42,36 @@ pub async fn ensure_demo_license(licenses: &Licenses) -> anyhow::Result<events::
     if let Ok(id) = licenses.resolve_license(&admin, None).await {
         return Ok(id);
     }
-    let state = licenses.issue(&admin, ProductId::parse("demo-app")?, 5, 360, None).await?;
-    Ok(state.issued.map(|i| i.license_id).ok_or_else(|| anyhow::anyhow!("the demo license was not issued"))?)
+    let state = licenses
+        .issue(&admin, ProductId::parse("demo-app")?, 5, 360, None)
+        .await?;
+    state
+        .issued
+        .map(|i| i.license_id)
+        .ok_or_else(|| anyhow::anyhow!("the demo license was not issued"))
 }
 
 /// Prints how to call the running system.
-pub fn print_banner(issuer: &DevIssuer, addr: SocketAddr, license: events::ids::LicenseId) -> anyhow::Result<()> {
-    let host = if addr.ip().is_unspecified() { SocketAddr::from(([127, 0, 0, 1], addr.port())) } else { addr };
+pub fn print_banner(
+    issuer: &DevIssuer,
+    addr: SocketAddr,
+    license: events::ids::LicenseId,
+) -> anyhow::Result<()> {
+    let host = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
     let day = Duration::from_secs(24 * 3600);
     let user = issuer.mint("dev-user", DEMO_TENANT, &[], day, DEV_ISSUER, DEV_AUDIENCE)?;
-    let admin = issuer.mint("dev-admin", DEMO_TENANT, &["license-admin".to_owned()], day, DEV_ISSUER, DEV_AUDIENCE)?;
+    let admin = issuer.mint(
+        "dev-admin",
+        DEMO_TENANT,
+        &["license-admin".to_owned()],
+        day,
+        DEV_ISSUER,
+        DEV_AUDIENCE,
+    )?;
     println!(
         "\nLicense Ledger is running (dev mode) on http://{host}\n\
          demo license {license} (tenant {DEMO_TENANT}, 5 seats)\n\n\

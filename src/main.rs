@@ -9,7 +9,11 @@ use licensed::dev;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
-#[command(name = "licensed", version, about = "License Ledger: floating licenses over an event log")]
+#[command(
+    name = "licensed",
+    version,
+    about = "License Ledger: floating licenses over an event log"
+)]
 struct Cli {
     #[command(flatten)]
     config: Config,
@@ -64,10 +68,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             return Ok(());
         }
         Command::All { dev } => (Components::all(), dev),
-        Command::Serve => (Components { serve: true, ..Components::default() }, false),
-        Command::Publish => (Components { publish: true, ..Components::default() }, false),
-        Command::Sign => (Components { sign: true, ..Components::default() }, false),
-        Command::Reap => (Components { reap: true, ..Components::default() }, false),
+        Command::Serve => (
+            Components {
+                serve: true,
+                ..Components::default()
+            },
+            false,
+        ),
+        Command::Publish => (
+            Components {
+                publish: true,
+                ..Components::default()
+            },
+            false,
+        ),
+        Command::Sign => (
+            Components {
+                sign: true,
+                ..Components::default()
+            },
+            false,
+        ),
+        Command::Reap => (
+            Components {
+                reap: true,
+                ..Components::default()
+            },
+            false,
+        ),
     };
     // Every component listens: the API, or health and metrics for workers.
     let listener = {
@@ -87,7 +115,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         extra = Some(axum::Router::new().nest("/dev", dev_issuer.router()));
         issuer = Some(dev_issuer);
     }
-    config.validate(components.serve).map_err(anyhow::Error::msg)?;
+    config
+        .validate(components.serve)
+        .map_err(anyhow::Error::msg)?;
     // Every process applies migrations idempotently in dev; in production the migrate Job does.
     app::connect_store(&config, dev_mode).await?;
     let shared = app::connect_all(&config, components).await?;
@@ -105,7 +135,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

@@ -27,7 +27,9 @@ impl Counter {
 }
 
 /// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 /// A latency histogram.
 #[derive(Debug, Default)]
@@ -47,17 +49,26 @@ impl Histogram {
             }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         for (i, bound) in BUCKETS.iter().enumerate() {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}", self.buckets[i].load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}",
+                self.buckets[i].load(Ordering::Relaxed)
+            );
         }
         let count = self.count.load(Ordering::Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     }
 }
@@ -110,7 +121,8 @@ impl Metrics {
     pub fn observe_publish_lag(&self, batch: &[RecordedEvent]) {
         if let Some(last) = batch.last() {
             let lag = chrono::Utc::now() - last.recorded_at;
-            self.publish_lag_micros.store(lag.num_microseconds().unwrap_or(0), Ordering::Relaxed);
+            self.publish_lag_micros
+                .store(lag.num_microseconds().unwrap_or(0), Ordering::Relaxed);
         }
     }
 
@@ -118,25 +130,76 @@ impl Metrics {
     pub fn render(&self, head: Option<i64>) -> String {
         let mut out = String::with_capacity(4096);
         let counters: [(&str, &str, &Counter); 11] = [
-            ("ledger_events_appended_total", "Events appended by this process", &self.events_appended),
-            ("ledger_events_published_total", "Events published to JetStream", &self.published),
-            ("ledger_publish_errors_total", "Failed JetStream publish attempts", &self.publish_errors),
-            ("ledger_acquires_total", "Acquires that took a seat", &self.acquires),
-            ("ledger_acquires_existing_total", "Acquires that returned an existing session", &self.acquires_existing),
-            ("ledger_denials_total", "Acquires turned away", &self.denials),
-            ("ledger_heartbeats_total", "Heartbeats recorded", &self.heartbeats),
+            (
+                "ledger_events_appended_total",
+                "Events appended by this process",
+                &self.events_appended,
+            ),
+            (
+                "ledger_events_published_total",
+                "Events published to JetStream",
+                &self.published,
+            ),
+            (
+                "ledger_publish_errors_total",
+                "Failed JetStream publish attempts",
+                &self.publish_errors,
+            ),
+            (
+                "ledger_acquires_total",
+                "Acquires that took a seat",
+                &self.acquires,
+            ),
+            (
+                "ledger_acquires_existing_total",
+                "Acquires that returned an existing session",
+                &self.acquires_existing,
+            ),
+            (
+                "ledger_denials_total",
+                "Acquires turned away",
+                &self.denials,
+            ),
+            (
+                "ledger_heartbeats_total",
+                "Heartbeats recorded",
+                &self.heartbeats,
+            ),
             ("ledger_releases_total", "Sessions released", &self.releases),
-            ("ledger_expiries_total", "Sessions expired by the reaper", &self.expiries),
-            ("ledger_tokens_minted_total", "License tokens minted", &self.tokens_minted),
-            ("ledger_sign_errors_total", "Signing failures", &self.sign_errors),
+            (
+                "ledger_expiries_total",
+                "Sessions expired by the reaper",
+                &self.expiries,
+            ),
+            (
+                "ledger_tokens_minted_total",
+                "License tokens minted",
+                &self.tokens_minted,
+            ),
+            (
+                "ledger_sign_errors_total",
+                "Signing failures",
+                &self.sign_errors,
+            ),
         ];
         for (name, help, c) in counters {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", c.get());
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.get()
+            );
         }
-        for (op, h) in [("acquire", &self.acquire_latency), ("heartbeat", &self.heartbeat_latency), ("release", &self.release_latency)] {
+        for (op, h) in [
+            ("acquire", &self.acquire_latency),
+            ("heartbeat", &self.heartbeat_latency),
+            ("release", &self.release_latency),
+        ] {
             let name = "ledger_request_duration_seconds";
             if op == "acquire" {
-                let _ = writeln!(out, "# HELP {name} Command latency\n# TYPE {name} histogram");
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} Command latency\n# TYPE {name} histogram"
+                );
             }
             h.render(&mut out, name, &format!("op=\"{op}\""));
         }
@@ -153,13 +216,27 @@ impl Metrics {
         }
         for (name, stats) in subs.iter() {
             let cursor = stats.cursor.load(Ordering::Relaxed);
-            let _ = writeln!(out, "ledger_consumer_position{{consumer=\"{name}\"}} {cursor}");
+            let _ = writeln!(
+                out,
+                "ledger_consumer_position{{consumer=\"{name}\"}} {cursor}"
+            );
             if let Some(head) = head {
-                let _ = writeln!(out, "ledger_consumer_lag_positions{{consumer=\"{name}\"}} {}", (head - cursor).max(0));
+                let _ = writeln!(
+                    out,
+                    "ledger_consumer_lag_positions{{consumer=\"{name}\"}} {}",
+                    (head - cursor).max(0)
+                );
             }
             let since = stats.stalled_since_ms.load(Ordering::Relaxed);
-            let stalled = if since > 0 { (chrono::Utc::now().timestamp_millis() - since).max(0) as f64 / 1e3 } else { 0.0 };
-            let _ = writeln!(out, "ledger_consumer_stalled_seconds{{consumer=\"{name}\"}} {stalled}");
+            let stalled = if since > 0 {
+                (chrono::Utc::now().timestamp_millis() - since).max(0) as f64 / 1e3
+            } else {
+                0.0
+            };
+            let _ = writeln!(
+                out,
+                "ledger_consumer_stalled_seconds{{consumer=\"{name}\"}} {stalled}"
+            );
         }
         out
     }

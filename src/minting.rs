@@ -76,7 +76,10 @@ pub async fn run(
         )
         .await
         .map_err(|e| anyhow::anyhow!("creating the signer consumer: {e}"))?;
-    let messages = consumer.messages().await.map_err(|e| anyhow::anyhow!("signer consumer: {e}"))?;
+    let messages = consumer
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("signer consumer: {e}"))?;
     let minter = Arc::new(minter);
     messages
         .take_until(shutdown.cancelled())
@@ -113,19 +116,48 @@ pub async fn run(
 
 /// Mints and records the token of one acquisition. Returns whether a token
 /// was minted (false: it was already recorded, or the session ended).
-pub async fn handle(store: &EventStore, minter: &TokenMinter, payload: &[u8]) -> anyhow::Result<bool> {
-    let envelope: Envelope = serde_json::from_slice(payload).context("decoding the event envelope")?;
-    let event = LicenseEvent::from_stored(&envelope.event_type, envelope.schema_version, &envelope.data)?;
-    let LicenseEvent::SeatAcquired { session_id, user_id, hardware_id, expires_at, .. } = event else {
+pub async fn handle(
+    store: &EventStore,
+    minter: &TokenMinter,
+    payload: &[u8],
+) -> anyhow::Result<bool> {
+    let envelope: Envelope =
+        serde_json::from_slice(payload).context("decoding the event envelope")?;
+    let event = LicenseEvent::from_stored(
+        &envelope.event_type,
+        envelope.schema_version,
+        &envelope.data,
+    )?;
+    let LicenseEvent::SeatAcquired {
+        session_id,
+        user_id,
+        hardware_id,
+        expires_at,
+        ..
+    } = event
+    else {
         return Ok(false); // not ours (filtered by subject, but be strict)
     };
-    let meta = |key: &str| envelope.metadata.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+    let meta = |key: &str| {
+        envelope
+            .metadata
+            .get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
     let context = EventContext {
         tenant_id: TenantId::parse(&meta("tenant_id"))?,
-        license_id: meta("license_id").parse::<LicenseId>().map_err(|e| anyhow::anyhow!("license_id: {e}"))?,
+        license_id: meta("license_id")
+            .parse::<LicenseId>()
+            .map_err(|e| anyhow::anyhow!("license_id: {e}"))?,
         product: ProductId::parse(&meta("product"))?,
         actor: None,
-        correlation_id: envelope.metadata.get("correlation_id").and_then(|v| v.as_str()).map(str::to_owned),
+        correlation_id: envelope
+            .metadata
+            .get("correlation_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
     };
     let mut state = read_session(store, session_id).await?;
     if state.token.is_some() || state.closed.is_some() {
@@ -148,13 +180,28 @@ pub async fn handle(store: &EventStore, minter: &TokenMinter, payload: &[u8]) ->
     let metadata = context.metadata();
     let event_id = Uuid::new_v5(&TOKEN_EVENT_NAMESPACE, session_id.to_string().as_bytes());
     for _ in 0..16 {
-        let events = session::decide_token(&state, session_id, minter.key_id().to_owned(), token.clone())?;
+        let events = session::decide_token(
+            &state,
+            session_id,
+            minter.key_id().to_owned(),
+            token.clone(),
+        )?;
         if events.is_empty() {
             return Ok(false);
         }
-        let expected = if state.version < 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(state.version) };
-        let new = events.iter().map(|e| new_event_with_id(event_id, e, &metadata)).collect();
-        match store.append_to(&session_id.stream_name(), expected, new).await {
+        let expected = if state.version < 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(state.version)
+        };
+        let new = events
+            .iter()
+            .map(|e| new_event_with_id(event_id, e, &metadata))
+            .collect();
+        match store
+            .append_to(&session_id.stream_name(), expected, new)
+            .await
+        {
             Ok(_) => return Ok(true),
             // A heartbeat landed, or another signer recorded its token first.
             Err(AppendError::Conflict { .. }) | Err(AppendError::EventIdReused { .. }) => {
@@ -168,8 +215,15 @@ pub async fn handle(store: &EventStore, minter: &TokenMinter, payload: &[u8]) ->
 
 async fn read_session(store: &EventStore, session_id: SessionId) -> anyhow::Result<SessionState> {
     let mut state = SessionState::default();
-    for recorded in store.read_stream(&session_id.stream_name(), 0, 10_000).await? {
-        let event = LicenseEvent::from_stored(&recorded.event_type, recorded.schema_version, &recorded.data)?;
+    for recorded in store
+        .read_stream(&session_id.stream_name(), 0, 10_000)
+        .await?
+    {
+        let event = LicenseEvent::from_stored(
+            &recorded.event_type,
+            recorded.schema_version,
+            &recorded.data,
+        )?;
         state = session::apply(state, &event);
         state.version = recorded.stream_version;
     }

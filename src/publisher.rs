@@ -44,7 +44,13 @@ impl PublisherConfig {
     pub fn subject(&self, event: &RecordedEvent) -> String {
         let token = |s: Option<&str>, fallback: &str| -> String {
             match s {
-                Some(v) if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => v.to_owned(),
+                Some(v)
+                    if !v.is_empty()
+                        && v.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
+                {
+                    v.to_owned()
+                }
                 _ => fallback.to_owned(),
             }
         };
@@ -59,7 +65,10 @@ impl PublisherConfig {
 }
 
 /// Creates the JetStream stream when it is missing.
-pub async fn ensure_stream(js: &jetstream::Context, config: &PublisherConfig) -> anyhow::Result<()> {
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    config: &PublisherConfig,
+) -> anyhow::Result<()> {
     js.get_or_create_stream(jetstream::stream::Config {
         name: config.stream.clone(),
         subjects: vec![format!("{}.>", config.subject_prefix)],
@@ -83,7 +92,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     ensure_stream(&js, &config).await?;
     // The lock lives as long as this connection.
-    let mut lock_conn = store.pool().acquire().await.context("publisher lock connection")?.detach();
+    let mut lock_conn = store
+        .pool()
+        .acquire()
+        .await
+        .context("publisher lock connection")?
+        .detach();
     loop {
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
             .bind(config.checkpoint_name())
@@ -155,11 +169,17 @@ async fn publish_loop(
 }
 
 /// Publishes a batch and waits for every acknowledgement, in order.
-async fn publish_batch(js: &jetstream::Context, config: &PublisherConfig, batch: &[RecordedEvent]) -> anyhow::Result<()> {
+async fn publish_batch(
+    js: &jetstream::Context,
+    config: &PublisherConfig,
+    batch: &[RecordedEvent],
+) -> anyhow::Result<()> {
     let mut acks = Vec::with_capacity(batch.len());
     for event in batch {
         let payload = serde_json::to_vec(&envelope(event))?;
-        let publish = PublishMessage::build().payload(payload.into()).message_id(event.event_id.to_string());
+        let publish = PublishMessage::build()
+            .payload(payload.into())
+            .message_id(event.event_id.to_string());
         acks.push(js.send_publish(config.subject(event), publish).await?);
     }
     for ack in acks {

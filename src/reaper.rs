@@ -17,7 +17,12 @@ use tokio_util::sync::CancellationToken;
 const LICENSE_LIST_TTL: Duration = Duration::from_secs(10);
 
 /// Runs the reaper until `shutdown`, checking every `interval`.
-pub async fn run(licenses: Arc<Licenses>, metrics: Arc<Metrics>, interval: Duration, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(
+    licenses: Arc<Licenses>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let mut reaper = Reaper::default();
     loop {
         tokio::select! {
@@ -26,7 +31,9 @@ pub async fn run(licenses: Arc<Licenses>, metrics: Arc<Metrics>, interval: Durat
         }
         match reaper.sweep(&licenses).await {
             Ok(expired) => metrics.expiries.add(expired),
-            Err(err) => tracing::warn!(error = %format!("{err:#}"), "reaper sweep failed; retrying next tick"),
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "reaper sweep failed; retrying next tick")
+            }
         }
     }
 }
@@ -43,7 +50,10 @@ pub struct Reaper {
 impl Reaper {
     /// One pass over every license; returns how many sessions it expired.
     pub async fn sweep(&mut self, licenses: &Licenses) -> anyhow::Result<u64> {
-        if self.listed_at.is_none_or(|t| t.elapsed() > LICENSE_LIST_TTL) {
+        if self
+            .listed_at
+            .is_none_or(|t| t.elapsed() > LICENSE_LIST_TTL)
+        {
             self.licenses = lookup::all_licenses(licenses.store().pool()).await?;
             self.listed_at = Some(Instant::now());
         }

@@ -38,14 +38,23 @@ impl TokenWaiters {
 
     /// Hands a token to everyone waiting for it.
     pub fn deliver(&self, session: SessionId, minted: Minted) {
-        let senders = self.waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(&session);
+        let senders = self
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&session);
         for sender in senders.into_iter().flatten() {
             let _ = sender.send(minted.clone());
         }
     }
 
     /// Listens for `TokenIssued` events until `shutdown`.
-    pub async fn listen(&self, nats: Client, subject_prefix: &str, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pub async fn listen(
+        &self,
+        nats: Client,
+        subject_prefix: &str,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
         let mut sub = nats
             .subscribe(format!("{subject_prefix}.*.*.TokenIssued"))
             .await
@@ -55,10 +64,14 @@ impl TokenWaiters {
                 _ = shutdown.cancelled() => return Ok(()),
                 m = sub.next() => match m { Some(m) => m, None => return Ok(()) },
             };
-            let Ok(envelope) = serde_json::from_slice::<serde_json::Value>(&message.payload) else { continue };
+            let Ok(envelope) = serde_json::from_slice::<serde_json::Value>(&message.payload) else {
+                continue;
+            };
             let data = &envelope["data"];
             let (Some(session), Some(key_id), Some(token)) = (
-                data["session_id"].as_str().and_then(|s| s.parse::<SessionId>().ok()),
+                data["session_id"]
+                    .as_str()
+                    .and_then(|s| s.parse::<SessionId>().ok()),
                 data["key_id"].as_str(),
                 data["token"].as_str(),
             ) else {

@@ -5,7 +5,9 @@
 //! `cargo run --release -p events --example log_bench -- --seconds 3`
 
 use clap::Parser;
-use events::store::{connect, EventStore, ExpectedVersion, GroupCommitConfig, NewEvent, StreamAppend, MIGRATOR};
+use events::store::{
+    connect, EventStore, ExpectedVersion, GroupCommitConfig, NewEvent, StreamAppend, MIGRATOR,
+};
 use serde_json::json;
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +18,11 @@ use uuid::Uuid;
 #[derive(Parser)]
 struct Args {
     /// Postgres URL.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
     database_url: String,
     /// Seconds per measurement.
     #[arg(long, default_value_t = 3.0)]
@@ -85,13 +91,24 @@ async fn plain_insert(pool: &PgPool, rows: usize) {
         let b = r * 6;
         sql.push_str(&format!(
             "(${}, 'bench', ${}, 'HeartbeatRecorded', 1, ${}, ${}, now(), ${}, ${})",
-            b + 1, b + 2, b + 3, b + 4, b + 5, b + 6
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4,
+            b + 5,
+            b + 6
         ));
     }
     let mut q = sqlx::query(&sql);
     for r in 0..rows {
         let e = new_event(r as u64);
-        q = q.bind(e.event_id).bind(r as i64).bind(e.data).bind(e.metadata).bind([0u8; 32].as_slice()).bind([1u8; 32].as_slice());
+        q = q
+            .bind(e.event_id)
+            .bind(r as i64)
+            .bind(e.data)
+            .bind(e.metadata)
+            .bind([0u8; 32].as_slice())
+            .bind([1u8; 32].as_slice());
     }
     q.execute(pool).await.expect("plain insert");
 }
@@ -105,9 +122,16 @@ async fn append_run(store: EventStore, writers: usize, seconds: f64, batch: usiz
         let stream = format!("bench-{run}-{w}");
         async move {
             let next = versions[w].load(Ordering::Relaxed);
-            let expected = if next == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(next as i64 - 1) };
+            let expected = if next == 0 {
+                ExpectedVersion::NoStream
+            } else {
+                ExpectedVersion::Exact(next as i64 - 1)
+            };
             let events = (0..batch).map(|i| new_event(i as u64)).collect();
-            store.append(vec![StreamAppend::new(stream, expected, events)]).await.expect("append");
+            store
+                .append(vec![StreamAppend::new(stream, expected, events)])
+                .await
+                .expect("append");
             versions[w].fetch_add(batch as u64, Ordering::Relaxed);
         }
     })
@@ -119,12 +143,18 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let schema = format!("bench_{}", Uuid::new_v4().simple());
     let admin = connect(&args.database_url, None, 1).await?;
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await?;
     let max = args.writers.iter().copied().max().unwrap_or(1) as u32 + 8;
     let pool = connect(&args.database_url, Some(&schema), max).await?;
     MIGRATOR.run(&pool).await?;
-    sqlx::query("CREATE TABLE plain_events (LIKE events INCLUDING DEFAULTS INCLUDING IDENTITY)").execute(&pool).await?;
-    sqlx::query("ALTER TABLE plain_events ADD PRIMARY KEY (position), ADD UNIQUE (event_id)").execute(&pool).await?;
+    sqlx::query("CREATE TABLE plain_events (LIKE events INCLUDING DEFAULTS INCLUDING IDENTITY)")
+        .execute(&pool)
+        .await?;
+    sqlx::query("ALTER TABLE plain_events ADD PRIMARY KEY (position), ADD UNIQUE (event_id)")
+        .execute(&pool)
+        .await?;
 
     println!("| writers | events/append | ceiling: plain INSERT (ev/s) | append, tx per call (ev/s) | ratio | append, group commit (ev/s) | ratio |");
     println!("|---:|---:|---:|---:|---:|---:|---:|");
@@ -136,8 +166,15 @@ async fn main() -> anyhow::Result<()> {
                 async move { plain_insert(&p, batch).await }
             })
             .await;
-            let direct = append_run(EventStore::new(pool.clone()), writers, args.seconds, batch).await;
-            let grouped_store = EventStore::with_group_commit(pool.clone(), GroupCommitConfig { writers: args.group_writers, ..GroupCommitConfig::default() });
+            let direct =
+                append_run(EventStore::new(pool.clone()), writers, args.seconds, batch).await;
+            let grouped_store = EventStore::with_group_commit(
+                pool.clone(),
+                GroupCommitConfig {
+                    writers: args.group_writers,
+                    ..GroupCommitConfig::default()
+                },
+            );
             let grouped = append_run(grouped_store, writers, args.seconds, batch).await;
             println!(
                 "| {writers} | {batch} | {ceiling:.0} | {direct:.0} | {:.2}x | {grouped:.0} | {:.2}x |",
@@ -147,8 +184,15 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let report = EventStore::new(pool.clone()).verify_all().await?;
-    println!("\nverify_all after the run: {} events in {} streams, intact: {}", report.events, report.streams, report.is_intact());
+    println!(
+        "\nverify_all after the run: {} events in {} streams, intact: {}",
+        report.events,
+        report.streams,
+        report.is_intact()
+    );
     pool.close().await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE")).execute(&admin).await?;
+    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+        .execute(&admin)
+        .await?;
     Ok(())
 }

@@ -28,12 +28,20 @@ impl TestDb {
 
     /// Same, with a pool of `max_connections`.
     pub async fn with_pool_size(max_connections: u32) -> Self {
-        let url = std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
+        let url = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_owned());
         let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-        let admin = connect(&url, None, 1).await.expect("connect to the test database (is Postgres up? run deploy/local/services.sh)");
-        sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&admin).await.expect("create test schema");
+        let admin = connect(&url, None, 1)
+            .await
+            .expect("connect to the test database (is Postgres up? run deploy/local/services.sh)");
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(&admin)
+            .await
+            .expect("create test schema");
         admin.close().await;
-        let pool = connect(&url, Some(&schema), max_connections).await.expect("connect to the test schema");
+        let pool = connect(&url, Some(&schema), max_connections)
+            .await
+            .expect("connect to the test schema");
         MIGRATOR.run(&pool).await.expect("migrate the test schema");
         Self { schema, url, pool }
     }
@@ -47,7 +55,9 @@ impl TestDb {
     pub async fn drop_schema(self) {
         self.pool.close().await;
         if let Ok(admin) = connect(&self.url, None, 1).await {
-            let _ = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema)).execute(&admin).await;
+            let _ = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema))
+                .execute(&admin)
+                .await;
             admin.close().await;
         }
     }

@@ -3,8 +3,8 @@
 //! evidence. Each test runs in its own schema.
 
 use events::store::{
-    AppendError, BreakKind, EventStore, ExpectedVersion, GroupCommitConfig, NewEvent, RecordedEvent,
-    StreamAppend, Subscription, VerifyReport,
+    AppendError, BreakKind, EventStore, ExpectedVersion, GroupCommitConfig, NewEvent,
+    RecordedEvent, StreamAppend, Subscription, VerifyReport,
 };
 use events::testing::TestDb;
 use futures::StreamExt;
@@ -25,7 +25,10 @@ fn event(n: i64) -> NewEvent {
 }
 
 async fn count_rows(db: &TestDb) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&db.pool).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
 }
 
 /// 32 tasks race for each next version: exactly one wins each version.
@@ -49,10 +52,17 @@ async fn race(store: EventStore, db: &TestDb) {
                         assert_eq!(result.version_of(stream), Some(next));
                         wins.push(next);
                     }
-                    Err(AppendError::Conflict { stream: s, expected: e, actual }) => {
+                    Err(AppendError::Conflict {
+                        stream: s,
+                        expected: e,
+                        actual,
+                    }) => {
                         assert_eq!(s, stream);
                         assert_eq!(e, expected);
-                        assert_ne!(actual, current, "a conflict reports a different actual version");
+                        assert_ne!(
+                            actual, current,
+                            "a conflict reports a different actual version"
+                        );
                         conflicts += 1;
                     }
                     Err(other) => panic!("unexpected error: {other}"),
@@ -68,7 +78,11 @@ async fn race(store: EventStore, db: &TestDb) {
         conflicts += c;
     }
     all_wins.sort_unstable();
-    assert_eq!(all_wins, (0..VERSIONS).collect::<Vec<_>>(), "each version won exactly once");
+    assert_eq!(
+        all_wins,
+        (0..VERSIONS).collect::<Vec<_>>(),
+        "each version won exactly once"
+    );
     assert!(conflicts > 0, "32 racing writers must produce conflicts");
     let stored = store.read_stream(stream, 0, 1000).await.unwrap();
     let versions: Vec<i64> = stored.iter().map(|e| e.stream_version).collect();
@@ -87,7 +101,13 @@ async fn racing_writers_one_winner_per_version() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_writers_one_winner_per_version_with_group_commit() {
     let db = TestDb::new().await;
-    let store = EventStore::with_group_commit(db.pool.clone(), GroupCommitConfig { writers: 3, max_batch: 64 });
+    let store = EventStore::with_group_commit(
+        db.pool.clone(),
+        GroupCommitConfig {
+            writers: 3,
+            max_batch: 64,
+        },
+    );
     race(store, &db).await;
     db.drop_schema().await;
 }
@@ -96,8 +116,14 @@ async fn racing_writers_one_winner_per_version_with_group_commit() {
 async fn multi_stream_append_is_all_or_nothing() {
     let db = TestDb::new().await;
     let store = db.store();
-    store.append_to("a", ExpectedVersion::NoStream, vec![event(0)]).await.unwrap();
-    store.append_to("b", ExpectedVersion::NoStream, vec![event(0), event(1)]).await.unwrap();
+    store
+        .append_to("a", ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .unwrap();
+    store
+        .append_to("b", ExpectedVersion::NoStream, vec![event(0), event(1)])
+        .await
+        .unwrap();
 
     let err = store
         .append(vec![
@@ -107,14 +133,22 @@ async fn multi_stream_append_is_all_or_nothing() {
         .await
         .unwrap_err();
     match err {
-        AppendError::Conflict { stream, expected, actual } => {
+        AppendError::Conflict {
+            stream,
+            expected,
+            actual,
+        } => {
             assert_eq!(stream, "b");
             assert_eq!(expected, ExpectedVersion::Exact(0));
             assert_eq!(actual, Some(1));
         }
         other => panic!("expected a conflict, got {other}"),
     }
-    assert_eq!(store.stream_version("a").await.unwrap(), Some(0), "the first stream is untouched");
+    assert_eq!(
+        store.stream_version("a").await.unwrap(),
+        Some(0),
+        "the first stream is untouched"
+    );
     assert_eq!(store.read_stream("a", 0, 10).await.unwrap().len(), 1);
     assert_eq!(count_rows(&db).await, 3);
 
@@ -135,19 +169,43 @@ async fn multi_stream_append_is_all_or_nothing() {
 async fn expected_version_kinds() {
     let db = TestDb::new().await;
     let store = db.store();
-    let err = store.append_to("s", ExpectedVersion::StreamExists, vec![event(0)]).await.unwrap_err();
+    let err = store
+        .append_to("s", ExpectedVersion::StreamExists, vec![event(0)])
+        .await
+        .unwrap_err();
     assert!(matches!(err, AppendError::Conflict { actual: None, .. }));
-    let err = store.append_to("s", ExpectedVersion::Exact(0), vec![event(0)]).await.unwrap_err();
+    let err = store
+        .append_to("s", ExpectedVersion::Exact(0), vec![event(0)])
+        .await
+        .unwrap_err();
     assert!(err.is_conflict());
-    store.append_to("s", ExpectedVersion::Any, vec![event(0)]).await.unwrap();
-    let err = store.append_to("s", ExpectedVersion::NoStream, vec![event(1)]).await.unwrap_err();
-    assert!(matches!(err, AppendError::Conflict { actual: Some(0), .. }));
+    store
+        .append_to("s", ExpectedVersion::Any, vec![event(0)])
+        .await
+        .unwrap();
+    let err = store
+        .append_to("s", ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        AppendError::Conflict {
+            actual: Some(0),
+            ..
+        }
+    ));
     // A check without events passes or fails without writing.
-    store.append_to("s", ExpectedVersion::Exact(0), vec![]).await.unwrap();
+    store
+        .append_to("s", ExpectedVersion::Exact(0), vec![])
+        .await
+        .unwrap();
     assert_eq!(count_rows(&db).await, 1);
     // Malformed appends are rejected before the database.
     let dup = event(1);
-    let err = store.append_to("s", ExpectedVersion::Any, vec![dup.clone(), dup]).await.unwrap_err();
+    let err = store
+        .append_to("s", ExpectedVersion::Any, vec![dup.clone(), dup])
+        .await
+        .unwrap_err();
     assert!(matches!(err, AppendError::Invalid(_)));
     db.drop_schema().await;
 }
@@ -157,11 +215,17 @@ async fn reappending_an_event_id_is_idempotent() {
     let db = TestDb::new().await;
     let store = db.store();
     let first = vec![event(1), event(2)];
-    let written = store.append_to("s", ExpectedVersion::NoStream, first.clone()).await.unwrap();
+    let written = store
+        .append_to("s", ExpectedVersion::NoStream, first.clone())
+        .await
+        .unwrap();
     assert!(!written.already_stored);
 
     // The same events again (even with a now-stale expected version): no write, same positions.
-    let again = store.append_to("s", ExpectedVersion::NoStream, first.clone()).await.unwrap();
+    let again = store
+        .append_to("s", ExpectedVersion::NoStream, first.clone())
+        .await
+        .unwrap();
     assert!(again.already_stored);
     assert_eq!(again.written, written.written);
     assert_eq!(count_rows(&db).await, 2);
@@ -169,10 +233,18 @@ async fn reappending_an_event_id_is_idempotent() {
     // Same id, different content: an error, nothing written.
     let mut changed = first[0].clone();
     changed.data = json!({ "n": 99 });
-    let err = store.append_to("s", ExpectedVersion::Any, vec![changed]).await.unwrap_err();
-    assert!(matches!(err, AppendError::EventIdReused { event_id } if event_id == first[0].event_id));
+    let err = store
+        .append_to("s", ExpectedVersion::Any, vec![changed])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AppendError::EventIdReused { event_id } if event_id == first[0].event_id)
+    );
     // Same id on another stream is different content too.
-    let err = store.append_to("other", ExpectedVersion::Any, vec![first[1].clone()]).await.unwrap_err();
+    let err = store
+        .append_to("other", ExpectedVersion::Any, vec![first[1].clone()])
+        .await
+        .unwrap_err();
     assert!(matches!(err, AppendError::EventIdReused { .. }));
     assert_eq!(count_rows(&db).await, 2);
     db.drop_schema().await;
@@ -180,37 +252,75 @@ async fn reappending_an_event_id_is_idempotent() {
 
 /// The next event, or `None` after `wait`.
 async fn next_event(sub: &mut Subscription, wait: Duration) -> Option<RecordedEvent> {
-    tokio::time::timeout(wait, sub.next()).await.ok().flatten().map(|r| r.unwrap())
+    tokio::time::timeout(wait, sub.next())
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.unwrap())
 }
 
 fn one(stream: &str, n: i64) -> Vec<StreamAppend> {
-    vec![StreamAppend::new(stream, ExpectedVersion::Any, vec![event(n)])]
+    vec![StreamAppend::new(
+        stream,
+        ExpectedVersion::Any,
+        vec![event(n)],
+    )]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriber_waits_for_an_open_transaction_and_delivers_in_order() {
     let db = TestDb::new().await;
     let store = db.store();
-    store.append_to("warmup", ExpectedVersion::NoStream, vec![event(0)]).await.unwrap();
+    store
+        .append_to("warmup", ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .unwrap();
     let mut sub = store.subscribe(0);
-    assert_eq!(next_event(&mut sub, Duration::from_secs(5)).await.unwrap().position, 1);
+    assert_eq!(
+        next_event(&mut sub, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .position,
+        1
+    );
 
     // T1 takes position p and stays open.
     let mut t1 = db.pool.begin().await.unwrap();
-    let held = EventStore::append_in_transaction(&mut t1, one("slow", 1)).await.unwrap();
+    let held = EventStore::append_in_transaction(&mut t1, one("slow", 1))
+        .await
+        .unwrap();
     let p = held.written[0].position;
     // p+1 commits while p is open.
-    let later = store.append_to("fast", ExpectedVersion::Any, vec![event(2)]).await.unwrap();
+    let later = store
+        .append_to("fast", ExpectedVersion::Any, vec![event(2)])
+        .await
+        .unwrap();
     assert_eq!(later.written[0].position, p + 1);
-    assert_eq!(store.read_all(1, 10).await.unwrap()[0].position, p + 1, "p+1 is visible, p is not");
+    assert_eq!(
+        store.read_all(1, 10).await.unwrap()[0].position,
+        p + 1,
+        "p+1 is visible, p is not"
+    );
 
     // The subscriber must not deliver p+1 while p is open.
-    assert!(next_event(&mut sub, Duration::from_millis(600)).await.is_none(), "delivered past an open transaction");
-    assert!(sub.stats().stalled_since_ms.load(Ordering::Relaxed) > 0, "the stall is exposed");
+    assert!(
+        next_event(&mut sub, Duration::from_millis(600))
+            .await
+            .is_none(),
+        "delivered past an open transaction"
+    );
+    assert!(
+        sub.stats().stalled_since_ms.load(Ordering::Relaxed) > 0,
+        "the stall is exposed"
+    );
 
     t1.commit().await.unwrap();
-    let first = next_event(&mut sub, Duration::from_secs(5)).await.expect("p after commit");
-    let second = next_event(&mut sub, Duration::from_secs(5)).await.expect("p+1 after p");
+    let first = next_event(&mut sub, Duration::from_secs(5))
+        .await
+        .expect("p after commit");
+    let second = next_event(&mut sub, Duration::from_secs(5))
+        .await
+        .expect("p+1 after p");
     assert_eq!((first.position, second.position), (p, p + 1));
     assert_eq!(first.stream_id, "slow");
     assert_eq!(sub.stats().stalled_since_ms.load(Ordering::Relaxed), 0);
@@ -223,11 +333,20 @@ async fn subscriber_steps_over_a_rolled_back_position() {
     let store = db.store();
     let mut sub = store.subscribe(0);
     let mut t1 = db.pool.begin().await.unwrap();
-    let held = EventStore::append_in_transaction(&mut t1, one("x", 1)).await.unwrap();
-    let later = store.append_to("y", ExpectedVersion::Any, vec![event(2)]).await.unwrap();
-    assert!(next_event(&mut sub, Duration::from_millis(300)).await.is_none());
+    let held = EventStore::append_in_transaction(&mut t1, one("x", 1))
+        .await
+        .unwrap();
+    let later = store
+        .append_to("y", ExpectedVersion::Any, vec![event(2)])
+        .await
+        .unwrap();
+    assert!(next_event(&mut sub, Duration::from_millis(300))
+        .await
+        .is_none());
     t1.rollback().await.unwrap();
-    let got = next_event(&mut sub, Duration::from_secs(5)).await.expect("the event after the dead gap");
+    let got = next_event(&mut sub, Duration::from_secs(5))
+        .await
+        .expect("the event after the dead gap");
     assert_eq!(got.position, later.written[0].position);
     assert_eq!(got.position, held.written[0].position + 1);
     assert_eq!(sub.stats().dead_positions.load(Ordering::Relaxed), 1);
@@ -245,7 +364,10 @@ async fn subscriber_sees_every_event_once_in_order_under_concurrent_writers() {
         writers.push(tokio::spawn(async move {
             for i in 0..40 {
                 let stream = format!("s-{}", (w + i) % 5);
-                store.append_to(&stream, ExpectedVersion::Any, vec![event(i), event(i + 1)]).await.unwrap();
+                store
+                    .append_to(&stream, ExpectedVersion::Any, vec![event(i), event(i + 1)])
+                    .await
+                    .unwrap();
             }
         }));
     }
@@ -253,7 +375,9 @@ async fn subscriber_sees_every_event_once_in_order_under_concurrent_writers() {
     let mut last_position = 0;
     let mut versions: BTreeMap<String, i64> = BTreeMap::new();
     for _ in 0..total {
-        let e = next_event(&mut sub, Duration::from_secs(10)).await.expect("every event arrives");
+        let e = next_event(&mut sub, Duration::from_secs(10))
+            .await
+            .expect("every event arrives");
         assert!(e.position > last_position, "position order");
         last_position = e.position;
         let v = versions.entry(e.stream_id.clone()).or_insert(-1);
@@ -263,7 +387,12 @@ async fn subscriber_sees_every_event_once_in_order_under_concurrent_writers() {
     for w in writers {
         w.await.unwrap();
     }
-    assert!(next_event(&mut sub, Duration::from_millis(300)).await.is_none(), "nothing twice");
+    assert!(
+        next_event(&mut sub, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "nothing twice"
+    );
     db.drop_schema().await;
 }
 
@@ -272,15 +401,25 @@ async fn tampered(tamper: &str) -> (TestDb, VerifyReport, i64) {
     let db = TestDb::new().await;
     let store = db.store();
     for n in 0..5 {
-        store.append_to("lic-a", ExpectedVersion::Any, vec![event(n)]).await.unwrap();
-        store.append_to("lic-b", ExpectedVersion::Any, vec![event(n)]).await.unwrap();
-    }
-    assert!(store.verify_all().await.unwrap().is_intact(), "a clean log verifies");
-    let pos: i64 =
-        sqlx::query_scalar("SELECT position FROM events WHERE stream_id = 'lic-a' AND stream_version = 2")
-            .fetch_one(&db.pool)
+        store
+            .append_to("lic-a", ExpectedVersion::Any, vec![event(n)])
             .await
             .unwrap();
+        store
+            .append_to("lic-b", ExpectedVersion::Any, vec![event(n)])
+            .await
+            .unwrap();
+    }
+    assert!(
+        store.verify_all().await.unwrap().is_intact(),
+        "a clean log verifies"
+    );
+    let pos: i64 = sqlx::query_scalar(
+        "SELECT position FROM events WHERE stream_id = 'lic-a' AND stream_version = 2",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
     sqlx::raw_sql(tamper).execute(&db.pool).await.unwrap();
     let report = store.verify_all().await.unwrap();
     (db, report, pos)
@@ -288,10 +427,15 @@ async fn tampered(tamper: &str) -> (TestDb, VerifyReport, i64) {
 
 #[tokio::test]
 async fn verification_finds_an_edited_event() {
-    let (db, report, pos) =
-        tampered("UPDATE events SET data = '{\"n\": 7}' WHERE stream_id = 'lic-a' AND stream_version = 2").await;
+    let (db, report, pos) = tampered(
+        "UPDATE events SET data = '{\"n\": 7}' WHERE stream_id = 'lic-a' AND stream_version = 2",
+    )
+    .await;
     let b = report.first_break().expect("caught");
-    assert_eq!((b.stream.as_str(), b.version, b.position), ("lic-a", 2, pos));
+    assert_eq!(
+        (b.stream.as_str(), b.version, b.position),
+        ("lic-a", 2, pos)
+    );
     assert_eq!(b.kind, BreakKind::HashMismatch);
     assert_eq!(report.breaks.len(), 1, "the other stream is intact");
     db.drop_schema().await;
@@ -299,7 +443,8 @@ async fn verification_finds_an_edited_event() {
 
 #[tokio::test]
 async fn verification_finds_a_deleted_event() {
-    let (db, report, _) = tampered("DELETE FROM events WHERE stream_id = 'lic-a' AND stream_version = 2").await;
+    let (db, report, _) =
+        tampered("DELETE FROM events WHERE stream_id = 'lic-a' AND stream_version = 2").await;
     let b = report.first_break().expect("caught");
     assert_eq!((b.stream.as_str(), b.version), ("lic-a", 3));
     assert_eq!(b.kind, BreakKind::VersionGap { expected: 2 });
@@ -316,7 +461,13 @@ async fn verification_finds_swapped_versions() {
     .await;
     let b = report.first_break().expect("caught");
     assert_eq!((b.stream.as_str(), b.version), ("lic-a", 2));
-    assert!(matches!(b.kind, BreakKind::PrevHashMismatch | BreakKind::HashMismatch), "{b}");
+    assert!(
+        matches!(
+            b.kind,
+            BreakKind::PrevHashMismatch | BreakKind::HashMismatch
+        ),
+        "{b}"
+    );
     db.drop_schema().await;
 }
 
@@ -340,10 +491,17 @@ async fn verification_finds_swapped_positions() {
 
 #[tokio::test]
 async fn verification_finds_a_cut_tail() {
-    let (db, report, _) = tampered("DELETE FROM events WHERE stream_id = 'lic-b' AND stream_version = 4").await;
+    let (db, report, _) =
+        tampered("DELETE FROM events WHERE stream_id = 'lic-b' AND stream_version = 4").await;
     let b = report.first_break().expect("caught");
     assert_eq!(b.stream, "lic-b");
-    assert_eq!(b.kind, BreakKind::HeadMismatch { head_version: 4, last_version: 3 });
+    assert_eq!(
+        b.kind,
+        BreakKind::HeadMismatch {
+            head_version: 4,
+            last_version: 3
+        }
+    );
     db.drop_schema().await;
 }
 

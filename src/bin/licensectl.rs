@@ -10,13 +10,27 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 #[derive(Parser)]
-#[command(name = "licensectl", version, about = "License Ledger admin and client CLI")]
+#[command(
+    name = "licensectl",
+    version,
+    about = "License Ledger admin and client CLI"
+)]
 struct Cli {
     /// Base URL of the service.
-    #[arg(long, env = "LICENSE_LEDGER_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "LICENSE_LEDGER_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     url: String,
     /// Bearer token (a user or admin JWT).
-    #[arg(long, env = "LICENSE_LEDGER_TOKEN", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "LICENSE_LEDGER_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
     token: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -117,7 +131,9 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
     let base = cli.url.trim_end_matches('/').to_owned();
     let call = |method: reqwest::Method, path: String, body: Option<Value>| {
         let mut req = http.request(method, format!("{base}{path}"));
@@ -131,42 +147,101 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     use reqwest::Method as M;
     let request = match cli.command {
-        Command::DevToken { sub, tenant, admin, ttl_secs, dir } => {
+        Command::DevToken {
+            sub,
+            tenant,
+            admin,
+            ttl_secs,
+            dir,
+        } => {
             let issuer = DevIssuer::load_or_generate(std::path::Path::new(&dir))?;
-            let roles = if admin { vec!["license-admin".to_owned()] } else { vec![] };
-            println!("{}", issuer.mint(&sub, &tenant, &roles, Duration::from_secs(ttl_secs), DEV_ISSUER, DEV_AUDIENCE)?);
+            let roles = if admin {
+                vec!["license-admin".to_owned()]
+            } else {
+                vec![]
+            };
+            println!(
+                "{}",
+                issuer.mint(
+                    &sub,
+                    &tenant,
+                    &roles,
+                    Duration::from_secs(ttl_secs),
+                    DEV_ISSUER,
+                    DEV_AUDIENCE
+                )?
+            );
             return Ok(());
         }
         Command::Health => {
-            let status = http.get(format!("{base}/api/v1/health")).send().await.context("calling the service")?.status();
+            let status = http
+                .get(format!("{base}/api/v1/health"))
+                .send()
+                .await
+                .context("calling the service")?
+                .status();
             if !status.is_success() {
                 bail!("health check answered {status}");
             }
             return Ok(());
         }
-        Command::Acquire { hardware_id, license, idempotency_key } => {
-            let mut req = call(M::POST, "/api/v1/licenses/acquire".into(), Some(json!({ "hardware_id": hardware_id, "license_id": license })));
+        Command::Acquire {
+            hardware_id,
+            license,
+            idempotency_key,
+        } => {
+            let mut req = call(
+                M::POST,
+                "/api/v1/licenses/acquire".into(),
+                Some(json!({ "hardware_id": hardware_id, "license_id": license })),
+            );
             if let Some(key) = idempotency_key {
                 req = req.header("Idempotency-Key", key);
             }
             req
         }
-        Command::Heartbeat { session } => call(M::PUT, format!("/api/v1/licenses/heartbeat/{session}"), None),
-        Command::Release { session } => call(M::DELETE, format!("/api/v1/licenses/release/{session}"), None),
-        Command::Token { session } => call(M::GET, format!("/api/v1/licenses/sessions/{session}/token"), None),
+        Command::Heartbeat { session } => call(
+            M::PUT,
+            format!("/api/v1/licenses/heartbeat/{session}"),
+            None,
+        ),
+        Command::Release { session } => call(
+            M::DELETE,
+            format!("/api/v1/licenses/release/{session}"),
+            None,
+        ),
+        Command::Token { session } => call(
+            M::GET,
+            format!("/api/v1/licenses/sessions/{session}/token"),
+            None,
+        ),
         Command::Licenses => call(M::GET, "/api/v1/licenses".into(), None),
-        Command::Issue { product, seats, session_ttl_secs } => call(
+        Command::Issue {
+            product,
+            seats,
+            session_ttl_secs,
+        } => call(
             M::POST,
             "/api/v1/admin/licenses".into(),
-            Some(json!({ "product": product, "seats": seats, "session_ttl_secs": session_ttl_secs })),
+            Some(
+                json!({ "product": product, "seats": seats, "session_ttl_secs": session_ttl_secs }),
+            ),
         ),
-        Command::Seats { license, seats } => {
-            call(M::PUT, format!("/api/v1/admin/licenses/{license}/seats"), Some(json!({ "seats": seats })))
-        }
-        Command::Suspend { license, reason } => {
-            call(M::POST, format!("/api/v1/admin/licenses/{license}/suspend"), Some(json!({ "reason": reason })))
-        }
-        Command::Reinstate { license } => call(M::POST, format!("/api/v1/admin/licenses/{license}/reinstate"), None),
+        Command::Seats { license, seats } => call(
+            M::PUT,
+            format!("/api/v1/admin/licenses/{license}/seats"),
+            Some(json!({ "seats": seats })),
+        ),
+        Command::Suspend { license, reason } => call(
+            M::POST,
+            format!("/api/v1/admin/licenses/{license}/suspend"),
+            Some(json!({ "reason": reason })),
+        ),
+        Command::Reinstate { license } => call(
+            M::POST,
+            format!("/api/v1/admin/licenses/{license}/reinstate"),
+            None,
+        ),
     };
     let response = request.send().await.context("calling the service")?;
     let status = response.status();

@@ -62,7 +62,8 @@ fn view(state: &LicenseState) -> Result<Json<LicenseView>, Problem> {
 }
 
 fn parse_license(raw: &str) -> Result<LicenseId, Problem> {
-    raw.parse::<LicenseId>().map_err(|_| Problem::new(StatusCode::NOT_FOUND, "not-found", "license not found"))
+    raw.parse::<LicenseId>()
+        .map_err(|_| Problem::new(StatusCode::NOT_FOUND, "not-found", "license not found"))
 }
 
 /// Body of `POST /admin/licenses`.
@@ -99,7 +100,11 @@ pub struct SuspendRequest {
 #[utoipa::path(get, path = "/api/v1/licenses", tag = "licenses",
     responses((status = 200, body = [LicenseView]), (status = 401, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn list(State(state): State<AppState>, caller: Caller, headers: HeaderMap) -> Result<Json<Vec<LicenseView>>, Problem> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+) -> Result<Json<Vec<LicenseView>>, Problem> {
     let actor = actor(&caller, &headers)?;
     let ids = lookup::licenses_of_tenant(state.licenses.store().pool(), &actor.tenant)
         .await
@@ -117,9 +122,19 @@ pub async fn list(State(state): State<AppState>, caller: Caller, headers: Header
     params(("license_id" = Uuid, Path)),
     responses((status = 200, body = LicenseView), (status = 404, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
-pub async fn get(State(state): State<AppState>, caller: Caller, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<LicenseView>, Problem> {
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<LicenseView>, Problem> {
     let actor = actor(&caller, &headers)?;
-    view(&state.licenses.license(parse_license(&id)?, Some(&actor.tenant)).await?)
+    view(
+        &state
+            .licenses
+            .license(parse_license(&id)?, Some(&actor.tenant))
+            .await?,
+    )
 }
 
 /// Issue a license to your tenant (admin).
@@ -136,7 +151,10 @@ pub async fn issue(
     let actor = actor(&caller, &headers)?;
     let product = ProductId::parse(&body.product).map_err(|e| invalid("product", e))?;
     let ttl = body.session_ttl_secs.unwrap_or(DEFAULT_SESSION_TTL_SECS);
-    let license = state.licenses.issue(&actor, product, body.seats, ttl, body.valid_until).await?;
+    let license = state
+        .licenses
+        .issue(&actor, product, body.seats, ttl, body.valid_until)
+        .await?;
     Ok((StatusCode::CREATED, view(&license)?))
 }
 
@@ -154,7 +172,12 @@ pub async fn change_seats(
 ) -> Result<Json<LicenseView>, Problem> {
     let actor = actor(&caller, &headers)?;
     let cmd = LicenseCommand::ChangeSeats { seats: body.seats };
-    view(&state.licenses.administer(&actor, parse_license(&id)?, cmd).await?)
+    view(
+        &state
+            .licenses
+            .administer(&actor, parse_license(&id)?, cmd)
+            .await?,
+    )
 }
 
 /// Suspend a license: acquires are denied, live sessions continue (admin).
@@ -170,8 +193,15 @@ pub async fn suspend(
     ApiJson(body): ApiJson<SuspendRequest>,
 ) -> Result<Json<LicenseView>, Problem> {
     let actor = actor(&caller, &headers)?;
-    let cmd = LicenseCommand::Suspend { reason: body.reason };
-    view(&state.licenses.administer(&actor, parse_license(&id)?, cmd).await?)
+    let cmd = LicenseCommand::Suspend {
+        reason: body.reason,
+    };
+    view(
+        &state
+            .licenses
+            .administer(&actor, parse_license(&id)?, cmd)
+            .await?,
+    )
 }
 
 /// Lift a suspension (admin).
@@ -186,5 +216,10 @@ pub async fn reinstate(
     Path(id): Path<String>,
 ) -> Result<Json<LicenseView>, Problem> {
     let actor = actor(&caller, &headers)?;
-    view(&state.licenses.administer(&actor, parse_license(&id)?, LicenseCommand::Reinstate).await?)
+    view(
+        &state
+            .licenses
+            .administer(&actor, parse_license(&id)?, LicenseCommand::Reinstate)
+            .await?,
+    )
 }

@@ -15,7 +15,11 @@ use serde::de::DeserializeOwned;
 impl From<ServiceError> for Problem {
     fn from(err: ServiceError) -> Self {
         match err {
-            ServiceError::NotFound(what) => Problem::new(StatusCode::NOT_FOUND, "not-found", format!("{what} not found")),
+            ServiceError::NotFound(what) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                format!("{what} not found"),
+            ),
             ServiceError::AmbiguousLicense(choices) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "license-required",
@@ -39,7 +43,9 @@ impl From<ServiceError> for Problem {
 fn domain_problem(err: DomainError) -> Problem {
     let status = match err {
         DomainError::NotIssued | DomainError::SessionNotFound => StatusCode::NOT_FOUND,
-        DomainError::AlreadyIssued | DomainError::SessionIdInUse | DomainError::IdempotencyKeyReused => StatusCode::CONFLICT,
+        DomainError::AlreadyIssued
+        | DomainError::SessionIdInUse
+        | DomainError::IdempotencyKeyReused => StatusCode::CONFLICT,
         DomainError::NotYetExpired(_) => StatusCode::CONFLICT,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
@@ -48,7 +54,12 @@ fn domain_problem(err: DomainError) -> Problem {
 
 /// A problem for a field that failed validation.
 pub fn invalid(field: &str, detail: impl std::fmt::Display) -> Problem {
-    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", format!("{detail}")).with("field", field)
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid-field",
+        format!("{detail}"),
+    )
+    .with("field", field)
 }
 
 /// `Json<T>` whose rejections are problems: 400 malformed JSON, 413 too
@@ -73,14 +84,24 @@ where
 fn json_problem(rejection: JsonRejection) -> Problem {
     let detail = rejection.body_text();
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        return Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "the request body is too large");
+        return Problem::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            "the request body is too large",
+        );
     }
     match rejection {
-        JsonRejection::JsonDataError(_) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", detail),
-        JsonRejection::JsonSyntaxError(_) => Problem::new(StatusCode::BAD_REQUEST, "malformed-json", detail),
-        JsonRejection::MissingJsonContentType(_) => {
-            Problem::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "content-type", "send Content-Type: application/json")
+        JsonRejection::JsonDataError(_) => {
+            Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-body", detail)
         }
+        JsonRejection::JsonSyntaxError(_) => {
+            Problem::new(StatusCode::BAD_REQUEST, "malformed-json", detail)
+        }
+        JsonRejection::MissingJsonContentType(_) => Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content-type",
+            "send Content-Type: application/json",
+        ),
         _ => Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail),
     }
 }

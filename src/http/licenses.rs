@@ -79,7 +79,8 @@ pub struct TokenResponse {
 
 fn parse_session(raw: &str) -> Result<SessionId, Problem> {
     // An unparseable id cannot name anyone's session: not found, like any other.
-    raw.parse::<SessionId>().map_err(|_| Problem::new(StatusCode::NOT_FOUND, "not-found", "session not found"))
+    raw.parse::<SessionId>()
+        .map_err(|_| Problem::new(StatusCode::NOT_FOUND, "not-found", "session not found"))
 }
 
 /// Acquire a seat.
@@ -105,25 +106,43 @@ pub async fn acquire(
 ) -> Result<Response, Problem> {
     let started = Instant::now();
     let actor = actor(&caller, &headers)?;
-    let hardware_id = HardwareId::parse(&body.hardware_id).map_err(|e| invalid("hardware_id", e))?;
+    let hardware_id =
+        HardwareId::parse(&body.hardware_id).map_err(|e| invalid("hardware_id", e))?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(
-            v.to_str().ok().and_then(|s| IdempotencyKey::parse(s).ok()).ok_or_else(|| {
-                invalid("Idempotency-Key", "Idempotency-Key must be 1-255 printable characters")
-            })?,
+            v.to_str()
+                .ok()
+                .and_then(|s| IdempotencyKey::parse(s).ok())
+                .ok_or_else(|| {
+                    invalid(
+                        "Idempotency-Key",
+                        "Idempotency-Key must be 1-255 printable characters",
+                    )
+                })?,
         ),
     };
     let licenses = &state.licenses;
-    let license_id = licenses.resolve_license(&actor, body.license_id.map(LicenseId::from_uuid)).await?;
+    let license_id = licenses
+        .resolve_license(&actor, body.license_id.map(LicenseId::from_uuid))
+        .await?;
     let outcome = licenses.acquire(&actor, license_id, hardware_id, key).await;
     let response = match outcome? {
         Acquisition::Denied { reason, .. } => {
             state.metrics.denials.inc();
-            Err(Problem::new(StatusCode::FORBIDDEN, "no-seat", format!("acquire denied: {}", reason.as_str()))
-                .with("reason", reason.as_str()))
+            Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "no-seat",
+                format!("acquire denied: {}", reason.as_str()),
+            )
+            .with("reason", reason.as_str()))
         }
-        Acquisition::Granted { license_id, session_id, expires_at, existing } => {
+        Acquisition::Granted {
+            license_id,
+            session_id,
+            expires_at,
+            existing,
+        } => {
             if existing {
                 state.metrics.acquires_existing.inc();
             } else {
@@ -147,12 +166,21 @@ async fn granted(
     let waiting = state.waiters.register(session_id);
     let minted = match state.licenses.session(actor, session_id).await?.state.token {
         Some(t) => Some((t.key_id, t.token)),
-        None => tokio::time::timeout(state.token_wait, waiting).await.ok().and_then(Result::ok),
+        None => tokio::time::timeout(state.token_wait, waiting)
+            .await
+            .ok()
+            .and_then(Result::ok),
     };
     let minted = match minted {
         Some(m) => Some(m),
         // The notification may have been missed: the log is the truth.
-        None => state.licenses.session(actor, session_id).await?.state.token.map(|t| (t.key_id, t.token)),
+        None => state
+            .licenses
+            .session(actor, session_id)
+            .await?
+            .state
+            .token
+            .map(|t| (t.key_id, t.token)),
     };
     match minted {
         Some((key_id, token)) => {
@@ -170,7 +198,12 @@ async fn granted(
             let token_url = format!("/api/v1/licenses/sessions/{session_id}/token");
             let mut response = (
                 StatusCode::ACCEPTED,
-                Json(AcquirePending { session_id: session_id.as_uuid(), license_id: license_id.as_uuid(), expires_at, token_url: token_url.clone() }),
+                Json(AcquirePending {
+                    session_id: session_id.as_uuid(),
+                    license_id: license_id.as_uuid(),
+                    expires_at,
+                    token_url: token_url.clone(),
+                }),
             )
                 .into_response();
             let headers = response.headers_mut();
@@ -205,7 +238,10 @@ pub async fn heartbeat(
     let expires_at = state.licenses.heartbeat(&actor, session).await?;
     state.metrics.heartbeats.inc();
     state.metrics.heartbeat_latency.observe(started.elapsed());
-    Ok(Json(HeartbeatResponse { session_id: session.as_uuid(), expires_at }))
+    Ok(Json(HeartbeatResponse {
+        session_id: session.as_uuid(),
+        expires_at,
+    }))
 }
 
 /// Give a seat back.
@@ -255,8 +291,13 @@ pub async fn token(
     match view.state.token {
         Some(t) => {
             let public_key_pem = state.public_key_pem(&t.key_id).await?;
-            Ok(Json(TokenResponse { session_id: session.as_uuid(), license_token: t.token, key_id: t.key_id, public_key_pem })
-                .into_response())
+            Ok(Json(TokenResponse {
+                session_id: session.as_uuid(),
+                license_token: t.token,
+                key_id: t.key_id,
+                public_key_pem,
+            })
+            .into_response())
         }
         None => Ok((StatusCode::ACCEPTED, [(header::RETRY_AFTER, "1")]).into_response()),
     }

@@ -59,12 +59,18 @@ impl FromRef<AppState> for Arc<Authenticator> {
 impl AppState {
     /// PEM of the public key `key_id` (refreshing the key list once if unknown).
     pub async fn public_key_pem(&self, key_id: &str) -> Result<String, Problem> {
-        let find = |keys: Vec<crate::signer::PublicKey>| keys.into_iter().find(|k| k.kid == key_id).map(|k| k.pem);
+        let find = |keys: Vec<crate::signer::PublicKey>| {
+            keys.into_iter().find(|k| k.kid == key_id).map(|k| k.pem)
+        };
         let keys = self.signer.public_keys().await.map_err(signer_problem)?;
         if let Some(pem) = find(keys) {
             return Ok(pem);
         }
-        let keys = self.signer.refresh_public_keys().await.map_err(signer_problem)?;
+        let keys = self
+            .signer
+            .refresh_public_keys()
+            .await
+            .map_err(signer_problem)?;
         find(keys).ok_or_else(|| {
             tracing::error!(%key_id, "a token was signed by a key that is not published");
             Problem::internal()
@@ -74,17 +80,30 @@ impl AppState {
 
 fn signer_problem(err: crate::signer::SignerError) -> Problem {
     tracing::error!(error = %err, "reading the signing public keys failed");
-    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "signer-unavailable", "the signing keys are unavailable; retry shortly")
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "signer-unavailable",
+        "the signing keys are unavailable; retry shortly",
+    )
 }
 
 /// The acting caller as the service sees it (typed ids, request id).
 pub fn actor(caller: &Caller, headers: &HeaderMap) -> Result<Actor, Problem> {
-    let unauthorized = |_| Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "the token's subject or tenant is malformed");
+    let unauthorized = |_| {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the token's subject or tenant is malformed",
+        )
+    };
     Ok(Actor {
         tenant: caller.tenant().map_err(unauthorized)?,
         user: caller.user().map_err(unauthorized)?,
         admin: caller.is_admin,
-        correlation_id: headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned),
+        correlation_id: headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     })
 }
 
@@ -117,7 +136,12 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -134,7 +158,13 @@ pub fn worker_router(shared: crate::app::Shared) -> Router {
                 let (metrics, store) = (metrics.clone(), store.clone());
                 async move {
                     let head = store.head_position().await.ok();
-                    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render(head))
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4",
+                        )],
+                        metrics.render(head),
+                    )
                 }
             }),
         )
@@ -142,28 +172,51 @@ pub fn worker_router(shared: crate::app::Shared) -> Router {
 }
 
 /// The whole HTTP application.
-pub fn router(state: AppState, rate_limit: ratelimit::RateLimitConfig, allowed_origins: &[String]) -> Router {
+pub fn router(
+    state: AppState,
+    rate_limit: ratelimit::RateLimitConfig,
+    allowed_origins: &[String],
+) -> Router {
     let limiter = ratelimit::RateLimiter::new(rate_limit);
     let api = Router::new()
         .route("/licenses/acquire", post(licenses::acquire))
         .route("/licenses/heartbeat/{session_id}", put(licenses::heartbeat))
         .route("/licenses/release/{session_id}", delete(licenses::release))
-        .route("/licenses/sessions/{session_id}/token", get(licenses::token))
+        .route(
+            "/licenses/sessions/{session_id}/token",
+            get(licenses::token),
+        )
         .route("/licenses", get(admin::list))
         .route("/licenses/{license_id}", get(admin::get))
         .route("/admin/licenses", post(admin::issue))
-        .route("/admin/licenses/{license_id}/seats", put(admin::change_seats))
+        .route(
+            "/admin/licenses/{license_id}/seats",
+            put(admin::change_seats),
+        )
         .route("/admin/licenses/{license_id}/suspend", post(admin::suspend))
-        .route("/admin/licenses/{license_id}/reinstate", post(admin::reinstate))
-        .layer(axum::middleware::from_fn_with_state(limiter, ratelimit::layer))
+        .route(
+            "/admin/licenses/{license_id}/reinstate",
+            post(admin::reinstate),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            ratelimit::layer,
+        ))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/openapi.json", get(ops::openapi));
-    let origins: Vec<HeaderValue> = allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o.trim()).ok()).collect();
+    let origins: Vec<HeaderValue> = allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+        .collect();
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
-        .allow_headers([axum::http::header::AUTHORIZATION, axum::http::header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            HeaderName::from_static("idempotency-key"),
+        ])
         .expose_headers([
             HeaderName::from_static("ratelimit-limit"),
             HeaderName::from_static("ratelimit-remaining"),

@@ -22,27 +22,42 @@ pub async fn health() -> Json<Value> {
     responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is down", body = Problem, content_type = "application/problem+json")))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
     let timeout = Duration::from_secs(2);
-    let pg = tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(state.licenses.store().pool()))
-        .await
-        .map(|r| r.is_ok())
-        .unwrap_or(false);
+    let pg = tokio::time::timeout(
+        timeout,
+        sqlx::query("SELECT 1").execute(state.licenses.store().pool()),
+    )
+    .await
+    .map(|r| r.is_ok())
+    .unwrap_or(false);
     let redis = match state.redis.clone() {
-        Some(mut conn) => tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut conn))
-            .await
-            .map(|r| r.is_ok())
-            .unwrap_or(false),
+        Some(mut conn) => {
+            tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut conn))
+                .await
+                .map(|r| r.is_ok())
+                .unwrap_or(false)
+        }
         None => false,
     };
     let nats = match &state.nats {
-        Some(client) => client.connection_state() == async_nats::connection::State::Connected
-            && tokio::time::timeout(timeout, client.flush()).await.map(|r| r.is_ok()).unwrap_or(false),
+        Some(client) => {
+            client.connection_state() == async_nats::connection::State::Connected
+                && tokio::time::timeout(timeout, client.flush())
+                    .await
+                    .map(|r| r.is_ok())
+                    .unwrap_or(false)
+        }
         None => false,
     };
     let checks = json!({ "postgres": pg, "redis": redis, "nats": nats });
     if pg && redis && nats {
         Ok(Json(json!({ "status": "ready", "checks": checks })))
     } else {
-        Err(Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "a dependency is not answering").with("checks", checks))
+        Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "a dependency is not answering",
+        )
+        .with("checks", checks))
     }
 }
 
@@ -51,15 +66,25 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, Problem
 pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, Problem> {
     let keys = state.signer.public_keys().await.map_err(|e| {
         tracing::error!(error = %e, "listing signing keys failed");
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "signer-unavailable", "the signing keys are unavailable")
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "signer-unavailable",
+            "the signing keys are unavailable",
+        )
     })?;
-    Ok(([(header::CACHE_CONTROL, "public, max-age=300")], Json(jwks_document(&keys))))
+    Ok((
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        Json(jwks_document(&keys)),
+    ))
 }
 
 /// Prometheus metrics.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let head = state.licenses.store().head_position().await.ok();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(head))
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(head),
+    )
 }
 
 /// The OpenAPI document.

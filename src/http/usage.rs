@@ -71,24 +71,42 @@ pub struct SessionsView {
 }
 
 fn session_view(s: SessionUsage) -> SessionUsageView {
-    SessionUsageView { session_id: s.session_id, user_id: s.user_id, hardware_id: s.hardware_id, deadline: s.deadline }
+    SessionUsageView {
+        session_id: s.session_id,
+        user_id: s.user_id,
+        hardware_id: s.hardware_id,
+        deadline: s.deadline,
+    }
 }
 
 fn unavailable(detail: &str) -> Problem {
-    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "projection-unavailable", detail)
-        .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "projection-unavailable",
+        detail,
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
 }
 
 /// Checks the license is the caller's tenant's (on the log), then reads its projection.
-async fn projected(state: &AppState, actor: &Actor, raw_id: &str) -> Result<(LicenseId, LicenseUsage), Problem> {
+async fn projected(
+    state: &AppState,
+    actor: &Actor,
+    raw_id: &str,
+) -> Result<(LicenseId, LicenseUsage), Problem> {
     let not_found = || Problem::new(StatusCode::NOT_FOUND, "not-found", "license not found");
     let id = raw_id.parse::<LicenseId>().map_err(|_| not_found())?;
     state.licenses.license(id, Some(&actor.tenant)).await?;
-    let conn = state.redis.clone().ok_or_else(|| unavailable("the usage view is not configured (no Redis)"))?;
+    let conn = state
+        .redis
+        .clone()
+        .ok_or_else(|| unavailable("the usage view is not configured (no Redis)"))?;
     let projection = RedisProjection::new(conn, state.redis_prefix.clone());
     match projection.usage(id.as_uuid()).await {
         Ok(Some(usage)) => Ok((id, usage)),
-        Ok(None) => Err(unavailable("the license is not projected yet; retry shortly")),
+        Ok(None) => Err(unavailable(
+            "the license is not projected yet; retry shortly",
+        )),
         Err(err) => {
             tracing::error!(error = %err, "reading the usage projection failed");
             Err(unavailable("the usage view is unavailable; retry shortly"))

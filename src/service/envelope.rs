@@ -59,7 +59,11 @@ pub fn new_event_with_id(event_id: Uuid, event: &LicenseEvent, metadata: &Value)
 
 /// Decodes a stored event into the catalogue.
 pub fn decode(recorded: &RecordedEvent) -> Result<LicenseEvent, CatalogError> {
-    LicenseEvent::from_stored(&recorded.event_type, recorded.schema_version, &recorded.data)
+    LicenseEvent::from_stored(
+        &recorded.event_type,
+        recorded.schema_version,
+        &recorded.data,
+    )
 }
 
 /// The JSON document published on NATS and handed to consumers.

@@ -7,7 +7,10 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Licenses issued to `tenant`, oldest first.
-pub async fn licenses_of_tenant(pool: &PgPool, tenant: &TenantId) -> Result<Vec<LicenseId>, sqlx::Error> {
+pub async fn licenses_of_tenant(
+    pool: &PgPool,
+    tenant: &TenantId,
+) -> Result<Vec<LicenseId>, sqlx::Error> {
     let ids: Vec<String> = sqlx::query_scalar(
         "SELECT data->>'license_id' FROM events
          WHERE event_type = 'LicenseIssued' AND metadata->>'tenant_id' = $1 ORDER BY position",
@@ -15,7 +18,11 @@ pub async fn licenses_of_tenant(pool: &PgPool, tenant: &TenantId) -> Result<Vec<
     .bind(tenant.as_str())
     .fetch_all(pool)
     .await?;
-    Ok(ids.iter().filter_map(|s| s.parse::<Uuid>().ok()).map(LicenseId::from_uuid).collect())
+    Ok(ids
+        .iter()
+        .filter_map(|s| s.parse::<Uuid>().ok())
+        .map(LicenseId::from_uuid)
+        .collect())
 }
 
 /// Every issued license.
@@ -25,11 +32,18 @@ pub async fn all_licenses(pool: &PgPool) -> Result<Vec<LicenseId>, sqlx::Error> 
     )
     .fetch_all(pool)
     .await?;
-    Ok(ids.iter().filter_map(|s| s.parse::<Uuid>().ok()).map(LicenseId::from_uuid).collect())
+    Ok(ids
+        .iter()
+        .filter_map(|s| s.parse::<Uuid>().ok())
+        .map(LicenseId::from_uuid)
+        .collect())
 }
 
 /// The license a session was acquired on, and its holder.
-pub async fn owner_of_session(pool: &PgPool, session: SessionId) -> Result<Option<(LicenseId, UserId)>, sqlx::Error> {
+pub async fn owner_of_session(
+    pool: &PgPool,
+    session: SessionId,
+) -> Result<Option<(LicenseId, UserId)>, sqlx::Error> {
     let row: Option<(String, String)> = sqlx::query_as(
         "SELECT metadata->>'license_id', data->>'user_id' FROM events
          WHERE event_type = 'SeatAcquired' AND data->>'session_id' = $1 LIMIT 1",
@@ -38,6 +52,9 @@ pub async fn owner_of_session(pool: &PgPool, session: SessionId) -> Result<Optio
     .fetch_optional(pool)
     .await?;
     Ok(row.and_then(|(license, user)| {
-        Some((LicenseId::from_uuid(license.parse::<Uuid>().ok()?), UserId::parse(&user).ok()?))
+        Some((
+            LicenseId::from_uuid(license.parse::<Uuid>().ok()?),
+            UserId::parse(&user).ok()?,
+        ))
     }))
 }

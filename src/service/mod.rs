@@ -106,7 +106,11 @@ pub struct Licenses {
 impl Licenses {
     /// Commands over `store`.
     pub fn new(store: EventStore) -> Self {
-        Self { store, licenses: Mutex::default(), sessions: sessions::SessionCache::default() }
+        Self {
+            store,
+            licenses: Mutex::default(),
+            sessions: sessions::SessionCache::default(),
+        }
     }
 
     /// The underlying log.
@@ -122,7 +126,10 @@ impl Licenses {
     /// Reads the stream's tail into `state`.
     async fn refresh(&self, id: LicenseId, state: &mut LicenseState) -> Result<(), ServiceError> {
         loop {
-            let tail = self.store.read_stream(&id.stream_name(), state.version + 1, 1000).await?;
+            let tail = self
+                .store
+                .read_stream(&id.stream_name(), state.version + 1, 1000)
+                .await?;
             let n = tail.len();
             for recorded in &tail {
                 let event = decode(recorded)?;
@@ -136,7 +143,11 @@ impl Licenses {
     }
 
     /// The license's current state, if it was issued to `tenant` (any tenant when `None`).
-    pub async fn license(&self, id: LicenseId, tenant: Option<&TenantId>) -> Result<LicenseState, ServiceError> {
+    pub async fn license(
+        &self,
+        id: LicenseId,
+        tenant: Option<&TenantId>,
+    ) -> Result<LicenseState, ServiceError> {
         let shared = self.entry(id);
         let mut state = shared.lock().await;
         self.refresh(id, &mut state).await?;
@@ -153,7 +164,9 @@ impl Licenses {
         &self,
         id: LicenseId,
         actor: Option<&Actor>,
-        command: impl Fn(&LicenseState) -> Result<(LicenseCommand, Option<ExpectedVersion>), ServiceError>,
+        command: impl Fn(
+            &LicenseState,
+        ) -> Result<(LicenseCommand, Option<ExpectedVersion>), ServiceError>,
     ) -> Result<(Outcome, LicenseState), ServiceError> {
         let shared = self.entry(id);
         let mut state = shared.lock().await;
@@ -161,7 +174,9 @@ impl Licenses {
         for _ in 0..MAX_ATTEMPTS {
             let Some(info) = state.issued.clone() else {
                 if let Ok((cmd @ LicenseCommand::Issue { .. }, _)) = command(&state) {
-                    return self.append_decision(id, &mut state, cmd, None, actor, None).await;
+                    return self
+                        .append_decision(id, &mut state, cmd, None, actor, None)
+                        .await;
                 }
                 return Err(ServiceError::NotFound("license"));
             };
@@ -169,8 +184,20 @@ impl Licenses {
                 return Err(ServiceError::NotFound("license"));
             }
             let (cmd, session_expected) = command(&state)?;
-            match self.append_decision(id, &mut state, cmd, session_expected, actor, Some(&info.product)).await {
-                Err(ServiceError::Append(AppendError::Conflict { stream, .. })) if stream == id.stream_name() => {
+            match self
+                .append_decision(
+                    id,
+                    &mut state,
+                    cmd,
+                    session_expected,
+                    actor,
+                    Some(&info.product),
+                )
+                .await
+            {
+                Err(ServiceError::Append(AppendError::Conflict { stream, .. }))
+                    if stream == id.stream_name() =>
+                {
                     self.refresh(id, &mut state).await?;
                 }
                 other => return other,
@@ -189,8 +216,16 @@ impl Licenses {
         product: Option<&ProductId>,
     ) -> Result<(Outcome, LicenseState), ServiceError> {
         let (tenant, product) = match (&cmd, &state.issued) {
-            (LicenseCommand::Issue { tenant_id, product, .. }, _) => (tenant_id.clone(), product.clone()),
-            (_, Some(info)) => (info.tenant_id.clone(), product.cloned().unwrap_or_else(|| info.product.clone())),
+            (
+                LicenseCommand::Issue {
+                    tenant_id, product, ..
+                },
+                _,
+            ) => (tenant_id.clone(), product.clone()),
+            (_, Some(info)) => (
+                info.tenant_id.clone(),
+                product.cloned().unwrap_or_else(|| info.product.clone()),
+            ),
             (_, None) => return Err(ServiceError::NotFound("license")),
         };
         let decision = decide(state, cmd)?;
@@ -205,25 +240,39 @@ impl Licenses {
             correlation_id: actor.and_then(|a| a.correlation_id.clone()),
         };
         let metadata = context.metadata();
-        let expected = if state.version < 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(state.version) };
+        let expected = if state.version < 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(state.version)
+        };
         let mut appends = vec![StreamAppend::new(
             id.stream_name(),
             expected,
-            decision.license_events.iter().map(|e| new_event(e, &metadata)).collect(),
+            decision
+                .license_events
+                .iter()
+                .map(|e| new_event(e, &metadata))
+                .collect(),
         )];
         let session = decision.session_stream();
         if let Some(session) = session {
             appends.push(StreamAppend::new(
                 session.stream_name(),
                 session_expected.unwrap_or(ExpectedVersion::Any),
-                decision.session_events.iter().map(|e| new_event(e, &metadata)).collect(),
+                decision
+                    .session_events
+                    .iter()
+                    .map(|e| new_event(e, &metadata))
+                    .collect(),
             ));
         }
         let result = self.store.append(appends).await?;
         for event in &decision.license_events {
             *state = license::apply(std::mem::take(state), event);
         }
-        state.version = result.version_of(&id.stream_name()).unwrap_or(state.version);
+        state.version = result
+            .version_of(&id.stream_name())
+            .unwrap_or(state.version);
         if let Some(session) = session {
             self.sessions.forget(session);
         }
@@ -260,13 +309,24 @@ impl Licenses {
     }
 
     /// Seats, suspension, reinstatement (admin commands without a session).
-    pub async fn administer(&self, actor: &Actor, id: LicenseId, cmd: LicenseCommand) -> Result<LicenseState, ServiceError> {
-        let (_, state) = self.run(id, Some(actor), |_| Ok((cmd.clone(), None))).await?;
+    pub async fn administer(
+        &self,
+        actor: &Actor,
+        id: LicenseId,
+        cmd: LicenseCommand,
+    ) -> Result<LicenseState, ServiceError> {
+        let (_, state) = self
+            .run(id, Some(actor), |_| Ok((cmd.clone(), None)))
+            .await?;
         Ok(state)
     }
 
     /// Picks the license an acquire targets.
-    pub async fn resolve_license(&self, actor: &Actor, requested: Option<LicenseId>) -> Result<LicenseId, ServiceError> {
+    pub async fn resolve_license(
+        &self,
+        actor: &Actor,
+        requested: Option<LicenseId>,
+    ) -> Result<LicenseId, ServiceError> {
         if let Some(id) = requested {
             return Ok(id);
         }
@@ -303,7 +363,11 @@ impl Licenses {
             })
             .await?;
         match outcome {
-            Outcome::Acquired { session_id, expires_at, existing } => {
+            Outcome::Acquired {
+                session_id,
+                expires_at,
+                existing,
+            } => {
                 self.sessions.remember_license(session_id, license_id);
                 let expires_at = if existing {
                     let view = self.sessions.view(&self.store, session_id).await?;
@@ -312,7 +376,12 @@ impl Licenses {
                     expires_at
                 };
                 let _ = state;
-                Ok(Acquisition::Granted { license_id, session_id, expires_at, existing })
+                Ok(Acquisition::Granted {
+                    license_id,
+                    session_id,
+                    expires_at,
+                    existing,
+                })
             }
             Outcome::Denied(reason) => Ok(Acquisition::Denied { license_id, reason }),
             Outcome::Done => Err(ServiceError::Contention),
@@ -321,20 +390,37 @@ impl Licenses {
 
     /// Finds the license of a session the caller may act on (own session, or any
     /// session of the tenant for admins). Anything else is "not found".
-    async fn owned_session(&self, actor: &Actor, session: SessionId) -> Result<(LicenseId, LicenseState), ServiceError> {
-        let license_id = self.sessions.license_of(&self.store, session).await?.ok_or(ServiceError::NotFound("session"))?;
+    async fn owned_session(
+        &self,
+        actor: &Actor,
+        session: SessionId,
+    ) -> Result<(LicenseId, LicenseState), ServiceError> {
+        let license_id = self
+            .sessions
+            .license_of(&self.store, session)
+            .await?
+            .ok_or(ServiceError::NotFound("session"))?;
         let state = self.cached_or_fresh(license_id, session).await?;
-        let info = state.issued.as_ref().ok_or(ServiceError::NotFound("session"))?;
+        let info = state
+            .issued
+            .as_ref()
+            .ok_or(ServiceError::NotFound("session"))?;
         if info.tenant_id != actor.tenant {
             return Err(ServiceError::NotFound("session"));
         }
         let user = (!actor.admin).then_some(&actor.user);
-        state.live_session(session, user).map_err(|_| ServiceError::NotFound("session"))?;
+        state
+            .live_session(session, user)
+            .map_err(|_| ServiceError::NotFound("session"))?;
         Ok((license_id, state))
     }
 
     /// The cached license state when it knows the session, else a refreshed one.
-    async fn cached_or_fresh(&self, id: LicenseId, session: SessionId) -> Result<LicenseState, ServiceError> {
+    async fn cached_or_fresh(
+        &self,
+        id: LicenseId,
+        session: SessionId,
+    ) -> Result<LicenseState, ServiceError> {
         let shared = self.entry(id);
         let mut state = shared.lock().await;
         if !state.sessions.contains_key(&session) {
@@ -344,9 +430,16 @@ impl Licenses {
     }
 
     /// Records a heartbeat; returns the new deadline.
-    pub async fn heartbeat(&self, actor: &Actor, session: SessionId) -> Result<chrono::DateTime<chrono::Utc>, ServiceError> {
+    pub async fn heartbeat(
+        &self,
+        actor: &Actor,
+        session: SessionId,
+    ) -> Result<chrono::DateTime<chrono::Utc>, ServiceError> {
         let (license_id, state) = self.owned_session(actor, session).await?;
-        let info = state.issued.clone().ok_or(ServiceError::NotFound("session"))?;
+        let info = state
+            .issued
+            .clone()
+            .ok_or(ServiceError::NotFound("session"))?;
         let context = EventContext {
             tenant_id: info.tenant_id.clone(),
             license_id,
@@ -354,7 +447,9 @@ impl Licenses {
             actor: Some(actor.user.to_string()),
             correlation_id: actor.correlation_id.clone(),
         };
-        self.sessions.heartbeat(&self.store, session, info.session_ttl(), &context).await
+        self.sessions
+            .heartbeat(&self.store, session, info.session_ttl(), &context)
+            .await
     }
 
     /// Releases a session (its holder, or an admin of the tenant).
@@ -369,13 +464,23 @@ impl Licenses {
             let expected = sessions::expected(&view.state);
             let result = self
                 .run(license_id, Some(actor), |_| {
-                    Ok((LicenseCommand::Release { session_id: session, user_id: user.clone() }, Some(expected)))
+                    Ok((
+                        LicenseCommand::Release {
+                            session_id: session,
+                            user_id: user.clone(),
+                        },
+                        Some(expected),
+                    ))
                 })
                 .await;
             match result {
                 Ok(_) => return Ok(()),
-                Err(ServiceError::Append(AppendError::Conflict { .. })) => self.sessions.forget(session),
-                Err(ServiceError::Domain(DomainError::SessionNotFound)) => return Err(ServiceError::NotFound("session")),
+                Err(ServiceError::Append(AppendError::Conflict { .. })) => {
+                    self.sessions.forget(session)
+                }
+                Err(ServiceError::Domain(DomainError::SessionNotFound)) => {
+                    return Err(ServiceError::NotFound("session"))
+                }
                 Err(other) => return Err(other),
             }
         }
@@ -384,9 +489,15 @@ impl Licenses {
 
     /// Ends a session whose deadline passed (the reaper). Returns false when a
     /// heartbeat, a release or another reaper got there first.
-    pub async fn expire(&self, license_id: LicenseId, session: SessionId) -> Result<bool, ServiceError> {
+    pub async fn expire(
+        &self,
+        license_id: LicenseId,
+        session: SessionId,
+    ) -> Result<bool, ServiceError> {
         let state = self.license(license_id, None).await?;
-        let Some(live) = state.sessions.get(&session) else { return Ok(false) };
+        let Some(live) = state.sessions.get(&session) else {
+            return Ok(false);
+        };
         self.sessions.forget(session);
         let view = self.sessions.view(&self.store, session).await?;
         let deadline = events::session::current_deadline(live.expires_at, &view.state);
@@ -397,7 +508,14 @@ impl Licenses {
         let expected = sessions::expected(&view.state);
         let result = self
             .run(license_id, None, |_| {
-                Ok((LicenseCommand::Expire { session_id: session, deadline, now }, Some(expected)))
+                Ok((
+                    LicenseCommand::Expire {
+                        session_id: session,
+                        deadline,
+                        now,
+                    },
+                    Some(expected),
+                ))
             })
             .await;
         match result {
@@ -410,18 +528,39 @@ impl Licenses {
     }
 
     /// The current deadline of a live session (`None`: unknown or closed).
-    pub async fn deadline(&self, session: SessionId) -> Result<Option<chrono::DateTime<chrono::Utc>>, ServiceError> {
-        let Some(license_id) = self.sessions.license_of(&self.store, session).await? else { return Ok(None) };
+    pub async fn deadline(
+        &self,
+        session: SessionId,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ServiceError> {
+        let Some(license_id) = self.sessions.license_of(&self.store, session).await? else {
+            return Ok(None);
+        };
         let state = self.cached_or_fresh(license_id, session).await?;
-        let Some(live) = state.sessions.get(&session) else { return Ok(None) };
+        let Some(live) = state.sessions.get(&session) else {
+            return Ok(None);
+        };
         let view = self.sessions.view(&self.store, session).await?;
-        Ok(view.state.closed.is_none().then(|| events::session::current_deadline(live.expires_at, &view.state)))
+        Ok(view
+            .state
+            .closed
+            .is_none()
+            .then(|| events::session::current_deadline(live.expires_at, &view.state)))
     }
 
     /// A session the caller may see, with its token once minted.
-    pub async fn session(&self, actor: &Actor, session: SessionId) -> Result<SessionView, ServiceError> {
-        let license_id = self.sessions.license_of(&self.store, session).await?.ok_or(ServiceError::NotFound("session"))?;
-        self.license(license_id, Some(&actor.tenant)).await.map_err(|_| ServiceError::NotFound("session"))?;
+    pub async fn session(
+        &self,
+        actor: &Actor,
+        session: SessionId,
+    ) -> Result<SessionView, ServiceError> {
+        let license_id = self
+            .sessions
+            .license_of(&self.store, session)
+            .await?
+            .ok_or(ServiceError::NotFound("session"))?;
+        self.license(license_id, Some(&actor.tenant))
+            .await
+            .map_err(|_| ServiceError::NotFound("session"))?;
         self.sessions.forget(session); // read the stream: the token may have just been recorded
         let view = self.sessions.view(&self.store, session).await?;
         if !actor.admin && view.user.as_ref().is_some_and(|u| *u != actor.user) {

@@ -45,15 +45,26 @@ pub(super) struct SessionCache {
 
 impl SessionCache {
     pub(super) fn remember_license(&self, session: SessionId, license: LicenseId) {
-        self.owners.lock().unwrap_or_else(|p| p.into_inner()).entry(session).or_insert((license, None));
+        self.owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(session)
+            .or_insert((license, None));
     }
 
     pub(super) fn forget(&self, session: SessionId) {
-        self.states.lock().unwrap_or_else(|p| p.into_inner()).remove(&session);
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&session);
     }
 
     fn cached(&self, session: SessionId) -> Option<SessionState> {
-        self.states.lock().unwrap_or_else(|p| p.into_inner()).get(&session).cloned()
+        self.states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&session)
+            .cloned()
     }
 
     fn store_state(&self, session: SessionId, state: SessionState) {
@@ -65,25 +76,48 @@ impl SessionCache {
         }
     }
 
-    pub(super) async fn license_of(&self, store: &EventStore, session: SessionId) -> Result<Option<LicenseId>, ServiceError> {
-        Ok(self.owner(store, session).await?.map(|(license, _)| license))
+    pub(super) async fn license_of(
+        &self,
+        store: &EventStore,
+        session: SessionId,
+    ) -> Result<Option<LicenseId>, ServiceError> {
+        Ok(self
+            .owner(store, session)
+            .await?
+            .map(|(license, _)| license))
     }
 
-    async fn owner(&self, store: &EventStore, session: SessionId) -> Result<Option<(LicenseId, Option<UserId>)>, ServiceError> {
-        if let Some(known) = self.owners.lock().unwrap_or_else(|p| p.into_inner()).get(&session) {
+    async fn owner(
+        &self,
+        store: &EventStore,
+        session: SessionId,
+    ) -> Result<Option<(LicenseId, Option<UserId>)>, ServiceError> {
+        if let Some(known) = self
+            .owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&session)
+        {
             if known.1.is_some() {
                 return Ok(Some(known.clone()));
             }
         }
         let found = lookup::owner_of_session(store.pool(), session).await?;
         if let Some((license, user)) = &found {
-            self.owners.lock().unwrap_or_else(|p| p.into_inner()).insert(session, (*license, Some(user.clone())));
+            self.owners
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(session, (*license, Some(user.clone())));
         }
         Ok(found.map(|(l, u)| (l, Some(u))))
     }
 
     /// Reads the whole session stream (it is short: heartbeats, a token, a close).
-    async fn read(&self, store: &EventStore, session: SessionId) -> Result<SessionState, ServiceError> {
+    async fn read(
+        &self,
+        store: &EventStore,
+        session: SessionId,
+    ) -> Result<SessionState, ServiceError> {
         let mut state = SessionState::default();
         let stream = session.stream_name();
         loop {
@@ -101,7 +135,11 @@ impl SessionCache {
         Ok(state)
     }
 
-    pub(super) async fn view(&self, store: &EventStore, session: SessionId) -> Result<SessionView, ServiceError> {
+    pub(super) async fn view(
+        &self,
+        store: &EventStore,
+        session: SessionId,
+    ) -> Result<SessionView, ServiceError> {
         let owner = self.owner(store, session).await?;
         let state = match self.cached(session) {
             Some(state) => state,
@@ -130,15 +168,21 @@ impl SessionCache {
                 None => self.read(store, session).await?,
             };
             let now = super::envelope::now();
-            let events = decide_heartbeat(&state, session, ttl, now).map_err(|_| ServiceError::NotFound("session"))?;
+            let events = decide_heartbeat(&state, session, ttl, now)
+                .map_err(|_| ServiceError::NotFound("session"))?;
             let new = events.iter().map(|e| new_event(e, &metadata)).collect();
-            match store.append_to(&session.stream_name(), expected(&state), new).await {
+            match store
+                .append_to(&session.stream_name(), expected(&state), new)
+                .await
+            {
                 Ok(result) => {
                     let mut next = state;
                     for event in &events {
                         next = session::apply(next, event);
                     }
-                    next.version = result.version_of(&session.stream_name()).unwrap_or(next.version);
+                    next.version = result
+                        .version_of(&session.stream_name())
+                        .unwrap_or(next.version);
                     let deadline = next.expires_at.unwrap_or(now + ttl);
                     self.store_state(session, next);
                     return Ok(deadline);

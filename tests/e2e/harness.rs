@@ -28,7 +28,8 @@ pub fn signing_key_path() -> PathBuf {
     PATH.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("ll-e2e-{}", std::process::id()));
         let path = dir.join("signing-key.pem");
-        licensed::signer::LocalPemSigner::load_or_generate(&path).expect("generate the test signing key");
+        licensed::signer::LocalPemSigner::load_or_generate(&path)
+            .expect("generate the test signing key");
         path
     })
     .clone()
@@ -36,7 +37,8 @@ pub fn signing_key_path() -> PathBuf {
 
 /// The dev issuer shared by the tests of this process, and its JWKS URL.
 pub async fn issuer() -> (Arc<DevIssuer>, String) {
-    static ISSUER: tokio::sync::OnceCell<(Arc<DevIssuer>, String)> = tokio::sync::OnceCell::const_new();
+    static ISSUER: tokio::sync::OnceCell<(Arc<DevIssuer>, String)> =
+        tokio::sync::OnceCell::const_new();
     ISSUER
         .get_or_init(|| async {
             let issuer = Arc::new(DevIssuer::generate().expect("dev issuer key"));
@@ -45,9 +47,13 @@ pub async fn issuer() -> (Arc<DevIssuer>, String) {
             let router = issuer.router();
             // A dedicated thread + runtime: the issuer outlives each test's runtime.
             std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async move {
-                    let listener = tokio::net::TcpListener::from_std(listener.into_std().unwrap()).unwrap();
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener.into_std().unwrap()).unwrap();
                     axum::serve(listener, router).await.unwrap();
                 });
             });
@@ -67,7 +73,10 @@ pub struct Names {
 impl Names {
     pub fn random() -> Self {
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        Self { stream: format!("E2E_{id}"), prefix: format!("e2e.{id}") }
+        Self {
+            stream: format!("E2E_{id}"),
+            prefix: format!("e2e.{id}"),
+        }
     }
 }
 
@@ -77,18 +86,30 @@ pub async fn config(db: &events::testing::TestDb, names: &Names, extra: &[&str])
     let key = signing_key_path();
     let mut args: Vec<String> = vec![
         "licensed".into(),
-        "--database-url".into(), db.url.clone(),
-        "--database-schema".into(), db.schema.clone(),
-        "--nats-stream".into(), names.stream.clone(),
-        "--nats-subject-prefix".into(), names.prefix.clone(),
-        "--auth-jwks-url".into(), jwks_url,
-        "--auth-issuer".into(), DEV_ISSUER.into(),
-        "--auth-audience".into(), DEV_AUDIENCE.into(),
-        "--signing-key-path".into(), key.display().to_string(),
-        "--token-issuer".into(), "https://license-ledger.test".into(),
-        "--rate-limit-per-minute".into(), "100000".into(),
-        "--reaper-interval-ms".into(), "200".into(),
-        "--listen-addr".into(), "127.0.0.1:0".into(),
+        "--database-url".into(),
+        db.url.clone(),
+        "--database-schema".into(),
+        db.schema.clone(),
+        "--nats-stream".into(),
+        names.stream.clone(),
+        "--nats-subject-prefix".into(),
+        names.prefix.clone(),
+        "--auth-jwks-url".into(),
+        jwks_url,
+        "--auth-issuer".into(),
+        DEV_ISSUER.into(),
+        "--auth-audience".into(),
+        DEV_AUDIENCE.into(),
+        "--signing-key-path".into(),
+        key.display().to_string(),
+        "--token-issuer".into(),
+        "https://license-ledger.test".into(),
+        "--rate-limit-per-minute".into(),
+        "100000".into(),
+        "--reaper-interval-ms".into(),
+        "200".into(),
+        "--listen-addr".into(),
+        "127.0.0.1:0".into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
     Cli::parse_from(args).config
@@ -117,11 +138,26 @@ impl TestApp {
 pub async fn start(config: Config, components: Components) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let shared = app::connect_all(&config, components).await.expect("connect the services");
+    let shared = app::connect_all(&config, components)
+        .await
+        .expect("connect the services");
     let auth = components.serve.then(|| app::authenticator(&config));
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(app::run(config, shared, components, Some(listener), auth, None, shutdown.clone()));
-    TestApp { addr, http: reqwest::Client::new(), shutdown, task }
+    let task = tokio::spawn(app::run(
+        config,
+        shared,
+        components,
+        Some(listener),
+        auth,
+        None,
+        shutdown.clone(),
+    ));
+    TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        shutdown,
+        task,
+    }
 }
 
 /// A whole system for one test: schema, stream names, one app with every component.
@@ -153,7 +189,9 @@ impl System {
 }
 
 pub async fn jetstream() -> async_nats::jetstream::Context {
-    let client = async_nats::connect("nats://127.0.0.1:4222").await.expect("NATS");
+    let client = async_nats::connect("nats://127.0.0.1:4222")
+        .await
+        .expect("NATS");
     async_nats::jetstream::new(client)
 }
 
@@ -164,8 +202,21 @@ pub async fn delete_stream(name: &str) {
 /// A user token of the dev issuer.
 pub async fn token(sub: &str, tenant: &str, admin: bool) -> String {
     let (issuer, _) = issuer().await;
-    let roles = if admin { vec!["license-admin".to_owned()] } else { vec![] };
-    issuer.mint(sub, tenant, &roles, Duration::from_secs(3600), DEV_ISSUER, DEV_AUDIENCE).unwrap()
+    let roles = if admin {
+        vec!["license-admin".to_owned()]
+    } else {
+        vec![]
+    };
+    issuer
+        .mint(
+            sub,
+            tenant,
+            &roles,
+            Duration::from_secs(3600),
+            DEV_ISSUER,
+            DEV_AUDIENCE,
+        )
+        .unwrap()
 }
 
 /// An HTTP answer: status, headers, JSON body (Null when empty).
@@ -176,7 +227,13 @@ pub struct Answer {
 }
 
 impl TestApp {
-    pub async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>) -> Answer {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
         let mut req = self.http.request(method, self.url(path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -188,25 +245,41 @@ impl TestApp {
         let status = res.status();
         let headers = res.headers().clone();
         let text = res.text().await.unwrap();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        Answer { status, headers, body }
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Issues a license as an admin of `tenant`; returns its id.
     pub async fn issue(&self, tenant: &str, seats: u32, ttl_secs: u32) -> String {
         let admin = token("admin", tenant, true).await;
         let a = self
-            .call(reqwest::Method::POST, "/api/v1/admin/licenses", Some(&admin),
-                  Some(json!({ "product": "cad-pro", "seats": seats, "session_ttl_secs": ttl_secs })))
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/admin/licenses",
+                Some(&admin),
+                Some(json!({ "product": "cad-pro", "seats": seats, "session_ttl_secs": ttl_secs })),
+            )
             .await;
         assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
         a.body["license_id"].as_str().unwrap().to_owned()
     }
 
     pub async fn acquire(&self, token: &str, license: &str, hardware: &str) -> Answer {
-        self.call(reqwest::Method::POST, "/api/v1/licenses/acquire", Some(token),
-                  Some(json!({ "license_id": license, "hardware_id": hardware })))
-            .await
+        self.call(
+            reqwest::Method::POST,
+            "/api/v1/licenses/acquire",
+            Some(token),
+            Some(json!({ "license_id": license, "hardware_id": hardware })),
+        )
+        .await
     }
 }
 
@@ -220,5 +293,8 @@ pub async fn count_events(db: &events::testing::TestDb, event_type: &str) -> i64
 }
 
 pub async fn total_events(db: &events::testing::TestDb) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&db.pool).await.unwrap()
+    sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
 }

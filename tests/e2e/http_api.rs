@@ -23,23 +23,64 @@ async fn other_tenants_and_users_sessions_are_not_found() {
     for who in [&bob, &eve] {
         for (method, path) in [
             (Method::PUT, format!("/api/v1/licenses/heartbeat/{session}")),
-            (Method::DELETE, format!("/api/v1/licenses/release/{session}")),
-            (Method::GET, format!("/api/v1/licenses/sessions/{session}/token")),
+            (
+                Method::DELETE,
+                format!("/api/v1/licenses/release/{session}"),
+            ),
+            (
+                Method::GET,
+                format!("/api/v1/licenses/sessions/{session}/token"),
+            ),
         ] {
             let r = sys.app.call(method.clone(), &path, Some(who), None).await;
-            assert_eq!(r.status, StatusCode::NOT_FOUND, "{method} {path}: {}", r.body);
+            assert_eq!(
+                r.status,
+                StatusCode::NOT_FOUND,
+                "{method} {path}: {}",
+                r.body
+            );
             assert_eq!(r.headers["content-type"], "application/problem+json");
         }
     }
     // Another tenant cannot see or use the license either.
-    assert_eq!(sys.app.call(Method::GET, &format!("/api/v1/licenses/{license}"), Some(&eve), None).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(sys.app.acquire(&eve, &license, "eve-pc").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        sys.app
+            .call(
+                Method::GET,
+                &format!("/api/v1/licenses/{license}"),
+                Some(&eve),
+                None
+            )
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        sys.app.acquire(&eve, &license, "eve-pc").await.status,
+        StatusCode::NOT_FOUND
+    );
     // An admin of the tenant may release anyone's session of the tenant.
     let admin = token("boss", "acme", true).await;
-    let r = sys.app.call(Method::DELETE, &format!("/api/v1/licenses/release/{session}"), Some(&admin), None).await;
+    let r = sys
+        .app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/licenses/release/{session}"),
+            Some(&admin),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     // Non-admins cannot administer.
-    let r = sys.app.call(Method::PUT, &format!("/api/v1/admin/licenses/{license}/seats"), Some(&alice), Some(json!({"seats": 9}))).await;
+    let r = sys
+        .app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/admin/licenses/{license}/seats"),
+            Some(&alice),
+            Some(json!({"seats": 9})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     sys.cleanup().await;
 }
@@ -50,14 +91,21 @@ async fn bad_tokens_get_401() {
     let license = sys.app.issue("acme", 5, 360).await;
     let (dev, _) = issuer().await;
     let body = json!({ "license_id": license, "hardware_id": "hw" });
-    let claims = |iss: &str, aud: &str, exp: u64| {
-        json!({ "sub": "alice", "tenant_id": "acme", "iss": iss, "aud": aud, "iat": now(), "nbf": now() - 5, "exp": exp })
-    };
+    let claims = |iss: &str, aud: &str, exp: u64| json!({ "sub": "alice", "tenant_id": "acme", "iss": iss, "aud": aud, "iat": now(), "nbf": now() - 5, "exp": exp });
     use base64::Engine;
-    let b64 = |v: &serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap());
-    let none_token = format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims(DEV_ISSUER, DEV_AUDIENCE, now() + 600)));
+    let b64 = |v: &serde_json::Value| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(v).unwrap())
+    };
+    let none_token = format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(&claims(DEV_ISSUER, DEV_AUDIENCE, now() + 600))
+    );
     let hs256_with_public_key = jsonwebtoken::encode(
-        &jsonwebtoken::Header { kid: Some(dev.kid().to_owned()), ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256) },
+        &jsonwebtoken::Header {
+            kid: Some(dev.kid().to_owned()),
+            ..jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256)
+        },
         &claims(DEV_ISSUER, DEV_AUDIENCE, now() + 600),
         &jsonwebtoken::EncodingKey::from_secret(dev.public_key_pem().as_bytes()),
     )
@@ -65,20 +113,56 @@ async fn bad_tokens_get_401() {
     let cases = [
         ("missing", None),
         ("alg none", Some(none_token)),
-        ("HS256 keyed with the public key", Some(hs256_with_public_key)),
-        ("wrong issuer", Some(dev.sign(&claims("https://evil.example", DEV_AUDIENCE, now() + 600)).unwrap())),
-        ("wrong audience", Some(dev.sign(&claims(DEV_ISSUER, "other-app", now() + 600)).unwrap())),
-        ("expired", Some(dev.sign(&claims(DEV_ISSUER, DEV_AUDIENCE, now() - 3600)).unwrap())),
+        (
+            "HS256 keyed with the public key",
+            Some(hs256_with_public_key),
+        ),
+        (
+            "wrong issuer",
+            Some(
+                dev.sign(&claims("https://evil.example", DEV_AUDIENCE, now() + 600))
+                    .unwrap(),
+            ),
+        ),
+        (
+            "wrong audience",
+            Some(
+                dev.sign(&claims(DEV_ISSUER, "other-app", now() + 600))
+                    .unwrap(),
+            ),
+        ),
+        (
+            "expired",
+            Some(
+                dev.sign(&claims(DEV_ISSUER, DEV_AUDIENCE, now() - 3600))
+                    .unwrap(),
+            ),
+        ),
         ("garbage", Some("not.a.jwt".to_owned())),
     ];
     let before = total_events(&sys.db).await;
     for (what, tok) in cases {
-        let r = sys.app.call(Method::POST, "/api/v1/licenses/acquire", tok.as_deref(), Some(body.clone())).await;
+        let r = sys
+            .app
+            .call(
+                Method::POST,
+                "/api/v1/licenses/acquire",
+                tok.as_deref(),
+                Some(body.clone()),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{what}: {}", r.body);
-        assert_eq!(r.headers["content-type"], "application/problem+json", "{what}");
+        assert_eq!(
+            r.headers["content-type"], "application/problem+json",
+            "{what}"
+        );
         assert!(r.headers.contains_key("www-authenticate"), "{what}");
     }
-    assert_eq!(total_events(&sys.db).await, before, "rejected calls change nothing");
+    assert_eq!(
+        total_events(&sys.db).await,
+        before,
+        "rejected calls change nothing"
+    );
     sys.cleanup().await;
 }
 
@@ -91,28 +175,79 @@ async fn malformed_and_oversized_bodies_change_nothing() {
     let send = |body: String, content_type: &'static str| {
         let (app, alice) = (&sys.app, alice.clone());
         async move {
-            let r = app.http.post(app.url("/api/v1/licenses/acquire")).bearer_auth(alice).header("content-type", content_type).body(body).send().await.unwrap();
+            let r = app
+                .http
+                .post(app.url("/api/v1/licenses/acquire"))
+                .bearer_auth(alice)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             let status = r.status();
-            let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+            let ct = r
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned());
             (status, ct, r.text().await.unwrap())
         }
     };
     let cases = [
-        ("{not json".to_owned(), "application/json", StatusCode::BAD_REQUEST),
-        (json!({"hardware_id": "hw", "license_id": license, "extra": 1}).to_string(), "application/json", StatusCode::UNPROCESSABLE_ENTITY),
-        (json!({"license_id": license}).to_string(), "application/json", StatusCode::UNPROCESSABLE_ENTITY),
-        (json!({"hardware_id": "", "license_id": license}).to_string(), "application/json", StatusCode::UNPROCESSABLE_ENTITY),
-        (json!({"hardware_id": "has spaces and \u{7}", "license_id": license}).to_string(), "application/json", StatusCode::UNPROCESSABLE_ENTITY),
-        (json!({"hardware_id": "x".repeat(40_000), "license_id": license}).to_string(), "application/json", StatusCode::PAYLOAD_TOO_LARGE),
-        (json!({"hardware_id": "hw", "license_id": license}).to_string(), "text/plain", StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (
+            "{not json".to_owned(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"hardware_id": "hw", "license_id": license, "extra": 1}).to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"license_id": license}).to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"hardware_id": "", "license_id": license}).to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"hardware_id": "has spaces and \u{7}", "license_id": license}).to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"hardware_id": "x".repeat(40_000), "license_id": license}).to_string(),
+            "application/json",
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            json!({"hardware_id": "hw", "license_id": license}).to_string(),
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
     ];
     for (body, ct, expected) in cases {
         let (status, content_type, text) = send(body.clone(), ct).await;
         assert_eq!(status, expected, "{}: {text}", &body[..body.len().min(80)]);
-        assert_eq!(content_type.as_deref(), Some("application/problem+json"), "{text}");
+        assert_eq!(
+            content_type.as_deref(),
+            Some("application/problem+json"),
+            "{text}"
+        );
     }
     // A license id that is not a UUID, an unknown session id.
-    let r = sys.app.call(Method::PUT, "/api/v1/licenses/heartbeat/not-a-uuid", Some(&alice), None).await;
+    let r = sys
+        .app
+        .call(
+            Method::PUT,
+            "/api/v1/licenses/heartbeat/not-a-uuid",
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(total_events(&sys.db).await, before, "nothing was appended");
     sys.cleanup().await;
@@ -123,15 +258,38 @@ async fn license_id_may_be_omitted_only_with_a_single_license() {
     let sys = System::start().await;
     let first = sys.app.issue("solo", 2, 360).await;
     let alice = token("alice", "solo", false).await;
-    let r = sys.app.call(Method::POST, "/api/v1/licenses/acquire", Some(&alice), Some(json!({"hardware_id": "hw-1"}))).await;
+    let r = sys
+        .app
+        .call(
+            Method::POST,
+            "/api/v1/licenses/acquire",
+            Some(&alice),
+            Some(json!({"hardware_id": "hw-1"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     assert_eq!(r.body["license_id"], first.as_str());
     let second = sys.app.issue("solo", 2, 360).await;
-    let r = sys.app.call(Method::POST, "/api/v1/licenses/acquire", Some(&alice), Some(json!({"hardware_id": "hw-2"}))).await;
+    let r = sys
+        .app
+        .call(
+            Method::POST,
+            "/api/v1/licenses/acquire",
+            Some(&alice),
+            Some(json!({"hardware_id": "hw-2"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let choices: Vec<String> = serde_json::from_value(r.body["choices"].clone()).unwrap();
-    assert!(choices.contains(&first) && choices.contains(&second), "{}", r.body);
-    let list = sys.app.call(Method::GET, "/api/v1/licenses", Some(&alice), None).await;
+    assert!(
+        choices.contains(&first) && choices.contains(&second),
+        "{}",
+        r.body
+    );
+    let list = sys
+        .app
+        .call(Method::GET, "/api/v1/licenses", Some(&alice), None)
+        .await;
     assert_eq!(list.body.as_array().unwrap().len(), 2);
     sys.cleanup().await;
 }
@@ -142,34 +300,92 @@ async fn admin_routes_change_seats_and_suspend() {
     let license = sys.app.issue("acme", 1, 360).await;
     let admin = token("boss", "acme", true).await;
     let alice = token("alice", "acme", false).await;
-    let r = sys.app.call(Method::PUT, &format!("/api/v1/admin/licenses/{license}/seats"), Some(&admin), Some(json!({"seats": 0}))).await;
+    let r = sys
+        .app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/admin/licenses/{license}/seats"),
+            Some(&admin),
+            Some(json!({"seats": 0})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
-    let r = sys.app.call(Method::POST, &format!("/api/v1/admin/licenses/{license}/suspend"), Some(&admin), Some(json!({"reason": "unpaid invoice"}))).await;
+    let r = sys
+        .app
+        .call(
+            Method::POST,
+            &format!("/api/v1/admin/licenses/{license}/suspend"),
+            Some(&admin),
+            Some(json!({"reason": "unpaid invoice"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["suspended"], true);
     let a = sys.app.acquire(&alice, &license, "hw").await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert_eq!(a.body["reason"], "suspended");
-    sys.app.call(Method::POST, &format!("/api/v1/admin/licenses/{license}/reinstate"), Some(&admin), None).await;
-    assert_eq!(sys.app.acquire(&alice, &license, "hw").await.status, StatusCode::OK);
-    assert_eq!(count_events(&sys.db, "AcquireDenied").await, 1, "the turnaway is an event");
+    sys.app
+        .call(
+            Method::POST,
+            &format!("/api/v1/admin/licenses/{license}/reinstate"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        sys.app.acquire(&alice, &license, "hw").await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        count_events(&sys.db, "AcquireDenied").await,
+        1,
+        "the turnaway is an event"
+    );
     sys.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_ready_openapi_and_swagger() {
     let sys = System::start().await;
-    assert_eq!(sys.app.call(Method::GET, "/api/v1/health", None, None).await.status, StatusCode::OK);
+    assert_eq!(
+        sys.app
+            .call(Method::GET, "/api/v1/health", None, None)
+            .await
+            .status,
+        StatusCode::OK
+    );
     let ready = sys.app.call(Method::GET, "/api/v1/ready", None, None).await;
     assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
-    let doc = sys.app.call(Method::GET, "/api/v1/openapi.json", None, None).await;
+    let doc = sys
+        .app
+        .call(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
     assert!(doc.body["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/api/v1/licenses/acquire", "/api/v1/licenses/heartbeat/{session_id}", "/api/v1/licenses/release/{session_id}"] {
+    for path in [
+        "/api/v1/licenses/acquire",
+        "/api/v1/licenses/heartbeat/{session_id}",
+        "/api/v1/licenses/release/{session_id}",
+    ] {
         assert!(doc.body["paths"].get(path).is_some(), "{path} documented");
     }
-    let swagger = sys.app.http.get(sys.app.url("/api/docs/")).send().await.unwrap();
+    let swagger = sys
+        .app
+        .http
+        .get(sys.app.url("/api/docs/"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(swagger.status(), StatusCode::OK);
-    let metrics = sys.app.http.get(sys.app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = sys
+        .app
+        .http
+        .get(sys.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("ledger_acquires_total"));
     let unknown = sys.app.call(Method::GET, "/nope", None, None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);

@@ -11,14 +11,25 @@ use std::sync::Arc;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kms_standin_signer_mints_tokens_that_verify_with_the_standin_key() {
     let key = Arc::new(KeyPair::generate(KeySize::Rsa4096).unwrap());
-    let standin = KmsStandin::start(STANDIN_KEY_NAME, vec![StandinVersion::new(key, true)]).await.unwrap();
+    let standin = KmsStandin::start(STANDIN_KEY_NAME, vec![StandinVersion::new(key, true)])
+        .await
+        .unwrap();
     let db = events::testing::TestDb::new().await;
     let names = Names::random();
     let version = standin.version_name(0);
     let config = harness::config(
         &db,
         &names,
-        &["--signer-backend", "kms", "--kms-key-version", &version, "--kms-key-name", standin.key_name(), "--kms-endpoint", standin.endpoint()],
+        &[
+            "--signer-backend",
+            "kms",
+            "--kms-key-version",
+            &version,
+            "--kms-key-name",
+            standin.key_name(),
+            "--kms-endpoint",
+            standin.endpoint(),
+        ],
     )
     .await;
     let app = harness::start(config, Components::all()).await;
@@ -28,12 +39,22 @@ async fn kms_standin_signer_mints_tokens_that_verify_with_the_standin_key() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let jwt = a.body["license_token"].as_str().unwrap();
     let standin_pem = standin.public_key_pem(0).unwrap();
-    assert_eq!(a.body["public_key_pem"].as_str().unwrap().trim(), standin_pem.trim());
-    let claims = licensed::signer::verify_license_token(jwt, &standin_pem, "https://license-ledger.test").expect("verifies with the stand-in's key");
+    assert_eq!(
+        a.body["public_key_pem"].as_str().unwrap().trim(),
+        standin_pem.trim()
+    );
+    let claims =
+        licensed::signer::verify_license_token(jwt, &standin_pem, "https://license-ledger.test")
+            .expect("verifies with the stand-in's key");
     assert_eq!(claims.sub, "alice");
-    assert_eq!(jsonwebtoken::decode_header(jwt).unwrap().kid.as_deref(), Some(version.as_str()));
+    assert_eq!(
+        jsonwebtoken::decode_header(jwt).unwrap().kid.as_deref(),
+        Some(version.as_str())
+    );
     assert!(standin.sign_calls() >= 1, "the KMS stand-in signed it");
-    let jwks = app.call(Method::GET, "/.well-known/jwks.json", None, None).await;
+    let jwks = app
+        .call(Method::GET, "/.well-known/jwks.json", None, None)
+        .await;
     assert_eq!(jwks.body["keys"][0]["kid"], version.as_str());
     app.stop().await;
     harness::delete_stream(&names.stream).await;

@@ -13,17 +13,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 async fn workload(licenses: Arc<Licenses>, rounds: usize) {
-    let admin = Actor { tenant: TenantId::parse("acme").unwrap(), user: UserId::parse("boss").unwrap(), admin: true, correlation_id: None };
+    let admin = Actor {
+        tenant: TenantId::parse("acme").unwrap(),
+        user: UserId::parse("boss").unwrap(),
+        admin: true,
+        correlation_id: None,
+    };
     let mut ids = Vec::new();
     for _ in 0..3 {
-        let state = licenses.issue(&admin, ProductId::parse("cad").unwrap(), 4, 360, None).await.unwrap();
+        let state = licenses
+            .issue(&admin, ProductId::parse("cad").unwrap(), 4, 360, None)
+            .await
+            .unwrap();
         ids.push(state.issued.unwrap().license_id);
     }
     for i in 0..rounds {
-        let user = Actor { tenant: admin.tenant.clone(), user: UserId::parse(&format!("u{}", i % 7)).unwrap(), admin: false, correlation_id: None };
+        let user = Actor {
+            tenant: admin.tenant.clone(),
+            user: UserId::parse(&format!("u{}", i % 7)).unwrap(),
+            admin: false,
+            correlation_id: None,
+        };
         let license = ids[i % ids.len()];
-        if let licensed::service::Acquisition::Granted { session_id, .. } =
-            licenses.acquire(&user, license, HardwareId::parse(&format!("hw{i}")).unwrap(), None).await.unwrap()
+        if let licensed::service::Acquisition::Granted { session_id, .. } = licenses
+            .acquire(
+                &user,
+                license,
+                HardwareId::parse(&format!("hw{i}")).unwrap(),
+                None,
+            )
+            .await
+            .unwrap()
         {
             licenses.heartbeat(&user, session_id).await.unwrap();
             if i % 2 == 0 {
@@ -38,7 +58,10 @@ async fn every_event_reaches_jetstream_once_in_order_across_a_publisher_crash() 
     let db = events::testing::TestDb::new().await;
     let names = Names::random();
     let config = harness::config(&db, &names, &[]).await;
-    let publish = Components { publish: true, ..Components::default() };
+    let publish = Components {
+        publish: true,
+        ..Components::default()
+    };
     let first = harness::start(config.clone(), publish).await;
 
     let licenses = Arc::new(Licenses::new(db.store()));
@@ -63,7 +86,11 @@ async fn every_event_reaches_jetstream_once_in_order_across_a_publisher_crash() 
     assert_eq!(published, total, "every event once on JetStream");
 
     let consumer = stream
-        .create_consumer(pull::Config { deliver_policy: DeliverPolicy::All, ack_policy: AckPolicy::None, ..Default::default() })
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::All,
+            ack_policy: AckPolicy::None,
+            ..Default::default()
+        })
         .await
         .unwrap();
     let mut messages = consumer.messages().await.unwrap();
@@ -71,10 +98,20 @@ async fn every_event_reaches_jetstream_once_in_order_across_a_publisher_crash() 
     let mut versions: HashMap<String, i64> = HashMap::new();
     let mut last_position = 0;
     for _ in 0..total {
-        let m = tokio::time::timeout(Duration::from_secs(10), messages.next()).await.unwrap().unwrap().unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         let e: Value = serde_json::from_slice(&m.payload).unwrap();
         let id = e["event_id"].as_str().unwrap().to_owned();
-        assert_eq!(m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned()), Some(id.clone()));
+        assert_eq!(
+            m.headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Msg-Id"))
+                .map(|v| v.as_str().to_owned()),
+            Some(id.clone())
+        );
         assert!(seen.insert(id), "an event id twice");
         let position = e["position"].as_i64().unwrap();
         assert!(position > last_position, "position order");
@@ -82,9 +119,16 @@ async fn every_event_reaches_jetstream_once_in_order_across_a_publisher_crash() 
         let stream_name = e["stream"].as_str().unwrap().to_owned();
         let v = e["stream_version"].as_i64().unwrap();
         let prev = versions.insert(stream_name.clone(), v);
-        assert_eq!(prev.map_or(0, |p| p + 1), v, "per-stream order on {stream_name}");
+        assert_eq!(
+            prev.map_or(0, |p| p + 1),
+            v,
+            "per-stream order on {stream_name}"
+        );
         let subject = m.subject.to_string();
-        assert!(subject.starts_with(&format!("{}.acme.", names.prefix)) || stream_name == "checkpoints", "{subject}");
+        assert!(
+            subject.starts_with(&format!("{}.acme.", names.prefix)) || stream_name == "checkpoints",
+            "{subject}"
+        );
         assert!(subject.ends_with(e["type"].as_str().unwrap()));
     }
     second.stop().await;

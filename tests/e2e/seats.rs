@@ -51,7 +51,14 @@ async fn two_hundred_concurrent_acquires_for_ten_seats() {
 async fn two_instances_sharing_the_database_never_over_allocate() {
     let sys = System::start_with(&["--acquire-token-wait-ms", "200"]).await;
     let config = harness::config(&sys.db, &sys.names, &["--acquire-token-wait-ms", "200"]).await;
-    let second = harness::start(config, Components { serve: true, ..Components::default() }).await;
+    let second = harness::start(
+        config,
+        Components {
+            serve: true,
+            ..Components::default()
+        },
+    )
+    .await;
     let license = sys.app.issue("acme", 10, 360).await;
     let (granted, denied) = race(&[&sys.app, &second], &license, "acme").await;
     assert_eq!((granted, denied), (10, 190));
@@ -71,23 +78,69 @@ async fn acquire_heartbeat_release_and_reuse() {
     let a = sys.app.acquire(&alice, &license, "alice-laptop").await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let session = a.body["session_id"].as_str().unwrap().to_owned();
-    let first_deadline: chrono::DateTime<chrono::Utc> = serde_json::from_value(a.body["expires_at"].clone()).unwrap();
-    assert_eq!(sys.app.acquire(&bob, &license, "bob-pc").await.status, StatusCode::FORBIDDEN, "the only seat is taken");
+    let first_deadline: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(a.body["expires_at"].clone()).unwrap();
+    assert_eq!(
+        sys.app.acquire(&bob, &license, "bob-pc").await.status,
+        StatusCode::FORBIDDEN,
+        "the only seat is taken"
+    );
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let hb = sys.app.call(Method::PUT, &format!("/api/v1/licenses/heartbeat/{session}"), Some(&alice), None).await;
+    let hb = sys
+        .app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/licenses/heartbeat/{session}"),
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(hb.status, StatusCode::OK, "{}", hb.body);
-    let extended: chrono::DateTime<chrono::Utc> = serde_json::from_value(hb.body["expires_at"].clone()).unwrap();
+    let extended: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(hb.body["expires_at"].clone()).unwrap();
     assert!(extended > first_deadline, "heartbeat extends the deadline");
 
-    let rel = sys.app.call(Method::DELETE, &format!("/api/v1/licenses/release/{session}"), Some(&alice), None).await;
+    let rel = sys
+        .app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/licenses/release/{session}"),
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(rel.status, StatusCode::NO_CONTENT);
-    let again = sys.app.call(Method::DELETE, &format!("/api/v1/licenses/release/{session}"), Some(&alice), None).await;
+    let again = sys
+        .app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/licenses/release/{session}"),
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
-    let hb = sys.app.call(Method::PUT, &format!("/api/v1/licenses/heartbeat/{session}"), Some(&alice), None).await;
-    assert_eq!(hb.status, StatusCode::NOT_FOUND, "no heartbeat after release");
+    let hb = sys
+        .app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/licenses/heartbeat/{session}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(
+        hb.status,
+        StatusCode::NOT_FOUND,
+        "no heartbeat after release"
+    );
 
-    assert_eq!(sys.app.acquire(&bob, &license, "bob-pc").await.status, StatusCode::OK, "the freed seat is reused");
+    assert_eq!(
+        sys.app.acquire(&bob, &license, "bob-pc").await.status,
+        StatusCode::OK,
+        "the freed seat is reused"
+    );
     sys.cleanup().await;
 }
 
@@ -109,11 +162,29 @@ async fn a_silent_session_is_expired_by_the_reaper_and_its_seat_reused() {
             break;
         }
     }
-    assert!(expired, "the reaper expires the session within a few seconds of its deadline");
+    assert!(
+        expired,
+        "the reaper expires the session within a few seconds of its deadline"
+    );
     assert_eq!(count_events(&sys.db, "SessionClosed").await, 1);
-    let hb = sys.app.call(Method::PUT, &format!("/api/v1/licenses/heartbeat/{session}"), Some(&alice), None).await;
-    assert_eq!(hb.status, StatusCode::NOT_FOUND, "an expired session cannot be revived");
-    assert_eq!(sys.app.acquire(&bob, &license, "bob-pc").await.status, StatusCode::OK);
+    let hb = sys
+        .app
+        .call(
+            Method::PUT,
+            &format!("/api/v1/licenses/heartbeat/{session}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(
+        hb.status,
+        StatusCode::NOT_FOUND,
+        "an expired session cannot be revived"
+    );
+    assert_eq!(
+        sys.app.acquire(&bob, &license, "bob-pc").await.status,
+        StatusCode::OK
+    );
     sys.cleanup().await;
 }
 
@@ -144,8 +215,20 @@ async fn retried_acquire_returns_the_same_session() {
     // Same user and machine without a key: the live session too.
     let third = sys.app.acquire(&alice, &license, "laptop").await;
     assert_eq!(third.body["session_id"], first["session_id"]);
-    assert_eq!(count_events(&sys.db, "SeatAcquired").await, 1, "no second seat");
-    let view = sys.app.call(Method::GET, &format!("/api/v1/licenses/{license}"), Some(&alice), None).await;
+    assert_eq!(
+        count_events(&sys.db, "SeatAcquired").await,
+        1,
+        "no second seat"
+    );
+    let view = sys
+        .app
+        .call(
+            Method::GET,
+            &format!("/api/v1/licenses/{license}"),
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(view.body["seats_in_use"], 1);
     sys.cleanup().await;
 }
@@ -159,7 +242,8 @@ async fn the_token_verifies_offline_and_through_the_jwks() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let jwt = a.body["license_token"].as_str().unwrap();
     let pem = a.body["public_key_pem"].as_str().unwrap();
-    let claims = licensed::signer::verify_license_token(jwt, pem, "https://license-ledger.test").expect("verifies with the PEM");
+    let claims = licensed::signer::verify_license_token(jwt, pem, "https://license-ledger.test")
+        .expect("verifies with the PEM");
     assert_eq!(claims.sub, "alice");
     assert_eq!(claims.tenant, "acme");
     assert_eq!(claims.license, license);
@@ -168,21 +252,47 @@ async fn the_token_verifies_offline_and_through_the_jwks() {
     assert_eq!(claims.hwid, "alice-laptop");
     assert!(claims.iat <= claims.nbf && claims.nbf < claims.exp);
 
-    let jwks = sys.app.call(Method::GET, "/.well-known/jwks.json", None, None).await;
+    let jwks = sys
+        .app
+        .call(Method::GET, "/.well-known/jwks.json", None, None)
+        .await;
     let header = jsonwebtoken::decode_header(jwt).unwrap();
     let kid = header.kid.unwrap();
-    let jwk = jwks.body["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).expect("kid published");
-    licensed::signer::verify_license_token_jwk(jwt, jwk["n"].as_str().unwrap(), jwk["e"].as_str().unwrap(), "https://license-ledger.test")
-        .expect("verifies with the JWKS");
+    let jwk = jwks.body["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .expect("kid published");
+    licensed::signer::verify_license_token_jwk(
+        jwt,
+        jwk["n"].as_str().unwrap(),
+        jwk["e"].as_str().unwrap(),
+        "https://license-ledger.test",
+    )
+    .expect("verifies with the JWKS");
 
     // Any change breaks it.
     let mut parts: Vec<String> = jwt.split('.').map(str::to_owned).collect();
     let mut payload: Value = serde_json::from_slice(&base64_url(&parts[1])).unwrap();
     payload["sub"] = Value::from("mallory");
     parts[1] = base64_encode(&serde_json::to_vec(&payload).unwrap());
-    assert!(licensed::signer::verify_license_token(&parts.join("."), pem, "https://license-ledger.test").is_err());
+    assert!(licensed::signer::verify_license_token(
+        &parts.join("."),
+        pem,
+        "https://license-ledger.test"
+    )
+    .is_err());
 
-    let tok = sys.app.call(Method::GET, &format!("/api/v1/licenses/sessions/{}/token", claims.sid), Some(&alice), None).await;
+    let tok = sys
+        .app
+        .call(
+            Method::GET,
+            &format!("/api/v1/licenses/sessions/{}/token", claims.sid),
+            Some(&alice),
+            None,
+        )
+        .await;
     assert_eq!(tok.status, StatusCode::OK);
     assert_eq!(tok.body["license_token"], jwt);
     assert_eq!(count_events(&sys.db, "TokenIssued").await, 1);
@@ -191,7 +301,9 @@ async fn the_token_verifies_offline_and_through_the_jwks() {
 
 fn base64_url(s: &str) -> Vec<u8> {
     use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
 }
 
 fn base64_encode(b: &[u8]) -> String {

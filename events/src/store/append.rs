@@ -16,20 +16,29 @@ use uuid::Uuid;
 /// Rejects appends that could never succeed, before touching the database.
 pub(super) fn validate(appends: &[StreamAppend]) -> Result<(), AppendError> {
     if appends.is_empty() {
-        return Err(AppendError::Invalid("an append needs at least one stream".into()));
+        return Err(AppendError::Invalid(
+            "an append needs at least one stream".into(),
+        ));
     }
     let mut streams = HashSet::new();
     let mut ids = HashSet::new();
     for append in appends {
         if append.stream.is_empty() || append.stream.len() > 200 {
-            return Err(AppendError::Invalid("stream names are 1 to 200 bytes".into()));
+            return Err(AppendError::Invalid(
+                "stream names are 1 to 200 bytes".into(),
+            ));
         }
         if !streams.insert(append.stream.as_str()) {
-            return Err(AppendError::Invalid(format!("stream {} appears twice", append.stream)));
+            return Err(AppendError::Invalid(format!(
+                "stream {} appears twice",
+                append.stream
+            )));
         }
         if let ExpectedVersion::Exact(v) = append.expected {
             if v < 0 {
-                return Err(AppendError::Invalid(format!("expected version {v} is negative")));
+                return Err(AppendError::Invalid(format!(
+                    "expected version {v} is negative"
+                )));
             }
         }
         for event in &append.events {
@@ -37,7 +46,10 @@ pub(super) fn validate(appends: &[StreamAppend]) -> Result<(), AppendError> {
                 return Err(AppendError::Invalid("event type must not be empty".into()));
             }
             if !ids.insert(event.event_id) {
-                return Err(AppendError::Invalid(format!("event id {} appears twice", event.event_id)));
+                return Err(AppendError::Invalid(format!(
+                    "event id {} appears twice",
+                    event.event_id
+                )));
             }
         }
     }
@@ -45,7 +57,10 @@ pub(super) fn validate(appends: &[StreamAppend]) -> Result<(), AppendError> {
 }
 
 /// Appends one request in its own transaction.
-pub(super) async fn append_one(pool: &PgPool, appends: &[StreamAppend]) -> Result<AppendResult, AppendError> {
+pub(super) async fn append_one(
+    pool: &PgPool,
+    appends: &[StreamAppend],
+) -> Result<AppendResult, AppendError> {
     let mut tx = pool.begin().await?;
     let mut results = append_batch(&mut tx, std::slice::from_ref(&appends.to_vec())).await?;
     let result = results.pop().unwrap_or(Err(AppendError::WriterStopped));
@@ -80,7 +95,8 @@ pub(super) async fn append_batch(
     requests: &[Vec<StreamAppend>],
 ) -> Result<Vec<Result<AppendResult, AppendError>>, sqlx::Error> {
     let stored = load_stored(conn, requests).await?;
-    let mut results: Vec<Option<Result<AppendResult, AppendError>>> = Vec::with_capacity(requests.len());
+    let mut results: Vec<Option<Result<AppendResult, AppendError>>> =
+        Vec::with_capacity(requests.len());
     let mut fresh = Vec::new();
     for (i, request) in requests.iter().enumerate() {
         match replay_of(request, &stored) {
@@ -89,12 +105,16 @@ pub(super) async fn append_batch(
                 fresh.push(i);
             }
             Replay::Stored(result) => results.push(Some(Ok(result))),
-            Replay::Reused(event_id) => results.push(Some(Err(AppendError::EventIdReused { event_id }))),
+            Replay::Reused(event_id) => {
+                results.push(Some(Err(AppendError::EventIdReused { event_id })))
+            }
         }
     }
 
-    let streams: BTreeSet<&str> =
-        fresh.iter().flat_map(|&i| requests[i].iter().map(|a| a.stream.as_str())).collect();
+    let streams: BTreeSet<&str> = fresh
+        .iter()
+        .flat_map(|&i| requests[i].iter().map(|a| a.stream.as_str()))
+        .collect();
     let mut heads = lock_streams(conn, &streams).await?;
 
     // Decide each request against the heads, in order, as if run one by one.
@@ -116,7 +136,11 @@ pub(super) async fn append_batch(
         let written = requests[i]
             .iter()
             .flat_map(|a| {
-                let first = versions.iter().find(|(s, _)| *s == a.stream).map(|(_, v)| *v).unwrap_or(0)
+                let first = versions
+                    .iter()
+                    .find(|(s, _)| *s == a.stream)
+                    .map(|(_, v)| *v)
+                    .unwrap_or(0)
                     - a.events.len() as i64
                     + 1;
                 a.events.iter().enumerate().map(move |(k, e)| Written {
@@ -131,17 +155,27 @@ pub(super) async fn append_batch(
                 w
             })
             .collect();
-        results[i] = Some(Ok(AppendResult { written, stream_versions: versions, already_stored: false }));
+        results[i] = Some(Ok(AppendResult {
+            written,
+            stream_versions: versions,
+            already_stored: false,
+        }));
     }
-    Ok(results.into_iter().map(|r| r.unwrap_or(Err(AppendError::WriterStopped))).collect())
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(AppendError::WriterStopped)))
+        .collect())
 }
 
 async fn load_stored(
     conn: &mut PgConnection,
     requests: &[Vec<StreamAppend>],
 ) -> Result<HashMap<Uuid, Stored>, sqlx::Error> {
-    let ids: Vec<Uuid> =
-        requests.iter().flatten().flat_map(|a| a.events.iter().map(|e| e.event_id)).collect();
+    let ids: Vec<Uuid> = requests
+        .iter()
+        .flatten()
+        .flat_map(|a| a.events.iter().map(|e| e.event_id))
+        .collect();
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
@@ -187,7 +221,12 @@ fn replay_of(request: &[StreamAppend], stored: &HashMap<Uuid, Stored>) -> Replay
                 if written.is_empty() {
                     continue;
                 }
-                return Replay::Reused(written.first().map(|w: &Written| w.event_id).unwrap_or(event.event_id));
+                return Replay::Reused(
+                    written
+                        .first()
+                        .map(|w: &Written| w.event_id)
+                        .unwrap_or(event.event_id),
+                );
             };
             let same = s.stream == append.stream
                 && s.event_type == event.event_type
@@ -212,7 +251,11 @@ fn replay_of(request: &[StreamAppend], stored: &HashMap<Uuid, Stored>) -> Replay
     if written.is_empty() {
         Replay::Fresh
     } else if written.len() == total {
-        Replay::Stored(AppendResult { written, stream_versions: versions, already_stored: true })
+        Replay::Stored(AppendResult {
+            written,
+            stream_versions: versions,
+            already_stored: true,
+        })
     } else {
         // Some events of the request are stored and some are not: not a retry.
         Replay::Reused(written[0].event_id)
@@ -240,7 +283,12 @@ async fn lock_streams(
     .fetch_all(&mut *conn)
     .await?;
     rows.into_iter()
-        .map(|row| Ok((row.try_get("stream_id")?, (row.try_get("version")?, row.try_get("last_hash")?))))
+        .map(|row| {
+            Ok((
+                row.try_get("stream_id")?,
+                (row.try_get("version")?, row.try_get("last_hash")?),
+            ))
+        })
         .collect()
 }
 
@@ -288,8 +336,10 @@ fn plan(
     let mut new_heads = Heads::new();
     let mut versions = Vec::with_capacity(request.len());
     for append in request {
-        let (mut version, mut prev) =
-            heads.get(&append.stream).cloned().unwrap_or((-1, GENESIS.to_vec()));
+        let (mut version, mut prev) = heads
+            .get(&append.stream)
+            .cloned()
+            .unwrap_or((-1, GENESIS.to_vec()));
         for event in &append.events {
             version += 1;
             let hash = Canonical {
@@ -312,7 +362,8 @@ fn plan(
             rows.data.push(event.data.clone());
             rows.metadata.push(event.metadata.clone());
             rows.recorded_at.push(recorded_at);
-            rows.prev_hash.push(std::mem::replace(&mut prev, hash.clone()));
+            rows.prev_hash
+                .push(std::mem::replace(&mut prev, hash.clone()));
             rows.hash.push(hash);
         }
         versions.push((append.stream.clone(), version));
@@ -325,7 +376,11 @@ fn plan(
 
 /// Inserts the rows, moves the stream heads and notifies tailers, in one
 /// statement. Returns each new event's position.
-async fn write(conn: &mut PgConnection, rows: &Rows, heads: &Heads) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
+async fn write(
+    conn: &mut PgConnection,
+    rows: &Rows,
+    heads: &Heads,
+) -> Result<HashMap<Uuid, i64>, sqlx::Error> {
     if rows.event_id.is_empty() {
         return Ok(HashMap::new());
     }

@@ -10,8 +10,8 @@
 use super::append::{append_batch, append_one};
 use super::{AppendError, AppendResult, StreamAppend};
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Mutex};
 use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// Tuning of the group committer.
 #[derive(Debug, Clone, Copy)]
@@ -24,11 +24,17 @@ pub struct GroupCommitConfig {
 
 impl Default for GroupCommitConfig {
     fn default() -> Self {
-        Self { writers: 2, max_batch: 256 }
+        Self {
+            writers: 2,
+            max_batch: 256,
+        }
     }
 }
 
-type Job = (Vec<StreamAppend>, oneshot::Sender<Result<AppendResult, AppendError>>);
+type Job = (
+    Vec<StreamAppend>,
+    oneshot::Sender<Result<AppendResult, AppendError>>,
+);
 
 #[derive(Clone)]
 pub(super) struct Writer {
@@ -45,9 +51,15 @@ impl Writer {
         Self { tx }
     }
 
-    pub(super) async fn submit(&self, appends: Vec<StreamAppend>) -> Result<AppendResult, AppendError> {
+    pub(super) async fn submit(
+        &self,
+        appends: Vec<StreamAppend>,
+    ) -> Result<AppendResult, AppendError> {
         let (done, result) = oneshot::channel();
-        self.tx.send((appends, done)).await.map_err(|_| AppendError::WriterStopped)?;
+        self.tx
+            .send((appends, done))
+            .await
+            .map_err(|_| AppendError::WriterStopped)?;
         result.await.map_err(|_| AppendError::WriterStopped)?
     }
 }

@@ -141,7 +141,10 @@ mod tests {
         let a = json!({"a": 1, "b": {"y": [1, 2], "x": "s"}});
         let b: Value = serde_json::from_str(r#"{"b":{"x":"s","y":[1,2]},"a":1}"#).unwrap();
         let meta = json!({});
-        assert_eq!(canon(&a, &meta).chain_hash(&GENESIS), canon(&b, &meta).chain_hash(&GENESIS));
+        assert_eq!(
+            canon(&a, &meta).chain_hash(&GENESIS),
+            canon(&b, &meta).chain_hash(&GENESIS)
+        );
     }
 
     #[test]
@@ -152,10 +155,38 @@ mod tests {
         let h = base.chain_hash(&GENESIS);
         let other_data = json!({"a": 2});
         assert_ne!(h, canon(&other_data, &meta).chain_hash(&GENESIS));
-        assert_ne!(h, Canonical { stream_version: 1, ..base }.chain_hash(&GENESIS));
-        assert_ne!(h, Canonical { stream_id: "t", ..base }.chain_hash(&GENESIS));
-        assert_ne!(h, Canonical { event_type: "U", ..base }.chain_hash(&GENESIS));
-        assert_ne!(h, Canonical { schema_version: 2, ..base }.chain_hash(&GENESIS));
+        assert_ne!(
+            h,
+            Canonical {
+                stream_version: 1,
+                ..base
+            }
+            .chain_hash(&GENESIS)
+        );
+        assert_ne!(
+            h,
+            Canonical {
+                stream_id: "t",
+                ..base
+            }
+            .chain_hash(&GENESIS)
+        );
+        assert_ne!(
+            h,
+            Canonical {
+                event_type: "U",
+                ..base
+            }
+            .chain_hash(&GENESIS)
+        );
+        assert_ne!(
+            h,
+            Canonical {
+                schema_version: 2,
+                ..base
+            }
+            .chain_hash(&GENESIS)
+        );
         assert_ne!(h, base.chain_hash(&[1; HASH_LEN]));
     }
 
@@ -163,8 +194,16 @@ mod tests {
     fn field_boundaries_are_unambiguous() {
         let data = json!({});
         let meta = json!({});
-        let a = Canonical { stream_id: "ab", event_type: "c", ..canon(&data, &meta) };
-        let b = Canonical { stream_id: "a", event_type: "bc", ..canon(&data, &meta) };
+        let a = Canonical {
+            stream_id: "ab",
+            event_type: "c",
+            ..canon(&data, &meta)
+        };
+        let b = Canonical {
+            stream_id: "a",
+            event_type: "bc",
+            ..canon(&data, &meta)
+        };
         assert_ne!(a.bytes(), b.bytes());
     }
 }

@@ -82,8 +82,16 @@ pub struct StreamAppend {
 
 impl StreamAppend {
     /// Shorthand constructor.
-    pub fn new(stream: impl Into<String>, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
-        Self { stream: stream.into(), expected, events }
+    pub fn new(
+        stream: impl Into<String>,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Self {
+        Self {
+            stream: stream.into(),
+            expected,
+            events,
+        }
     }
 }
 
@@ -114,7 +122,10 @@ pub struct AppendResult {
 impl AppendResult {
     /// Version of `stream` after the append.
     pub fn version_of(&self, stream: &str) -> Option<i64> {
-        self.stream_versions.iter().find(|(s, _)| s == stream).map(|(_, v)| *v)
+        self.stream_versions
+            .iter()
+            .find(|(s, _)| s == stream)
+            .map(|(_, v)| *v)
     }
 }
 
@@ -233,7 +244,9 @@ pub struct EventStore {
 
 impl fmt::Debug for EventStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventStore").field("group_commit", &self.writer.is_some()).finish()
+        f.debug_struct("EventStore")
+            .field("group_commit", &self.writer.is_some())
+            .finish()
     }
 }
 
@@ -248,7 +261,10 @@ impl EventStore {
     /// Must be called inside a Tokio runtime.
     pub fn with_group_commit(pool: PgPool, config: GroupCommitConfig) -> Self {
         let writer = group::Writer::start(pool.clone(), config);
-        Self { pool, writer: Some(writer) }
+        Self {
+            pool,
+            writer: Some(writer),
+        }
     }
 
     /// The pool this store uses.
@@ -291,7 +307,8 @@ impl EventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
-        self.append(vec![StreamAppend::new(stream, expected, events)]).await
+        self.append(vec![StreamAppend::new(stream, expected, events)])
+            .await
     }
 }
 
@@ -308,7 +325,11 @@ pub fn connect_options(url: &str, schema: Option<&str>) -> Result<PgConnectOptio
 }
 
 /// A pool with the log's connection settings.
-pub async fn connect(url: &str, schema: Option<&str>, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+pub async fn connect(
+    url: &str,
+    schema: Option<&str>,
+    max_connections: u32,
+) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .connect_with(connect_options(url, schema)?)

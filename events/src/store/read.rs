@@ -5,7 +5,8 @@ use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 /// Columns of [`RecordedEvent`], in the order [`from_row`] reads them.
-pub(super) const COLUMNS: &str = "position, event_id, stream_id, stream_version, event_type, schema_version, \
+pub(super) const COLUMNS: &str =
+    "position, event_id, stream_id, stream_version, event_type, schema_version, \
      data, metadata, recorded_at, prev_hash, hash";
 
 /// Maps a row selected with [`COLUMNS`].
@@ -52,7 +53,11 @@ impl EventStore {
     /// is not returned even if later positions are; tail with
     /// [`EventStore::subscribe`] to never skip such an event.
     #[tracing::instrument(skip(self))]
-    pub async fn read_all(&self, after_position: i64, limit: i64) -> Result<Vec<RecordedEvent>, StoreError> {
+    pub async fn read_all(
+        &self,
+        after_position: i64,
+        limit: i64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
         ))
@@ -65,10 +70,11 @@ impl EventStore {
 
     /// The stream's current version (`None`: no events).
     pub async fn stream_version(&self, stream: &str) -> Result<Option<i64>, StoreError> {
-        let version: Option<i64> = sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
-            .bind(stream)
-            .fetch_optional(&self.pool)
-            .await?;
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = $1")
+                .bind(stream)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(version.filter(|v| *v >= 0))
     }
 
@@ -82,10 +88,12 @@ impl EventStore {
 
     /// A consumer's stored checkpoint (position of the last event it handled).
     pub async fn load_checkpoint(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT position FROM checkpoints WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT position FROM checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Stores a consumer's checkpoint. It only moves forward.

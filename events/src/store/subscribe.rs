@@ -123,15 +123,24 @@ async fn tail(
                     Some(gap) if resolved && event.position <= gap.high => {
                         let dead = (event.position - cursor - 1) as u64;
                         stats.dead_positions.fetch_add(dead, Ordering::Relaxed);
-                        tracing::debug!(from = cursor + 1, to = event.position - 1, "stepping over rolled-back positions");
+                        tracing::debug!(
+                            from = cursor + 1,
+                            to = event.position - 1,
+                            "stepping over rolled-back positions"
+                        );
                     }
                     Some(_) => {
                         blocked = true;
                         break;
                     }
                     None => {
-                        pending = Some(Gap { snapshot: snapshot.clone(), high: event.position });
-                        stats.stalled_since_ms.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+                        pending = Some(Gap {
+                            snapshot: snapshot.clone(),
+                            high: event.position,
+                        });
+                        stats
+                            .stalled_since_ms
+                            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
                         blocked = true;
                         break;
                     }

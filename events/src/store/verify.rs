@@ -62,15 +62,28 @@ impl fmt::Display for Break {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match &self.kind {
             BreakKind::HashMismatch => "content does not match its hash (edited)".to_owned(),
-            BreakKind::PrevHashMismatch => "prev_hash does not match the previous event (removed or inserted)".to_owned(),
-            BreakKind::VersionGap { expected } => format!("version gap: expected version {expected}"),
-            BreakKind::PositionOrder => "position not above the previous version's (reordered)".to_owned(),
-            BreakKind::HeadMismatch { head_version, last_version } => {
+            BreakKind::PrevHashMismatch => {
+                "prev_hash does not match the previous event (removed or inserted)".to_owned()
+            }
+            BreakKind::VersionGap { expected } => {
+                format!("version gap: expected version {expected}")
+            }
+            BreakKind::PositionOrder => {
+                "position not above the previous version's (reordered)".to_owned()
+            }
+            BreakKind::HeadMismatch {
+                head_version,
+                last_version,
+            } => {
                 format!("stream head records version {head_version} but the last event is version {last_version}")
             }
             BreakKind::UnknownStream => "events of a stream the log never created".to_owned(),
         };
-        write!(f, "stream {} version {} position {}: {}", self.stream, self.version, self.position, what)
+        write!(
+            f,
+            "stream {} version {} position {}: {}",
+            self.stream, self.version, self.position, what
+        )
     }
 }
 
@@ -112,15 +125,22 @@ impl ChainChecker {
     /// Returns the stream's first break when this event is it.
     pub fn check(&mut self, event: &RecordedEvent) -> Option<Break> {
         if self.stream.as_deref() != Some(event.stream_id.as_str()) {
-            *self = Self { stream: Some(event.stream_id.clone()), prev_hash: GENESIS.to_vec(), ..Self::default() };
+            *self = Self {
+                stream: Some(event.stream_id.clone()),
+                prev_hash: GENESIS.to_vec(),
+                ..Self::default()
+            };
         }
         let kind = if self.broken {
             None
         } else if event.stream_version != self.expected {
-            Some(BreakKind::VersionGap { expected: self.expected })
+            Some(BreakKind::VersionGap {
+                expected: self.expected,
+            })
         } else if event.prev_hash != self.prev_hash {
             Some(BreakKind::PrevHashMismatch)
-        } else if event.canonical().chain_hash(&event.prev_hash).as_slice() != event.hash.as_slice() {
+        } else if event.canonical().chain_hash(&event.prev_hash).as_slice() != event.hash.as_slice()
+        {
             Some(BreakKind::HashMismatch)
         } else if event.position <= self.prev_position {
             Some(BreakKind::PositionOrder)
@@ -132,7 +152,12 @@ impl ChainChecker {
         self.prev_position = event.position;
         kind.map(|kind| {
             self.broken = true;
-            Break { stream: event.stream_id.clone(), version: event.stream_version, position: event.position, kind }
+            Break {
+                stream: event.stream_id.clone(),
+                version: event.stream_version,
+                position: event.position,
+                kind,
+            }
         })
     }
 }
@@ -174,11 +199,15 @@ impl EventStore {
             }
         }
         for b in self.head_breaks(only).await? {
-            if !report.breaks.iter().any(|known| known.stream == b.stream) && report.breaks.len() < MAX_BREAKS {
+            if !report.breaks.iter().any(|known| known.stream == b.stream)
+                && report.breaks.len() < MAX_BREAKS
+            {
                 report.breaks.push(b);
             }
         }
-        report.breaks.sort_by_key(|b| (b.position, b.stream.clone()));
+        report
+            .breaks
+            .sort_by_key(|b| (b.position, b.stream.clone()));
         Ok(report)
     }
 
@@ -205,7 +234,10 @@ impl EventStore {
                 stream: row.try_get("stream_id")?,
                 version: last_version.max(head_version),
                 position: row.try_get("position")?,
-                kind: BreakKind::HeadMismatch { head_version, last_version },
+                kind: BreakKind::HeadMismatch {
+                    head_version,
+                    last_version,
+                },
             });
         }
         let orphans = sqlx::query(
