@@ -260,3 +260,71 @@ impl EventStore {
         Ok(breaks)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// A valid chain of `n` events in one stream.
+    fn chain(n: usize) -> Vec<RecordedEvent> {
+        let mut prev = GENESIS.to_vec();
+        (0..n)
+            .map(|i| {
+                let mut e = RecordedEvent {
+                    position: (i as i64 + 1) * 3,
+                    event_id: uuid::Uuid::from_u128(i as u128 + 1),
+                    stream_id: "license-x".into(),
+                    stream_version: i as i64,
+                    event_type: "HeartbeatRecorded".into(),
+                    schema_version: 1,
+                    data: json!({ "n": i, "s": "abc" }),
+                    metadata: json!({ "tenant_id": "t" }),
+                    recorded_at: chrono::DateTime::from_timestamp_micros(
+                        1_700_000_000_000_000 + i as i64,
+                    )
+                    .unwrap(),
+                    prev_hash: prev.clone(),
+                    hash: vec![],
+                };
+                let hash = e.canonical().chain_hash(&prev).to_vec();
+                e.hash = hash;
+                prev = e.hash.clone();
+                e
+            })
+            .collect()
+    }
+
+    fn first_break(events: &[RecordedEvent]) -> Option<Break> {
+        let mut checker = ChainChecker::default();
+        events.iter().find_map(|e| checker.check(e))
+    }
+
+    #[test]
+    fn an_intact_chain_has_no_break() {
+        assert_eq!(first_break(&chain(20)), None);
+    }
+
+    proptest! {
+        /// Any edit of one event's content, any deletion and any swap of two
+        /// events is caught, at or before the place it happened.
+        #[test]
+        fn any_single_tampering_is_caught(n in 2usize..30, at in 0usize..30, kind in 0u8..4, value in any::<i64>()) {
+            let mut events = chain(n);
+            let at = at % n;
+            match kind {
+                0 => events[at].data = json!({ "n": value, "s": "abc" }),
+                1 => { events.remove(at); if at == n - 1 { events.push(events[at - 1].clone()); } }
+                2 => { let j = (at + 1) % n; events.swap(at, j); }
+                _ => events[at].metadata = json!({ "tenant_id": format!("t{value}") }),
+            }
+            if kind == 0 && value == at as i64 {
+                return Ok(()); // the edit wrote the original value back
+            }
+            let b = first_break(&events);
+            prop_assert!(b.is_some(), "tampering kind {kind} at {at} of {n} not caught");
+            prop_assert!(b.unwrap().version <= at as i64 + 1);
+        }
+    }
+}

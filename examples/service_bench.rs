@@ -1,0 +1,264 @@
+//! Service benchmark: heartbeats and acquires over HTTP against the whole
+//! system in this process (API, publisher, signer, reaper; real Postgres and
+//! NATS), each next to a ceiling measured in the same run:
+//!
+//! * heartbeat throughput vs. a plain single-row durable `INSERT` at the same
+//!   concurrency (the raw Postgres ceiling);
+//! * acquire throughput vs. RSA-4096 RS256 signing on every core (the raw
+//!   signing ceiling);
+//! * p50/p99 latency at half of the measured maximum rate.
+//!
+//! `cargo run --release --example service_bench -- --seconds 5`
+//!
+//! The load generator shares the machine with the service (and Postgres and
+//! NATS), as a client on the same host would.
+
+use clap::Parser;
+use licensed::app::{self, Components};
+use licensed::auth::dev_issuer::{DevIssuer, DEV_AUDIENCE, DEV_ISSUER};
+use licensed::config::Config;
+use licensed::signer::LocalPemSigner;
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+struct Args {
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Concurrent heartbeat clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Concurrent acquire clients.
+    #[arg(long, default_value_t = 16)]
+    acquire_clients: usize,
+}
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+}
+
+/// Latencies of one run.
+#[derive(Default)]
+struct Samples(Mutex<Vec<Duration>>);
+
+impl Samples {
+    fn push(&self, d: Duration) {
+        self.0.lock().unwrap().push(d);
+    }
+    fn percentile(&self, p: f64) -> f64 {
+        let mut v = self.0.lock().unwrap().clone();
+        if v.is_empty() {
+            return f64::NAN;
+        }
+        v.sort_unstable();
+        let i = ((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1;
+        v[i].as_secs_f64() * 1e3
+    }
+}
+
+/// Runs `clients` loops of `op` for `seconds` (optionally paced to `rate`/s in total); returns ops/s.
+async fn drive<F, Fut>(clients: usize, seconds: f64, rate: Option<f64>, samples: Arc<Samples>, op: F) -> f64
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let op = Arc::new(op);
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let (op, stop, done, samples) = (op.clone(), stop.clone(), done.clone(), samples.clone());
+        tasks.push(tokio::spawn(async move {
+            let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
+            let mut next = Instant::now();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(iv) = interval {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += iv;
+                }
+                let t = Instant::now();
+                if op(c, i).await {
+                    samples.push(t.elapsed());
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+                i += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let db = events::testing::TestDb::with_pool_size(args.clients as u32 + 8).await;
+    let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+    let (stream, prefix) = (format!("BENCH_{id}"), format!("bench.{id}"));
+    let issuer = Arc::new(DevIssuer::generate()?);
+    let jwks_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let jwks_url = format!("http://{}/.well-known/jwks.json", jwks_listener.local_addr()?);
+    let router = issuer.router();
+    tokio::spawn(async move { axum::serve(jwks_listener, router).await });
+    let key_path = std::env::temp_dir().join(format!("ll-bench-{id}.pem"));
+    let config = Cli::parse_from([
+        "licensed", "--database-url", &db.url, "--database-schema", &db.schema, "--nats-stream", &stream,
+        "--nats-subject-prefix", &prefix, "--auth-jwks-url", &jwks_url, "--auth-issuer", DEV_ISSUER,
+        "--auth-audience", DEV_AUDIENCE, "--signing-key-path", &key_path.display().to_string(),
+        "--rate-limit-per-minute", "100000000", "--db-max-connections", "32", "--listen-addr", "127.0.0.1:0",
+    ])
+    .config;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let shared = app::connect_all(&config, Components::all()).await?;
+    let auth = app::authenticator(&config);
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(app::run(config, shared, Components::all(), Some(listener), Some(auth), None, shutdown.clone()));
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let day = Duration::from_secs(86_400);
+    let admin = issuer.mint("bench-admin", "bench", &["license-admin".into()], day, DEV_ISSUER, DEV_AUDIENCE)?;
+    let license: serde_json::Value = http
+        .post(format!("{base}/api/v1/admin/licenses"))
+        .bearer_auth(&admin)
+        .json(&json!({"product": "bench", "seats": 100000, "session_ttl_secs": 3600}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let license_id = license["license_id"].as_str().unwrap_or_default().to_owned();
+
+    // Ceiling 1: single-row durable INSERT at the heartbeat concurrency.
+    sqlx::query("CREATE TABLE ceiling (id bigserial PRIMARY KEY, session uuid NOT NULL, at timestamptz NOT NULL DEFAULT now(), data jsonb NOT NULL)")
+        .execute(&db.pool)
+        .await?;
+    let pool = db.pool.clone();
+    let insert_rate = drive(args.clients, args.seconds, None, Arc::default(), move |_, _| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query("INSERT INTO ceiling (session, data) VALUES ($1, $2)")
+                .bind(uuid::Uuid::new_v4())
+                .bind(json!({"expires_at": "2026-11-23T12:00:00Z"}))
+                .execute(&pool)
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+
+    // Sessions to heartbeat: one per client.
+    let mut sessions = Vec::new();
+    for c in 0..args.clients {
+        let token = issuer.mint(&format!("hb-{c}"), "bench", &[], day, DEV_ISSUER, DEV_AUDIENCE)?;
+        let r: serde_json::Value = http
+            .post(format!("{base}/api/v1/licenses/acquire"))
+            .bearer_auth(&token)
+            .json(&json!({"license_id": license_id, "hardware_id": format!("hb-{c}")}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        sessions.push((token, r["session_id"].as_str().unwrap_or_default().to_owned()));
+    }
+    let sessions = Arc::new(sessions);
+    let heartbeat = |rate: Option<f64>, samples: Arc<Samples>| {
+        let (http, base, sessions) = (http.clone(), base.clone(), sessions.clone());
+        drive(args.clients, args.seconds, rate, samples, move |c, _| {
+            let (http, base, sessions) = (http.clone(), base.clone(), sessions.clone());
+            async move {
+                let (token, session) = &sessions[c];
+                matches!(http.put(format!("{base}/api/v1/licenses/heartbeat/{session}")).bearer_auth(token).send().await,
+                         Ok(r) if r.status().is_success())
+            }
+        })
+    };
+    let hb_max = heartbeat(None, Arc::default()).await;
+    let hb_half = Arc::new(Samples::default());
+    let hb_half_rate = heartbeat(Some(hb_max / 2.0), hb_half.clone()).await;
+
+    // Ceiling 2: RS256 signing with the same RSA-4096 key on every core.
+    let local = Arc::new(LocalPemSigner::load_or_generate(&key_path)?);
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let sign_rate = {
+        let stop = Arc::new(AtomicBool::new(false));
+        let n = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let threads: Vec<_> = (0..cores)
+            .map(|_| {
+                let (local, stop, n) = (local.clone(), stop.clone(), n.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = local.sign_blocking(b"header.payload");
+                        n.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            let _ = t.join();
+        }
+        n.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    };
+
+    let acquire = |rate: Option<f64>, samples: Arc<Samples>, round: &'static str| {
+        let (http, base, license_id, issuer) = (http.clone(), base.clone(), license_id.clone(), issuer.clone());
+        let tokens: Arc<Vec<String>> = Arc::new(
+            (0..args.acquire_clients)
+                .map(|c| issuer.mint(&format!("acq-{round}-{c}"), "bench", &[], day, DEV_ISSUER, DEV_AUDIENCE).unwrap_or_default())
+                .collect(),
+        );
+        drive(args.acquire_clients, args.seconds, rate, samples, move |c, i| {
+            let (http, base, license_id, tokens) = (http.clone(), base.clone(), license_id.clone(), tokens.clone());
+            async move {
+                let r = http
+                    .post(format!("{base}/api/v1/licenses/acquire"))
+                    .bearer_auth(&tokens[c])
+                    .json(&json!({"license_id": license_id, "hardware_id": format!("{round}-{c}-{i}")}))
+                    .send()
+                    .await;
+                matches!(r, Ok(r) if r.status() == reqwest::StatusCode::OK)
+            }
+        })
+    };
+    let acq_max = acquire(None, Arc::default(), "max").await;
+    let acq_half = Arc::new(Samples::default());
+    let acq_half_rate = acquire(Some(acq_max / 2.0), acq_half.clone(), "half").await;
+
+    println!("| path | measured | ceiling (same run) | ratio | target |");
+    println!("|---|---:|---:|---:|---|");
+    println!(
+        "| heartbeat over HTTP, {} clients | {hb_max:.0}/s | {insert_rate:.0}/s single-row INSERT, {} clients | {:.2}x | >= 1.0x |",
+        args.clients, args.clients, hb_max / insert_rate
+    );
+    println!(
+        "| acquire over HTTP (local signer), {} clients | {acq_max:.0}/s | {sign_rate:.0}/s RS256 RSA-4096 signs, {cores} cores | {:.2}x | >= 0.8x |",
+        args.acquire_clients, acq_max / sign_rate
+    );
+    println!(
+        "| heartbeat at half load ({hb_half_rate:.0}/s) | p50 {:.1} ms, p99 {:.1} ms | | | p99 < 20 ms |",
+        hb_half.percentile(0.5), hb_half.percentile(0.99)
+    );
+    println!(
+        "| acquire at half load ({acq_half_rate:.0}/s) | p50 {:.1} ms, p99 {:.1} ms | | | p99 < 100 ms |",
+        acq_half.percentile(0.5), acq_half.percentile(0.99)
+    );
+    shutdown.cancel();
+    let _ = server.await;
+    let _ = async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await?).delete_stream(&stream).await;
+    let _ = std::fs::remove_file(&key_path);
+    db.drop_schema().await;
+    Ok(())
+}
