@@ -63,7 +63,13 @@ impl Samples {
 }
 
 /// Runs `clients` loops of `op` for `seconds` (optionally paced to `rate`/s in total); returns ops/s.
-async fn drive<F, Fut>(clients: usize, seconds: f64, rate: Option<f64>, samples: Arc<Samples>, op: F) -> f64
+async fn drive<F, Fut>(
+    clients: usize,
+    seconds: f64,
+    rate: Option<f64>,
+    samples: Arc<Samples>,
+    op: F,
+) -> f64
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -109,15 +115,37 @@ async fn main() -> anyhow::Result<()> {
     let (stream, prefix) = (format!("BENCH_{id}"), format!("bench.{id}"));
     let issuer = Arc::new(DevIssuer::generate()?);
     let jwks_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let jwks_url = format!("http://{}/.well-known/jwks.json", jwks_listener.local_addr()?);
+    let jwks_url = format!(
+        "http://{}/.well-known/jwks.json",
+        jwks_listener.local_addr()?
+    );
     let router = issuer.router();
     tokio::spawn(async move { axum::serve(jwks_listener, router).await });
     let key_path = std::env::temp_dir().join(format!("ll-bench-{id}.pem"));
     let config = Cli::parse_from([
-        "licensed", "--database-url", &db.url, "--database-schema", &db.schema, "--nats-stream", &stream,
-        "--nats-subject-prefix", &prefix, "--auth-jwks-url", &jwks_url, "--auth-issuer", DEV_ISSUER,
-        "--auth-audience", DEV_AUDIENCE, "--signing-key-path", &key_path.display().to_string(),
-        "--rate-limit-per-minute", "100000000", "--db-max-connections", "32", "--listen-addr", "127.0.0.1:0",
+        "licensed",
+        "--database-url",
+        &db.url,
+        "--database-schema",
+        &db.schema,
+        "--nats-stream",
+        &stream,
+        "--nats-subject-prefix",
+        &prefix,
+        "--auth-jwks-url",
+        &jwks_url,
+        "--auth-issuer",
+        DEV_ISSUER,
+        "--auth-audience",
+        DEV_AUDIENCE,
+        "--signing-key-path",
+        &key_path.display().to_string(),
+        "--rate-limit-per-minute",
+        "100000000",
+        "--db-max-connections",
+        "32",
+        "--listen-addr",
+        "127.0.0.1:0",
     ])
     .config;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -125,10 +153,27 @@ async fn main() -> anyhow::Result<()> {
     let shared = app::connect_all(&config, Components::all()).await?;
     let auth = app::authenticator(&config);
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app::run(config, shared, Components::all(), Some(listener), Some(auth), None, shutdown.clone()));
-    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
+    let server = tokio::spawn(app::run(
+        config,
+        shared,
+        Components::all(),
+        Some(listener),
+        Some(auth),
+        None,
+        shutdown.clone(),
+    ));
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
     let day = Duration::from_secs(86_400);
-    let admin = issuer.mint("bench-admin", "bench", &["license-admin".into()], day, DEV_ISSUER, DEV_AUDIENCE)?;
+    let admin = issuer.mint(
+        "bench-admin",
+        "bench",
+        &["license-admin".into()],
+        day,
+        DEV_ISSUER,
+        DEV_AUDIENCE,
+    )?;
     let license: serde_json::Value = http
         .post(format!("{base}/api/v1/admin/licenses"))
         .bearer_auth(&admin)
@@ -137,30 +182,46 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .json()
         .await?;
-    let license_id = license["license_id"].as_str().unwrap_or_default().to_owned();
+    let license_id = license["license_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
 
     // Ceiling 1: single-row durable INSERT at the heartbeat concurrency.
     sqlx::query("CREATE TABLE ceiling (id bigserial PRIMARY KEY, session uuid NOT NULL, at timestamptz NOT NULL DEFAULT now(), data jsonb NOT NULL)")
         .execute(&db.pool)
         .await?;
     let pool = db.pool.clone();
-    let insert_rate = drive(args.clients, args.seconds, None, Arc::default(), move |_, _| {
-        let pool = pool.clone();
-        async move {
-            sqlx::query("INSERT INTO ceiling (session, data) VALUES ($1, $2)")
-                .bind(uuid::Uuid::new_v4())
-                .bind(json!({"expires_at": "2026-11-23T12:00:00Z"}))
-                .execute(&pool)
-                .await
-                .is_ok()
-        }
-    })
+    let insert_rate = drive(
+        args.clients,
+        args.seconds,
+        None,
+        Arc::default(),
+        move |_, _| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query("INSERT INTO ceiling (session, data) VALUES ($1, $2)")
+                    .bind(uuid::Uuid::new_v4())
+                    .bind(json!({"expires_at": "2026-11-23T12:00:00Z"}))
+                    .execute(&pool)
+                    .await
+                    .is_ok()
+            }
+        },
+    )
     .await;
 
     // Sessions to heartbeat: one per client.
     let mut sessions = Vec::new();
     for c in 0..args.clients {
-        let token = issuer.mint(&format!("hb-{c}"), "bench", &[], day, DEV_ISSUER, DEV_AUDIENCE)?;
+        let token = issuer.mint(
+            &format!("hb-{c}"),
+            "bench",
+            &[],
+            day,
+            DEV_ISSUER,
+            DEV_AUDIENCE,
+        )?;
         let r: serde_json::Value = http
             .post(format!("{base}/api/v1/licenses/acquire"))
             .bearer_auth(&token)
@@ -169,7 +230,10 @@ async fn main() -> anyhow::Result<()> {
             .await?
             .json()
             .await?;
-        sessions.push((token, r["session_id"].as_str().unwrap_or_default().to_owned()));
+        sessions.push((
+            token,
+            r["session_id"].as_str().unwrap_or_default().to_owned(),
+        ));
     }
     let sessions = Arc::new(sessions);
     let heartbeat = |rate: Option<f64>, samples: Arc<Samples>| {
@@ -189,7 +253,9 @@ async fn main() -> anyhow::Result<()> {
 
     // Ceiling 2: RS256 signing with the same RSA-4096 key on every core.
     let local = Arc::new(LocalPemSigner::load_or_generate(&key_path)?);
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let sign_rate = {
         let stop = Arc::new(AtomicBool::new(false));
         let n = Arc::new(AtomicU64::new(0));
@@ -214,24 +280,51 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let acquire = |rate: Option<f64>, samples: Arc<Samples>, round: &'static str| {
-        let (http, base, license_id, issuer) = (http.clone(), base.clone(), license_id.clone(), issuer.clone());
+        let (http, base, license_id, issuer) = (
+            http.clone(),
+            base.clone(),
+            license_id.clone(),
+            issuer.clone(),
+        );
         let tokens: Arc<Vec<String>> = Arc::new(
             (0..args.acquire_clients)
-                .map(|c| issuer.mint(&format!("acq-{round}-{c}"), "bench", &[], day, DEV_ISSUER, DEV_AUDIENCE).unwrap_or_default())
+                .map(|c| {
+                    issuer
+                        .mint(
+                            &format!("acq-{round}-{c}"),
+                            "bench",
+                            &[],
+                            day,
+                            DEV_ISSUER,
+                            DEV_AUDIENCE,
+                        )
+                        .unwrap_or_default()
+                })
                 .collect(),
         );
-        drive(args.acquire_clients, args.seconds, rate, samples, move |c, i| {
-            let (http, base, license_id, tokens) = (http.clone(), base.clone(), license_id.clone(), tokens.clone());
-            async move {
-                let r = http
+        drive(
+            args.acquire_clients,
+            args.seconds,
+            rate,
+            samples,
+            move |c, i| {
+                let (http, base, license_id, tokens) = (
+                    http.clone(),
+                    base.clone(),
+                    license_id.clone(),
+                    tokens.clone(),
+                );
+                async move {
+                    let r = http
                     .post(format!("{base}/api/v1/licenses/acquire"))
                     .bearer_auth(&tokens[c])
                     .json(&json!({"license_id": license_id, "hardware_id": format!("{round}-{c}-{i}")}))
                     .send()
                     .await;
-                matches!(r, Ok(r) if r.status() == reqwest::StatusCode::OK)
-            }
-        })
+                    matches!(r, Ok(r) if r.status() == reqwest::StatusCode::OK)
+                }
+            },
+        )
     };
     let acq_max = acquire(None, Arc::default(), "max").await;
     let acq_half = Arc::new(Samples::default());
@@ -257,7 +350,9 @@ async fn main() -> anyhow::Result<()> {
     );
     shutdown.cancel();
     let _ = server.await;
-    let _ = async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await?).delete_stream(&stream).await;
+    let _ = async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await?)
+        .delete_stream(&stream)
+        .await;
     let _ = std::fs::remove_file(&key_path);
     db.drop_schema().await;
     Ok(())

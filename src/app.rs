@@ -156,12 +156,16 @@ pub async fn run(
             publisher_config.clone(),
             shutdown.clone(),
         );
-        tasks.spawn(async move {
-            (
-                "publish",
-                publisher::run(store, async_nats::jetstream::new(nats), cfg, metrics, stop).await,
+        tasks.spawn(supervise("publish", shutdown.clone(), move || {
+            let js = async_nats::jetstream::new(nats.clone());
+            publisher::run(
+                store.clone(),
+                js,
+                cfg.clone(),
+                metrics.clone(),
+                stop.clone(),
             )
-        });
+        }));
     }
     if components.sign {
         let nats = shared.nats.clone().context("signer needs NATS")?;
@@ -175,21 +179,19 @@ pub async fn run(
             config.nats_stream.clone(),
             config.nats_subject_prefix.clone(),
         );
-        tasks.spawn(async move {
-            (
-                "sign",
-                minting::run(
-                    store,
-                    async_nats::jetstream::new(nats),
-                    stream,
-                    prefix,
-                    minter,
-                    metrics,
-                    stop,
-                )
-                .await,
+        tasks.spawn(supervise("sign", shutdown.clone(), move || {
+            let js = async_nats::jetstream::new(nats.clone());
+            let (store, stream, prefix) = (store.clone(), stream.clone(), prefix.clone());
+            minting::run(
+                store,
+                js,
+                stream,
+                prefix,
+                minter.clone(),
+                metrics.clone(),
+                stop.clone(),
             )
-        });
+        }));
     }
     if components.reap {
         let (licenses, metrics, stop) = (
@@ -212,7 +214,11 @@ pub async fn run(
                 config.nats_subject_prefix.clone(),
                 shutdown.clone(),
             );
-            tasks.spawn(async move { ("token-listener", w.listen(nats, &prefix, stop).await) });
+            tasks.spawn(supervise("token-listener", shutdown.clone(), move || {
+                let (w, nats, prefix, stop) =
+                    (w.clone(), nats.clone(), prefix.clone(), stop.clone());
+                async move { w.listen(nats, &prefix, stop).await }
+            }));
         }
         let state = AppState {
             licenses: shared.licenses.clone(),
@@ -275,6 +281,38 @@ pub async fn run(
         }
     }
     first_error.map_or(Ok(()), Err)
+}
+
+/// Runs a background worker, restarting it with backoff when it fails (a
+/// database or NATS outage must not take the process down), until shutdown.
+async fn supervise<F, Fut>(
+    name: &'static str,
+    shutdown: CancellationToken,
+    start: F,
+) -> (&'static str, anyhow::Result<()>)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let started = std::time::Instant::now();
+        match start().await {
+            Ok(()) if shutdown.is_cancelled() => return (name, Ok(())),
+            Ok(()) => tracing::warn!(component = name, "worker stopped; restarting"),
+            Err(err) => {
+                tracing::error!(component = name, error = %format!("{err:#}"), retry_in = ?delay, "worker failed; restarting")
+            }
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            delay = Duration::from_millis(200);
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return (name, Ok(())),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
 }
 
 /// The authenticator for the configured identity provider.
