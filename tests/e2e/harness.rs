@@ -111,8 +111,15 @@ pub async fn config(db: &events::testing::TestDb, names: &Names, extra: &[&str])
         "--listen-addr".into(),
         "127.0.0.1:0".into(),
     ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    Cli::parse_from(args).config
+    // A flag given in `extra` replaces the default above.
+    let mut merged = vec![args.remove(0)];
+    for pair in args.chunks(2) {
+        if !extra.contains(&pair[0].as_str()) {
+            merged.extend_from_slice(pair);
+        }
+    }
+    merged.extend(extra.iter().map(|s| s.to_string()));
+    Cli::parse_from(merged).config
 }
 
 /// A running instance.

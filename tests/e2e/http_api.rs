@@ -392,3 +392,75 @@ async fn health_ready_openapi_and_swagger() {
     assert_eq!(unknown.headers["content-type"], "application/problem+json");
     sys.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_and_rate_limits() {
+    let sys = System::start_with(&[
+        "--allowed-origins",
+        "https://app.example",
+        "--rate-limit-per-minute",
+        "60",
+    ])
+    .await;
+    let alice = token("alice", "acme", false).await;
+    let preflight = sys
+        .app
+        .http
+        .request(Method::OPTIONS, sys.app.url("/api/v1/licenses/acquire"))
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let foreign = sys
+        .app
+        .http
+        .get(sys.app.url("/api/v1/health"))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(foreign
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+
+    // Burst of 10 (a tenth of 60/min, at least 10), then 429 with Retry-After.
+    let mut limited = None;
+    for i in 0..20 {
+        let r = sys
+            .app
+            .call(Method::GET, "/api/v1/licenses", Some(&alice), None)
+            .await;
+        assert!(
+            r.headers.contains_key("ratelimit-limit")
+                && r.headers.contains_key("ratelimit-remaining"),
+            "request {i}"
+        );
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            limited = Some(r);
+            break;
+        }
+    }
+    let r = limited.expect("the burst runs out");
+    assert!(r.headers.contains_key("retry-after"));
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+    // Another user has their own bucket.
+    let bob = token("bob", "acme", false).await;
+    assert_eq!(
+        sys.app
+            .call(Method::GET, "/api/v1/licenses", Some(&bob), None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    sys.cleanup().await;
+}

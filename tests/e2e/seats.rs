@@ -310,3 +310,57 @@ fn base64_encode(b: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_signer_acquire_answers_202_and_the_token_arrives_later() {
+    let db = events::testing::TestDb::new().await;
+    let names = harness::Names::random();
+    let config = harness::config(&db, &names, &["--acquire-token-wait-ms", "300"]).await;
+    let no_signer = Components {
+        serve: true,
+        publish: true,
+        reap: true,
+        sign: false,
+    };
+    let app = harness::start(config.clone(), no_signer).await;
+    let license = app.issue("acme", 2, 360).await;
+    let alice = token("alice", "acme", false).await;
+    let a = app.acquire(&alice, &license, "laptop").await;
+    assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
+    let url = a.body["token_url"].as_str().unwrap().to_owned();
+    assert_eq!(a.headers["location"], url.as_str());
+    assert_eq!(
+        app.call(Method::GET, &url, Some(&alice), None).await.status,
+        StatusCode::ACCEPTED
+    );
+
+    let signer = harness::start(
+        config,
+        Components {
+            sign: true,
+            ..Components::default()
+        },
+    )
+    .await;
+    let mut fetched = None;
+    for _ in 0..50 {
+        let r = app.call(Method::GET, &url, Some(&alice), None).await;
+        if r.status == StatusCode::OK {
+            fetched = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = fetched.expect("the signer mints the token once it runs");
+    let claims = licensed::signer::verify_license_token(
+        r.body["license_token"].as_str().unwrap(),
+        r.body["public_key_pem"].as_str().unwrap(),
+        "https://license-ledger.test",
+    )
+    .unwrap();
+    assert_eq!(claims.sid, a.body["session_id"].as_str().unwrap());
+    signer.stop().await;
+    app.stop().await;
+    harness::delete_stream(&names.stream).await;
+    db.drop_schema().await;
+}
