@@ -30,6 +30,8 @@ pub struct Components {
     pub sign: bool,
     /// The session reaper.
     pub reap: bool,
+    /// The Redis projector (JetStream -> Redis).
+    pub project: bool,
 }
 
 impl Components {
@@ -40,6 +42,7 @@ impl Components {
             publish: true,
             sign: true,
             reap: true,
+            project: true,
         }
     }
 }
@@ -59,6 +62,8 @@ pub struct Shared {
     pub nats: Option<async_nats::Client>,
     /// Redis, when a component needs it.
     pub redis: Option<redis::aio::ConnectionManager>,
+    /// Counters of the projector (exported at /metrics).
+    pub projector_stats: Arc<projections::ProjectorStats>,
 }
 
 /// The signer configuration from the service configuration.
@@ -102,7 +107,7 @@ pub async fn connect_all(config: &Config, components: Components) -> anyhow::Res
     let signer = signer::backend_from_env_config(&signer_config(config))
         .await
         .context("building the signing backend")?;
-    let nats = if components.serve || components.publish || components.sign {
+    let nats = if components.serve || components.publish || components.sign || components.project {
         Some(
             async_nats::ConnectOptions::new()
                 .retry_on_initial_connect()
@@ -113,7 +118,7 @@ pub async fn connect_all(config: &Config, components: Components) -> anyhow::Res
     } else {
         None
     };
-    let redis = if components.serve {
+    let redis = if components.serve || components.project {
         let client = redis::Client::open(config.redis_url.expose()).context("parsing REDIS_URL")?;
         Some(
             redis::aio::ConnectionManager::new(client)
@@ -123,13 +128,19 @@ pub async fn connect_all(config: &Config, components: Components) -> anyhow::Res
     } else {
         None
     };
+    let metrics = Arc::new(Metrics::default());
+    let projector_stats = Arc::new(projections::ProjectorStats::default());
+    if components.project {
+        metrics.set_projector(projector_stats.clone());
+    }
     Ok(Shared {
         licenses: Arc::new(Licenses::new(store.clone())),
         store,
-        metrics: Arc::new(Metrics::default()),
+        metrics,
         signer,
         nats,
         redis,
+        projector_stats,
     })
 }
 
@@ -193,6 +204,20 @@ pub async fn run(
             )
         }));
     }
+    if components.sign {
+        // Signed checkpoints of the whole log (the audit's anchor); racing
+        // signer replicas are safe: one append wins per checkpoint.
+        let (store, backend, stop) = (
+            shared.store.clone(),
+            shared.signer.clone(),
+            shutdown.clone(),
+        );
+        let interval = Duration::from_secs(config.checkpoint_interval_secs.max(1));
+        tasks.spawn(async move {
+            crate::checkpoint::run(store, backend, interval, stop).await;
+            ("checkpoint", Ok(()))
+        });
+    }
     if components.reap {
         let (licenses, metrics, stop) = (
             shared.licenses.clone(),
@@ -201,6 +226,33 @@ pub async fn run(
         );
         let interval = Duration::from_millis(config.reaper_interval_ms.max(50));
         tasks.spawn(async move { ("reap", reaper::run(licenses, metrics, interval, stop).await) });
+    }
+    if components.project {
+        let nats = shared.nats.clone().context("projector needs NATS")?;
+        let redis = shared.redis.clone().context("projector needs Redis")?;
+        let projection = projections::RedisProjection::new(redis, config.redis_prefix.clone());
+        let (store, stats, stop) = (
+            shared.store.clone(),
+            shared.projector_stats.clone(),
+            shutdown.clone(),
+        );
+        let (stream, prefix) = (
+            config.nats_stream.clone(),
+            config.nats_subject_prefix.clone(),
+        );
+        tasks.spawn(supervise("project", shutdown.clone(), move || {
+            let js = async_nats::jetstream::new(nats.clone());
+            let (store, stream, prefix) = (store.clone(), stream.clone(), prefix.clone());
+            projections::run(
+                store,
+                js,
+                stream,
+                prefix,
+                projection.clone(),
+                stats.clone(),
+                stop.clone(),
+            )
+        }));
     }
     let mut listener = listener;
     if components.serve {
@@ -227,7 +279,7 @@ pub async fn run(
             waiters,
             metrics: shared.metrics.clone(),
             redis: shared.redis.clone(),
-            redis_prefix: "ll:".into(),
+            redis_prefix: config.redis_prefix.clone(),
             nats,
             token_wait: Duration::from_millis(config.acquire_token_wait_ms),
         };

@@ -31,8 +31,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// How long to wait for in-flight transactions below the head before
-/// checkpointing the prefix that is already stable.
+/// How long to wait without progress (an open transaction below the head)
+/// before checkpointing the prefix that is already stable.
 const STABLE_WAIT: Duration = Duration::from_secs(5);
 
 /// Attempts when other checkpointers keep winning.
@@ -102,9 +102,8 @@ async fn advance(store: &EventStore, hash: &mut RunningHash) -> anyhow::Result<b
         return Ok(false);
     }
     let mut tail = store.subscribe(hash.position());
-    let deadline = tokio::time::Instant::now() + STABLE_WAIT;
     while hash.position() < target {
-        let next = match tokio::time::timeout_at(deadline, tail.next()).await {
+        let next = match tokio::time::timeout(STABLE_WAIT, tail.next()).await {
             Ok(Some(event)) => event?,
             Ok(None) => anyhow::bail!("the log subscription ended"),
             Err(_) => {

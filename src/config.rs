@@ -67,6 +67,9 @@ pub struct Config {
     /// Redis URL of the read model.
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     pub redis_url: Secret,
+    /// Key prefix of the Redis read model.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "ll:")]
+    pub redis_prefix: String,
     /// NATS server URL.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
@@ -127,6 +130,9 @@ pub struct Config {
     /// How long acquire waits for the signer before answering 202.
     #[arg(long, env = "ACQUIRE_TOKEN_WAIT_MS", default_value_t = 3000)]
     pub acquire_token_wait_ms: u64,
+    /// How often the signer checkpoints the log (signs its running hash), seconds.
+    #[arg(long, env = "CHECKPOINT_INTERVAL_SECS", default_value_t = 60)]
+    pub checkpoint_interval_secs: u64,
     /// How often the reaper looks for sessions past their deadline.
     #[arg(long, env = "REAPER_INTERVAL_MS", default_value_t = 1000)]
     pub reaper_interval_ms: u64,

@@ -37,8 +37,16 @@ enum Command {
     Sign,
     /// The reaper (expires sessions without heartbeats).
     Reap,
+    /// The Redis projector (JetStream -> Redis read model).
+    Project {
+        /// Wipe the projection, replay the log from position 0 (from Postgres), and exit.
+        #[arg(long)]
+        rebuild: bool,
+    },
     /// Applies the database migrations and exits.
     Migrate,
+    /// Signs a checkpoint of the log now (the signer also does so periodically) and exits.
+    Checkpoint,
 }
 
 #[tokio::main]
@@ -65,6 +73,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             config.validate(false).map_err(anyhow::Error::msg)?;
             app::connect_store(&config, true).await?;
             println!("migrations applied");
+            return Ok(());
+        }
+        Command::Checkpoint => {
+            config.validate(false).map_err(anyhow::Error::msg)?;
+            let store = app::connect_store(&config, false).await?;
+            let backend =
+                licensed::signer::backend_from_env_config(&app::signer_config(&config)).await?;
+            match licensed::checkpoint::checkpoint_now(&store, backend.as_ref()).await? {
+                Some(info) => println!(
+                    "checkpoint signed: up to position {} (head {}, key {})",
+                    info.up_to_position, info.chain_head, info.key_id
+                ),
+                None => println!("nothing new since the last checkpoint"),
+            }
             return Ok(());
         }
         Command::All { dev } => (Components::all(), dev),
@@ -96,6 +118,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             },
             false,
         ),
+        Command::Project { rebuild } => {
+            if rebuild {
+                // A one-shot job: the running projector resumes from what it finds.
+                return rebuild_projection(&config).await;
+            }
+            (
+                Components {
+                    project: true,
+                    ..Components::default()
+                },
+                false,
+            )
+        }
     };
     // Every component listens: the API, or health and metrics for workers.
     let listener = {
@@ -127,6 +162,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let auth = components.serve.then(|| app::authenticator(&config));
     app::run(config, shared, components, listener, auth, extra, shutdown).await
+}
+
+/// `licensed project --rebuild`: wipe the projection and replay the log from Postgres.
+async fn rebuild_projection(config: &Config) -> anyhow::Result<()> {
+    config.validate(false).map_err(anyhow::Error::msg)?;
+    let store = app::connect_store(config, false).await?;
+    let client = redis::Client::open(config.redis_url.expose()).context("parsing REDIS_URL")?;
+    let conn = redis::aio::ConnectionManager::new(client)
+        .await
+        .context("connecting to Redis (REDIS_URL)")?;
+    let projection = projections::RedisProjection::new(conn, config.redis_prefix.clone());
+    let report = projections::rebuild(&store, &projection).await?;
+    println!("projection rebuilt from the log: {report:?}");
+    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -107,6 +107,7 @@ pub struct Metrics {
     /// Release latency.
     pub release_latency: Histogram,
     subscriptions: Mutex<Vec<(String, Arc<SubscriptionStats>)>>,
+    projector: Mutex<Option<Arc<projections::ProjectorStats>>>,
 }
 
 impl Metrics {
@@ -115,6 +116,11 @@ impl Metrics {
         let mut subs = self.subscriptions.lock().unwrap_or_else(|p| p.into_inner());
         subs.retain(|(n, _)| n != name);
         subs.push((name.to_owned(), stats));
+    }
+
+    /// Exports the projector's counters too.
+    pub fn set_projector(&self, stats: Arc<projections::ProjectorStats>) {
+        *self.projector.lock().unwrap_or_else(|p| p.into_inner()) = Some(stats);
     }
 
     /// Records how long the newest event of a published batch waited.
@@ -237,6 +243,14 @@ impl Metrics {
                 out,
                 "ledger_consumer_stalled_seconds{{consumer=\"{name}\"}} {stalled}"
             );
+        }
+        if let Some(stats) = self
+            .projector
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            out.push_str(&stats.render_prometheus());
         }
         out
     }

@@ -61,9 +61,9 @@ impl Reaper {
         let mut expired = 0;
         let mut live = std::collections::HashSet::new();
         for &license_id in &self.licenses {
-            let state = licenses.license(license_id, None).await?;
-            live.extend(state.sessions.keys().copied());
-            for (session, _) in state.sessions_due(now) {
+            let (due, sessions) = licenses.due_sessions(license_id, now).await?;
+            live.extend(sessions);
+            for session in due {
                 if self.known_deadlines.get(&session).is_some_and(|d| *d > now) {
                     continue;
                 }

@@ -1,6 +1,7 @@
 //! License Ledger's events: the catalogue, the pure aggregates, and the
 //! Postgres event log that is the system's only source of truth.
 
+pub mod audit;
 pub mod catalog;
 pub mod ids;
 pub mod license;

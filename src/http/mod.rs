@@ -120,6 +120,8 @@ impl From<sqlx::Error> for Problem {
     paths(
         licenses::acquire, licenses::heartbeat, licenses::release, licenses::token,
         admin::list, admin::get, admin::issue, admin::change_seats, admin::suspend, admin::reinstate,
+        usage::usage,
+        usage::sessions,
         ops::health, ops::ready, ops::jwks,
     ),
     components(schemas(Problem)),
@@ -188,6 +190,11 @@ pub fn router(
         )
         .route("/licenses", get(admin::list))
         .route("/licenses/{license_id}", get(admin::get))
+        .route("/licenses/{license_id}/usage", get(usage::usage))
+        .route(
+            "/admin/licenses/{license_id}/sessions",
+            get(usage::sessions),
+        )
         .route("/admin/licenses", post(admin::issue))
         .route(
             "/admin/licenses/{license_id}/seats",

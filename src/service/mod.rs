@@ -16,7 +16,9 @@ mod sessions;
 use envelope::{decode, new_event, EventContext};
 use events::catalog::{CatalogError, DenialReason};
 use events::ids::{HardwareId, IdempotencyKey, LicenseId, ProductId, SessionId, TenantId, UserId};
-use events::license::{self, decide, DomainError, LicenseCommand, LicenseState, Outcome};
+use events::license::{
+    self, decide, DomainError, LicenseCommand, LicenseInfo, LicenseState, Outcome,
+};
 use events::store::{AppendError, EventStore, ExpectedVersion, StoreError, StreamAppend};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -167,7 +169,7 @@ impl Licenses {
         command: impl Fn(
             &LicenseState,
         ) -> Result<(LicenseCommand, Option<ExpectedVersion>), ServiceError>,
-    ) -> Result<(Outcome, LicenseState), ServiceError> {
+    ) -> Result<Outcome, ServiceError> {
         let shared = self.entry(id);
         let mut state = shared.lock().await;
         self.refresh(id, &mut state).await?;
@@ -214,7 +216,7 @@ impl Licenses {
         session_expected: Option<ExpectedVersion>,
         actor: Option<&Actor>,
         product: Option<&ProductId>,
-    ) -> Result<(Outcome, LicenseState), ServiceError> {
+    ) -> Result<Outcome, ServiceError> {
         let (tenant, product) = match (&cmd, &state.issued) {
             (
                 LicenseCommand::Issue {
@@ -230,7 +232,7 @@ impl Licenses {
         };
         let decision = decide(state, cmd)?;
         if decision.is_empty() {
-            return Ok((decision.outcome, state.clone()));
+            return Ok(decision.outcome);
         }
         let context = EventContext {
             tenant_id: tenant,
@@ -276,7 +278,7 @@ impl Licenses {
         if let Some(session) = session {
             self.sessions.forget(session);
         }
-        Ok((decision.outcome, state.clone()))
+        Ok(decision.outcome)
     }
 
     /// Issues a new license to the admin's tenant.
@@ -290,22 +292,21 @@ impl Licenses {
     ) -> Result<LicenseState, ServiceError> {
         let id = LicenseId::new();
         let tenant = actor.tenant.clone();
-        let (_, state) = self
-            .run(id, Some(actor), |_| {
-                Ok((
-                    LicenseCommand::Issue {
-                        tenant_id: tenant.clone(),
-                        license_id: id,
-                        product: product.clone(),
-                        seats,
-                        session_ttl_secs,
-                        valid_until,
-                    },
-                    None,
-                ))
-            })
-            .await?;
-        Ok(state)
+        self.run(id, Some(actor), |_| {
+            Ok((
+                LicenseCommand::Issue {
+                    tenant_id: tenant.clone(),
+                    license_id: id,
+                    product: product.clone(),
+                    seats,
+                    session_ttl_secs,
+                    valid_until,
+                },
+                None,
+            ))
+        })
+        .await?;
+        self.license(id, None).await
     }
 
     /// Seats, suspension, reinstatement (admin commands without a session).
@@ -315,10 +316,9 @@ impl Licenses {
         id: LicenseId,
         cmd: LicenseCommand,
     ) -> Result<LicenseState, ServiceError> {
-        let (_, state) = self
-            .run(id, Some(actor), |_| Ok((cmd.clone(), None)))
+        self.run(id, Some(actor), |_| Ok((cmd.clone(), None)))
             .await?;
-        Ok(state)
+        self.license(id, None).await
     }
 
     /// Picks the license an acquire targets.
@@ -348,7 +348,7 @@ impl Licenses {
     ) -> Result<Acquisition, ServiceError> {
         let session_id = SessionId::new();
         let user = actor.user.clone();
-        let (outcome, state) = self
+        let outcome = self
             .run(license_id, Some(actor), |_| {
                 Ok((
                     LicenseCommand::Acquire {
@@ -375,7 +375,6 @@ impl Licenses {
                 } else {
                     expires_at
                 };
-                let _ = state;
                 Ok(Acquisition::Granted {
                     license_id,
                     session_id,
@@ -394,39 +393,56 @@ impl Licenses {
         &self,
         actor: &Actor,
         session: SessionId,
-    ) -> Result<(LicenseId, LicenseState), ServiceError> {
+    ) -> Result<(LicenseId, LicenseInfo), ServiceError> {
         let license_id = self
             .sessions
             .license_of(&self.store, session)
             .await?
             .ok_or(ServiceError::NotFound("session"))?;
-        let state = self.cached_or_fresh(license_id, session).await?;
-        let info = state
-            .issued
-            .as_ref()
-            .ok_or(ServiceError::NotFound("session"))?;
-        if info.tenant_id != actor.tenant {
-            return Err(ServiceError::NotFound("session"));
-        }
         let user = (!actor.admin).then_some(&actor.user);
-        state
-            .live_session(session, user)
-            .map_err(|_| ServiceError::NotFound("session"))?;
-        Ok((license_id, state))
+        let info = self
+            .with_session_license(license_id, session, |state| {
+                let info = state
+                    .issued
+                    .as_ref()
+                    .filter(|i| i.tenant_id == actor.tenant)?;
+                state.live_session(session, user).ok()?;
+                Some(info.clone())
+            })
+            .await?
+            .ok_or(ServiceError::NotFound("session"))?;
+        Ok((license_id, info))
     }
 
-    /// The cached license state when it knows the session, else a refreshed one.
-    async fn cached_or_fresh(
+    /// Runs `f` on the license state under its lock, without copying it;
+    /// reads the stream's tail first only when the state does not know
+    /// `session` yet (it was acquired through another replica).
+    async fn with_session_license<T>(
         &self,
         id: LicenseId,
         session: SessionId,
-    ) -> Result<LicenseState, ServiceError> {
+        f: impl FnOnce(&LicenseState) -> T,
+    ) -> Result<T, ServiceError> {
         let shared = self.entry(id);
         let mut state = shared.lock().await;
         if !state.sessions.contains_key(&session) {
             self.refresh(id, &mut state).await?;
         }
-        Ok(state.clone())
+        Ok(f(&state))
+    }
+
+    /// Sessions of a license whose acquire-time deadline has passed (reaper
+    /// candidates; heartbeats may have extended them since).
+    pub async fn due_sessions(
+        &self,
+        id: LicenseId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(Vec<SessionId>, Vec<SessionId>), ServiceError> {
+        let shared = self.entry(id);
+        let mut state = shared.lock().await;
+        self.refresh(id, &mut state).await?;
+        let due = state.sessions_due(now).map(|(s, _)| s).collect();
+        Ok((due, state.sessions.keys().copied().collect()))
     }
 
     /// Records a heartbeat; returns the new deadline.
@@ -435,11 +451,7 @@ impl Licenses {
         actor: &Actor,
         session: SessionId,
     ) -> Result<chrono::DateTime<chrono::Utc>, ServiceError> {
-        let (license_id, state) = self.owned_session(actor, session).await?;
-        let info = state
-            .issued
-            .clone()
-            .ok_or(ServiceError::NotFound("session"))?;
+        let (license_id, info) = self.owned_session(actor, session).await?;
         let context = EventContext {
             tenant_id: info.tenant_id.clone(),
             license_id,
@@ -494,13 +506,17 @@ impl Licenses {
         license_id: LicenseId,
         session: SessionId,
     ) -> Result<bool, ServiceError> {
-        let state = self.license(license_id, None).await?;
-        let Some(live) = state.sessions.get(&session) else {
+        let Some(acquired_deadline) = self
+            .with_session_license(license_id, session, |state| {
+                state.sessions.get(&session).map(|live| live.expires_at)
+            })
+            .await?
+        else {
             return Ok(false);
         };
         self.sessions.forget(session);
         let view = self.sessions.view(&self.store, session).await?;
-        let deadline = events::session::current_deadline(live.expires_at, &view.state);
+        let deadline = events::session::current_deadline(acquired_deadline, &view.state);
         let now = envelope::now();
         if view.state.closed.is_some() || deadline > now {
             return Ok(false);
@@ -535,8 +551,12 @@ impl Licenses {
         let Some(license_id) = self.sessions.license_of(&self.store, session).await? else {
             return Ok(None);
         };
-        let state = self.cached_or_fresh(license_id, session).await?;
-        let Some(live) = state.sessions.get(&session) else {
+        let Some(acquired_deadline) = self
+            .with_session_license(license_id, session, |state| {
+                state.sessions.get(&session).map(|live| live.expires_at)
+            })
+            .await?
+        else {
             return Ok(None);
         };
         let view = self.sessions.view(&self.store, session).await?;
@@ -544,7 +564,7 @@ impl Licenses {
             .state
             .closed
             .is_none()
-            .then(|| events::session::current_deadline(live.expires_at, &view.state)))
+            .then(|| events::session::current_deadline(acquired_deadline, &view.state)))
     }
 
     /// A session the caller may see, with its token once minted.

@@ -110,6 +110,8 @@ pub async fn config(db: &events::testing::TestDb, names: &Names, extra: &[&str])
         "200".into(),
         "--listen-addr".into(),
         "127.0.0.1:0".into(),
+        "--redis-prefix".into(),
+        format!("{}:", names.prefix),
     ];
     // A flag given in `extra` replaces the default above.
     let mut merged = vec![args.remove(0)];

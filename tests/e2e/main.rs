@@ -6,3 +6,4 @@ mod http_api;
 mod kms;
 mod nats;
 mod seats;
+mod usage;

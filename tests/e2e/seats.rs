@@ -321,6 +321,7 @@ async fn without_a_signer_acquire_answers_202_and_the_token_arrives_later() {
         publish: true,
         reap: true,
         sign: false,
+        project: false,
     };
     let app = harness::start(config.clone(), no_signer).await;
     let license = app.issue("acme", 2, 360).await;

@@ -1,0 +1,355 @@
+//! The `ledger` command line: parse, connect, dispatch, map errors to exit codes.
+//!
+//! Exit codes: 0 success (for `verify`: everything verifies), 1 verification
+//! failed, 2 bad input or an operational error (message on stderr).
+
+use crate::keys::TrustedKeys;
+use crate::time::parse_time;
+use crate::{export, offline, render, report, state, svg, verify};
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use events::ids::{LicenseId, TenantId};
+use events::store::EventStore;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Audit the License Ledger event log: verify, replay, report, export.
+#[derive(Debug, Parser)]
+#[command(name = "ledger", version)]
+pub struct Cli {
+    /// Postgres URL of the log.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Schema holding the log's tables (tests use one per test).
+    #[arg(long, global = true)]
+    pub schema: Option<String>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats of `verify` and `state`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TextOrJson {
+    /// Human-readable.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Output formats of `report`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// Aligned text.
+    Table,
+    /// Long-format CSV (`license_id,metric,key,value`).
+    Csv,
+    /// JSON.
+    Json,
+    /// SVG chart of concurrent seats with the seat limit.
+    Svg,
+}
+
+/// Where the trusted public keys come from.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// JWKS file (as served at /.well-known/jwks.json).
+    #[arg(long)]
+    pub keys: Option<PathBuf>,
+    /// PEM public key (or private key) file, trusted for every key id.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// URL of a JWKS document.
+    #[arg(long)]
+    pub jwks_url: Option<String>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Verify every stream's hash chain and every signed checkpoint (or an export with --file).
+    Verify {
+        /// Verify this export offline instead of the database.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Keys for checkpoint signatures.
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+    /// A license's seats and live sessions at an instant, from the log alone.
+    State {
+        /// The license id (UUID).
+        #[arg(long)]
+        license: String,
+        /// The instant (RFC 3339, a date, or "now").
+        #[arg(long)]
+        at: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+    /// Usage figures over a window: peaks, seat-hours, acquisitions, denials, expiries.
+    Report {
+        /// One license.
+        #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
+        license: Option<String>,
+        /// Every license of a tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Window start (inclusive).
+        #[arg(long)]
+        from: String,
+        /// Window end (exclusive).
+        #[arg(long)]
+        to: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: ReportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Export events as JSON lines with hashes and covering checkpoints.
+    Export {
+        /// Events recorded at or after this instant.
+        #[arg(long)]
+        from: Option<String>,
+        /// Events recorded at or before this instant (widened to the next checkpoint).
+        #[arg(long)]
+        to: Option<String>,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Rebuild the Redis projection from the log (same as `licensed project --rebuild`).
+    RebuildProjection {
+        /// Redis URL of the projection.
+        #[arg(long, env = "REDIS_URL")]
+        redis_url: String,
+        /// Key prefix of the projection.
+        #[arg(long, default_value = projections::DEFAULT_PREFIX)]
+        prefix: String,
+    },
+}
+
+/// Runs the CLI with the process arguments; returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ledger: cannot start the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ledger: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn connect(cli: &Cli) -> anyhow::Result<EventStore> {
+    let url = cli
+        .database_url
+        .as_deref()
+        .context("no database: pass --database-url or set DATABASE_URL")?;
+    let pool = events::store::connect(url, cli.schema.as_deref(), 4)
+        .await
+        .context("connecting to the database")?;
+    Ok(EventStore::new(pool))
+}
+
+async fn load_keys(args: &KeyArgs) -> anyhow::Result<TrustedKeys> {
+    let mut keys = TrustedKeys::none();
+    if let Some(path) = &args.key {
+        keys.merge(TrustedKeys::from_file(path, false)?);
+    }
+    if let Some(path) = &args.keys {
+        keys.merge(TrustedKeys::from_file(path, true)?);
+    }
+    if let Some(url) = &args.jwks_url {
+        keys.merge(TrustedKeys::from_url(url).await?);
+    }
+    Ok(keys)
+}
+
+fn output(path: Option<&PathBuf>, bytes: &[u8]) -> anyhow::Result<()> {
+    match path {
+        Some(path) => {
+            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(bytes)?;
+            stdout.flush()?;
+            Ok(())
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(value)? + "\n")
+}
+
+fn verdict(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Verify { file, keys, format } => {
+            let keys = load_keys(keys).await?;
+            let (ok, text) = match file {
+                Some(path) => {
+                    let report = offline::verify_file(path, &keys)?;
+                    (
+                        report.is_ok(),
+                        if *format == TextOrJson::Json {
+                            json(&report)?
+                        } else {
+                            report.render()
+                        },
+                    )
+                }
+                None => {
+                    let store = connect(&cli).await?;
+                    let report = verify::verify_db(&store, &keys).await?;
+                    (
+                        report.is_ok(),
+                        if *format == TextOrJson::Json {
+                            json(&report)?
+                        } else {
+                            report.render()
+                        },
+                    )
+                }
+            };
+            output(None, text.as_bytes())?;
+            if !ok {
+                eprintln!("ledger: verification FAILED (see above)");
+            }
+            Ok(verdict(ok))
+        }
+        Command::State {
+            license,
+            at,
+            format,
+        } => {
+            let license: LicenseId = license
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--license: {e}"))?;
+            let at = parse_time(at)?;
+            let store = connect(&cli).await?;
+            let state = state::state_at(&store, license, at).await?;
+            let text = if *format == TextOrJson::Json {
+                json(&state)?
+            } else {
+                state.render()
+            };
+            output(None, text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            license,
+            tenant,
+            from,
+            to,
+            format,
+            out,
+        } => {
+            let (from, to) = (parse_time(from)?, parse_time(to)?);
+            let store = connect(&cli).await?;
+            let licenses = match (license, tenant) {
+                (Some(id), _) => vec![id
+                    .parse::<LicenseId>()
+                    .map_err(|e| anyhow::anyhow!("--license: {e}"))?],
+                (None, Some(t)) => {
+                    let tenant =
+                        TenantId::parse(t).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+                    crate::history::tenant_licenses(&store, &tenant).await?
+                }
+                (None, None) => anyhow::bail!("pass --license or --tenant"),
+            };
+            let report = report::build(&store, &licenses, from, to).await?;
+            let text = match format {
+                ReportFormat::Table => render::table(&report),
+                ReportFormat::Csv => render::csv(&report),
+                ReportFormat::Json => json(&report)?,
+                ReportFormat::Svg => svg::render(&report),
+            };
+            output(out.as_ref(), text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Export { from, to, out } => {
+            let from = from.as_deref().map(parse_time).transpose()?;
+            let to = to.as_deref().map(parse_time).transpose()?;
+            let store = connect(&cli).await?;
+            let summary = match out {
+                Some(path) => {
+                    let file = std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    let mut writer = std::io::BufWriter::new(file);
+                    export::export(&store, from, to, &mut writer).await?
+                }
+                None => {
+                    let mut writer = std::io::BufWriter::new(std::io::stdout().lock());
+                    export::export(&store, from, to, &mut writer).await?
+                }
+            };
+            eprintln!(
+                "ledger: exported {} events (positions {}..={}) and {} checkpoint(s)",
+                summary.events, summary.start_position, summary.end_position, summary.checkpoints
+            );
+            if summary.covered_up_to.is_none() && summary.events > 0 {
+                eprintln!(
+                    "ledger: warning: no signed checkpoint covers the end of this export yet; its last events are protected by per-stream chains only (checkpoint, then export again)"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RebuildProjection { redis_url, prefix } => {
+            let store = connect(&cli).await?;
+            let client = redis::Client::open(redis_url.as_str()).context("--redis-url")?;
+            // Fail fast on an unreachable Redis (the manager alone retries for minutes).
+            let probe = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                client.get_multiplexed_async_connection(),
+            );
+            probe
+                .await
+                .context("connecting to Redis: timed out")?
+                .context("connecting to Redis")?;
+            let conn = client
+                .get_connection_manager()
+                .await
+                .context("connecting to Redis")?;
+            let projection = projections::RedisProjection::new(conn, prefix.clone());
+            let report = projections::rebuild(&store, &projection).await?;
+            let secs = report.elapsed.as_secs_f64().max(1e-9);
+            println!(
+                "rebuilt projection {prefix}: {} keys deleted, {} events replayed up to position {} in {:.2} s ({:.0} events/s)",
+                report.keys_deleted,
+                report.events,
+                report.up_to_position,
+                secs,
+                report.events as f64 / secs
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! License Ledger's audit tooling, behind the `ledger` binary.
+//!
+//! Reads the Postgres log directly and replays it with the live system's own
+//! folds (`events::license::apply`, `events::session::apply`) — never a
+//! second copy of the rules. Modules: [`verify`] (chains and signed
+//! checkpoints in the database), [`export`] and [`offline`] (JSON-lines
+//! archives checked with only a public key), [`state`] (a license at an
+//! instant), [`report`] with [`render`] and [`svg`] (usage figures).
+//!
+//! Must not: write to the log (the tool is read-only), or decide anything.
+
+pub mod checkpoints;
+pub mod cli;
+pub mod export;
+pub mod history;
+pub mod keys;
+pub mod offline;
+pub mod render;
+pub mod report;
+pub mod state;
+pub mod svg;
+pub mod time;
+pub mod verify;

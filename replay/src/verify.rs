@@ -1,0 +1,256 @@
+//! `ledger verify` against the database: per-stream chains and signed checkpoints.
+//!
+//! Two streaming passes, memory independent of the log's size: the stream
+//! chains (`EventStore::verify_all`, in stream/version order) and the running
+//! hash over `(position, hash)` in position order, which is compared with
+//! every `CheckpointSigned` event. Nothing is written.
+
+use crate::checkpoints::{
+    check_checkpoint, describe, CheckpointCheck, Claim, HeadRecorder, Status,
+};
+use crate::keys::TrustedKeys;
+use events::audit::{RunningHash, CHECKPOINT_STREAM};
+use events::store::{Break, EventStore};
+use futures::TryStreamExt as _;
+use serde::Serialize;
+use sqlx::Row as _;
+use std::fmt::Write as _;
+
+/// Most position gaps remembered (they locate deletions under a checkpoint).
+const MAX_GAPS: usize = 10_000;
+
+/// The result of `ledger verify`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditReport {
+    /// Events in the log.
+    pub events: u64,
+    /// Streams with events.
+    pub streams: u64,
+    /// Highest position.
+    pub head_position: i64,
+    /// The first break of each broken stream, lowest position first.
+    pub chain_breaks: Vec<Break>,
+    /// Every checkpoint and its verdict, in stream order.
+    pub checkpoints: Vec<CheckpointCheck>,
+    /// Highest position covered by a valid signed checkpoint.
+    pub proven_up_to: Option<i64>,
+    /// Missing positions (`first..=last`): deleted events or rolled-back appends.
+    pub missing_positions: Vec<(i64, i64)>,
+}
+
+impl AuditReport {
+    /// True when every chain and every checkpoint verifies.
+    pub fn is_ok(&self) -> bool {
+        self.chain_breaks.is_empty() && self.checkpoints.iter().all(CheckpointCheck::is_valid)
+    }
+
+    /// Human-readable report (what `ledger verify` prints).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "log: {} events in {} streams, positions up to {}",
+            self.events, self.streams, self.head_position
+        );
+        render_chains(&mut out, &self.chain_breaks);
+        render_checkpoints(&mut out, &self.checkpoints, &self.missing_positions);
+        render_verdict(
+            &mut out,
+            self.is_ok(),
+            self.proven_up_to,
+            self.head_position,
+            "log",
+        );
+        out
+    }
+}
+
+/// Writes the per-stream chain section.
+pub fn render_chains(out: &mut String, breaks: &[Break]) {
+    match breaks.first() {
+        None => out.push_str("per-stream hash chains: intact\n"),
+        Some(first) => {
+            let _ = writeln!(
+                out,
+                "per-stream hash chains: {} broken stream(s)",
+                breaks.len()
+            );
+            let _ = writeln!(out, "FIRST BROKEN LINK: {first}");
+            for b in breaks.iter().skip(1).take(20) {
+                let _ = writeln!(out, "  also broken: {b}");
+            }
+        }
+    }
+}
+
+/// Writes the checkpoint section.
+pub fn render_checkpoints(out: &mut String, checks: &[CheckpointCheck], gaps: &[(i64, i64)]) {
+    let valid = checks.iter().filter(|c| c.is_valid()).count();
+    let _ = writeln!(out, "signed checkpoints: {} ({valid} valid)", checks.len());
+    let mut previous_ok = 0;
+    for check in checks {
+        let c = &check.claim;
+        let at = c.position.map_or_else(
+            || "after the export".to_owned(),
+            |p| format!("position {p}"),
+        );
+        let _ = writeln!(
+            out,
+            "  checkpoint v{} at {at}: covers positions 1..={}, key {}: {}",
+            c.stream_version,
+            c.up_to_position,
+            c.key_id,
+            describe(&check.status)
+        );
+        if matches!(
+            check.status,
+            Status::HeadMismatch { .. } | Status::CoveredEventMissing { .. }
+        ) {
+            let _ = writeln!(
+                out,
+                "    the change lies in positions {}..={} (the previous valid checkpoint covers up to {previous_ok})",
+                previous_ok + 1,
+                c.up_to_position
+            );
+            let inside: Vec<String> = gaps
+                .iter()
+                .filter(|(a, b)| *b > previous_ok && *a <= c.up_to_position)
+                .take(20)
+                .map(|(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}..={b}")
+                    }
+                })
+                .collect();
+            if !inside.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    positions missing in that range (deleted, or rolled-back appends): {}",
+                    inside.join(", ")
+                );
+            }
+        }
+        if check.is_valid() {
+            previous_ok = previous_ok.max(c.up_to_position);
+        }
+    }
+}
+
+/// Writes the proven range and the verdict line.
+pub fn render_verdict(out: &mut String, ok: bool, proven: Option<i64>, head: i64, what: &str) {
+    match proven {
+        Some(p) if ok => {
+            let _ = writeln!(
+                out,
+                "proven by a signed checkpoint up to position {p} (of {head})"
+            );
+            if p < head {
+                let _ = writeln!(
+                    out,
+                    "positions {}..={head} are protected by the per-stream hash chains only (no checkpoint covers them yet)",
+                    p + 1
+                );
+            }
+        }
+        None if ok => {
+            let _ = writeln!(out, "no signed checkpoint: the whole {what} is protected by the per-stream hash chains only");
+        }
+        _ => {}
+    }
+    out.push_str(if ok {
+        "RESULT: OK\n"
+    } else {
+        "RESULT: FAILED\n"
+    });
+}
+
+/// Every `CheckpointSigned` event of stream `checkpoints`, in version order.
+pub async fn load_claims(store: &EventStore) -> anyhow::Result<Vec<CheckpointCheck>> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    loop {
+        let batch = store.read_stream(CHECKPOINT_STREAM, from, 10_000).await?;
+        for e in &batch {
+            let claim = Claim::from_stored(
+                Some(e.position),
+                e.stream_version,
+                &e.event_type,
+                e.schema_version,
+                &e.data,
+            );
+            out.push(match claim {
+                Some(claim) => CheckpointCheck {
+                    claim,
+                    status: Status::NotCovered,
+                },
+                None => CheckpointCheck {
+                    claim: Claim {
+                        position: Some(e.position),
+                        stream_version: e.stream_version,
+                        up_to_position: 0,
+                        chain_head: String::new(),
+                        key_id: String::new(),
+                        signature: String::new(),
+                    },
+                    status: Status::Malformed,
+                },
+            });
+            from = e.stream_version + 1;
+        }
+        if batch.len() < 10_000 {
+            return Ok(out);
+        }
+    }
+}
+
+/// Verifies the whole log in the database.
+#[tracing::instrument(skip_all)]
+pub async fn verify_db(store: &EventStore, keys: &TrustedKeys) -> anyhow::Result<AuditReport> {
+    let chains = store.verify_all().await?;
+    let mut checks = load_claims(store).await?;
+    let wanted = checks
+        .iter()
+        .filter(|c| c.status != Status::Malformed)
+        .map(|c| c.claim.up_to_position)
+        .collect();
+    let mut heads = HeadRecorder::new(RunningHash::new(), wanted);
+    let mut gaps = Vec::new();
+    let mut last = 0i64;
+    {
+        let mut rows =
+            sqlx::query("SELECT position, hash FROM events ORDER BY position").fetch(store.pool());
+        while let Some(row) = rows.try_next().await? {
+            let position: i64 = row.try_get(0)?;
+            let hash: &[u8] = row.try_get(1)?;
+            if position > last + 1 && gaps.len() < MAX_GAPS {
+                gaps.push((last + 1, position - 1));
+            }
+            last = position;
+            heads.push(position, hash);
+        }
+    }
+    heads.finish();
+    for check in checks.iter_mut().filter(|c| c.status != Status::Malformed) {
+        check.status = match check_checkpoint(&check.claim, &heads, keys) {
+            // The whole log is present here: a position beyond it was cut off.
+            Status::NotCovered => Status::CoveredEventMissing { last_present: last },
+            other => other,
+        };
+    }
+    let proven_up_to = checks
+        .iter()
+        .filter(|c| c.is_valid())
+        .map(|c| c.claim.up_to_position)
+        .max();
+    Ok(AuditReport {
+        events: chains.events,
+        streams: chains.streams,
+        head_position: last,
+        chain_breaks: chains.breaks,
+        checkpoints: checks,
+        proven_up_to,
+        missing_positions: gaps,
+    })
+}
