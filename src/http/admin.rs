@@ -66,6 +66,19 @@ fn parse_license(raw: &str) -> Result<LicenseId, Problem> {
         .map_err(|_| Problem::new(StatusCode::NOT_FOUND, "not-found", "license not found"))
 }
 
+/// Runs an admin command on a license of the caller's tenant and shows the result.
+async fn administer(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    id: &str,
+    cmd: LicenseCommand,
+) -> Result<Json<LicenseView>, Problem> {
+    let actor = actor(caller, headers)?;
+    let license = parse_license(id)?;
+    view(&state.licenses.administer(&actor, license, cmd).await?)
+}
+
 /// Body of `POST /admin/licenses`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -170,14 +183,8 @@ pub async fn change_seats(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SeatsRequest>,
 ) -> Result<Json<LicenseView>, Problem> {
-    let actor = actor(&caller, &headers)?;
     let cmd = LicenseCommand::ChangeSeats { seats: body.seats };
-    view(
-        &state
-            .licenses
-            .administer(&actor, parse_license(&id)?, cmd)
-            .await?,
-    )
+    administer(&state, &caller, &headers, &id, cmd).await
 }
 
 /// Suspend a license: acquires are denied, live sessions continue (admin).
@@ -192,16 +199,10 @@ pub async fn suspend(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SuspendRequest>,
 ) -> Result<Json<LicenseView>, Problem> {
-    let actor = actor(&caller, &headers)?;
     let cmd = LicenseCommand::Suspend {
         reason: body.reason,
     };
-    view(
-        &state
-            .licenses
-            .administer(&actor, parse_license(&id)?, cmd)
-            .await?,
-    )
+    administer(&state, &caller, &headers, &id, cmd).await
 }
 
 /// Lift a suspension (admin).
@@ -215,11 +216,5 @@ pub async fn reinstate(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<LicenseView>, Problem> {
-    let actor = actor(&caller, &headers)?;
-    view(
-        &state
-            .licenses
-            .administer(&actor, parse_license(&id)?, LicenseCommand::Reinstate)
-            .await?,
-    )
+    administer(&state, &caller, &headers, &id, LicenseCommand::Reinstate).await
 }

@@ -11,27 +11,28 @@ pub async fn licenses_of_tenant(
     pool: &PgPool,
     tenant: &TenantId,
 ) -> Result<Vec<LicenseId>, sqlx::Error> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT data->>'license_id' FROM events
-         WHERE event_type = 'LicenseIssued' AND metadata->>'tenant_id' = $1 ORDER BY position",
-    )
-    .bind(tenant.as_str())
-    .fetch_all(pool)
-    .await?;
-    Ok(ids
-        .iter()
-        .filter_map(|s| s.parse::<Uuid>().ok())
-        .map(LicenseId::from_uuid)
-        .collect())
+    issued(pool, Some(tenant)).await
 }
 
-/// Every issued license.
+/// Every issued license, oldest first.
 pub async fn all_licenses(pool: &PgPool) -> Result<Vec<LicenseId>, sqlx::Error> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT data->>'license_id' FROM events WHERE event_type = 'LicenseIssued' ORDER BY position",
-    )
-    .fetch_all(pool)
-    .await?;
+    issued(pool, None).await
+}
+
+async fn issued(pool: &PgPool, tenant: Option<&TenantId>) -> Result<Vec<LicenseId>, sqlx::Error> {
+    // Two statements so that each can use its index (the tenant one is partial).
+    let query = match tenant {
+        Some(_) => {
+            "SELECT data->>'license_id' FROM events
+             WHERE event_type = 'LicenseIssued' AND metadata->>'tenant_id' = $1 ORDER BY position"
+        }
+        None => "SELECT data->>'license_id' FROM events WHERE event_type = 'LicenseIssued' ORDER BY position",
+    };
+    let mut q = sqlx::query_scalar::<_, String>(query);
+    if let Some(tenant) = tenant {
+        q = q.bind(tenant.as_str());
+    }
+    let ids = q.fetch_all(pool).await?;
     Ok(ids
         .iter()
         .filter_map(|s| s.parse::<Uuid>().ok())

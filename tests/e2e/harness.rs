@@ -281,6 +281,18 @@ impl TestApp {
         a.body["license_id"].as_str().unwrap().to_owned()
     }
 
+    pub async fn heartbeat(&self, token: &str, session: &str) -> Answer {
+        let path = format!("/api/v1/licenses/heartbeat/{session}");
+        self.call(reqwest::Method::PUT, &path, Some(token), None)
+            .await
+    }
+
+    pub async fn release(&self, token: &str, session: &str) -> Answer {
+        let path = format!("/api/v1/licenses/release/{session}");
+        self.call(reqwest::Method::DELETE, &path, Some(token), None)
+            .await
+    }
+
     pub async fn acquire(&self, token: &str, license: &str, hardware: &str) -> Answer {
         self.call(
             reqwest::Method::POST,

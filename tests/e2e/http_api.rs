@@ -61,15 +61,7 @@ async fn other_tenants_and_users_sessions_are_not_found() {
     );
     // An admin of the tenant may release anyone's session of the tenant.
     let admin = token("boss", "acme", true).await;
-    let r = sys
-        .app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/licenses/release/{session}"),
-            Some(&admin),
-            None,
-        )
-        .await;
+    let r = sys.app.release(&admin, &session).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     // Non-admins cannot administer.
     let r = sys

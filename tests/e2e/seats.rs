@@ -87,49 +87,17 @@ async fn acquire_heartbeat_release_and_reuse() {
     );
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let hb = sys
-        .app
-        .call(
-            Method::PUT,
-            &format!("/api/v1/licenses/heartbeat/{session}"),
-            Some(&alice),
-            None,
-        )
-        .await;
+    let hb = sys.app.heartbeat(&alice, &session).await;
     assert_eq!(hb.status, StatusCode::OK, "{}", hb.body);
     let extended: chrono::DateTime<chrono::Utc> =
         serde_json::from_value(hb.body["expires_at"].clone()).unwrap();
     assert!(extended > first_deadline, "heartbeat extends the deadline");
 
-    let rel = sys
-        .app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/licenses/release/{session}"),
-            Some(&alice),
-            None,
-        )
-        .await;
+    let rel = sys.app.release(&alice, &session).await;
     assert_eq!(rel.status, StatusCode::NO_CONTENT);
-    let again = sys
-        .app
-        .call(
-            Method::DELETE,
-            &format!("/api/v1/licenses/release/{session}"),
-            Some(&alice),
-            None,
-        )
-        .await;
+    let again = sys.app.release(&alice, &session).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
-    let hb = sys
-        .app
-        .call(
-            Method::PUT,
-            &format!("/api/v1/licenses/heartbeat/{session}"),
-            Some(&alice),
-            None,
-        )
-        .await;
+    let hb = sys.app.heartbeat(&alice, &session).await;
     assert_eq!(
         hb.status,
         StatusCode::NOT_FOUND,
@@ -167,15 +135,7 @@ async fn a_silent_session_is_expired_by_the_reaper_and_its_seat_reused() {
         "the reaper expires the session within a few seconds of its deadline"
     );
     assert_eq!(count_events(&sys.db, "SessionClosed").await, 1);
-    let hb = sys
-        .app
-        .call(
-            Method::PUT,
-            &format!("/api/v1/licenses/heartbeat/{session}"),
-            Some(&alice),
-            None,
-        )
-        .await;
+    let hb = sys.app.heartbeat(&alice, &session).await;
     assert_eq!(
         hb.status,
         StatusCode::NOT_FOUND,
