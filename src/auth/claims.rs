@@ -70,6 +70,9 @@ pub(crate) struct UserClaims {
     pub(crate) firebase: Option<serde_json::Value>,
     #[serde(default)]
     pub(crate) roles: Option<serde_json::Value>,
+    /// Expiry (validated by jsonwebtoken; kept to bound the verified-token cache).
+    #[serde(default)]
+    pub(crate) exp: Option<serde_json::Value>,
 }
 
 impl UserClaims {

@@ -181,6 +181,11 @@ impl JwksCache {
         })
     }
 
+    /// Whether `kid` is in the current key set (no fetch).
+    pub fn knows(&self, kid: &str) -> bool {
+        self.cached(kid).is_some()
+    }
+
     fn cached(&self, kid: &str) -> Option<KeyLookup> {
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
         state.keys.get(kid).cloned().map(KeyLookup::Found)

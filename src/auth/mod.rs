@@ -21,6 +21,7 @@ pub mod jwks;
 #[cfg(test)]
 mod tests;
 
+use sha2::Digest;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
@@ -151,11 +152,23 @@ impl axum::response::IntoResponse for AuthError {
     }
 }
 
+/// How long a verified token is remembered (bounded by its own `exp`).
+const VERIFIED_TTL_SECS: u64 = 60;
+/// Most tokens remembered; the cache is emptied when it is full.
+const VERIFIED_MAX: usize = 50_000;
+
 /// Verifies bearer tokens. Share it as `Arc<Authenticator>` in the app state.
+///
+/// A token that verified is remembered (by its SHA-256) until its `exp`, at
+/// most [`VERIFIED_TTL_SECS`]: clients send the same token on every
+/// heartbeat, and an RSA verification per request would dominate the CPU of
+/// the hot path. The price: a key removed from the JWKS keeps accepting the
+/// tokens it signed for up to a minute.
 #[derive(Debug)]
 pub struct Authenticator {
     keys: Arc<JwksCache>,
     validation: Validation,
+    verified: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Caller, u64, String)>>,
 }
 
 impl Authenticator {
@@ -174,7 +187,11 @@ impl Authenticator {
         validation.set_issuer(&[&config.issuer]);
         validation.set_audience(&[&config.audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        Self { keys, validation }
+        Self {
+            keys,
+            validation,
+            verified: std::sync::Mutex::default(),
+        }
     }
 
     /// The key cache (e.g. to [`JwksCache::spawn_refresher`] it).
@@ -186,6 +203,19 @@ impl Authenticator {
     pub async fn verify(&self, bearer: &str) -> Result<Caller, AuthError> {
         if bearer.is_empty() || bearer.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
+        }
+        let digest: [u8; 32] = sha2::Sha256::digest(bearer.as_bytes()).into();
+        let remembered = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&digest)
+            .cloned();
+        if let Some((caller, until, kid)) = remembered {
+            // Still unexpired, and its key still published (not rotated out).
+            if jsonwebtoken::get_current_timestamp() < until && self.keys.knows(&kid) {
+                return Ok(caller);
+            }
         }
         // `alg: none` (and any unknown alg) fails to parse here.
         let header = jsonwebtoken::decode_header(bearer).map_err(|_| AuthError::Malformed)?;
@@ -204,7 +234,21 @@ impl Authenticator {
         };
         let data = jsonwebtoken::decode::<claims::UserClaims>(bearer, &key, &self.validation)
             .map_err(|e| map_jwt_error(e.into_kind()))?;
-        Ok(data.claims.into_caller()?)
+        let exp = data
+            .claims
+            .exp
+            .as_ref()
+            .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)));
+        let caller = data.claims.into_caller()?;
+        if let Some(exp) = exp {
+            let until = exp.min(jsonwebtoken::get_current_timestamp() + VERIFIED_TTL_SECS);
+            let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            if verified.len() >= VERIFIED_MAX {
+                verified.clear();
+            }
+            verified.insert(digest, (caller.clone(), until, kid));
+        }
+        Ok(caller)
     }
 }
 
