@@ -578,9 +578,18 @@ impl Licenses {
             .license_of(&self.store, session)
             .await?
             .ok_or(ServiceError::NotFound("session"))?;
-        self.license(license_id, Some(&actor.tenant))
-            .await
-            .map_err(|_| ServiceError::NotFound("session"))?;
+        // Checked under the license's lock, without copying its state (acquire's hot path).
+        let same_tenant = self
+            .with_session_license(license_id, session, |state| {
+                state
+                    .issued
+                    .as_ref()
+                    .is_some_and(|i| i.tenant_id == actor.tenant)
+            })
+            .await?;
+        if !same_tenant {
+            return Err(ServiceError::NotFound("session"));
+        }
         self.sessions.forget(session); // read the stream: the token may have just been recorded
         let view = self.sessions.view(&self.store, session).await?;
         if !actor.admin && view.user.as_ref().is_some_and(|u| *u != actor.user) {
