@@ -1,18 +1,28 @@
-//! Wiring: connects the services once, then runs the requested components
-//! (API, publisher, signer, reaper) until shutdown. Every worker gets the
-//! same `CancellationToken`; shutdown lets in-flight requests finish.
+//! Wiring: [`App::build`] connects the services a set of [`Components`]
+//! needs and binds the listener; [`App::run_until_stopped`] runs them until
+//! the shutdown token is cancelled (or one fails, which cancels the rest).
+//! `main` and the test harness build the app the same way, from a typed
+//! [`Config`].
+//!
+//! Every worker gets the same `CancellationToken`; background workers are
+//! supervised (restarted with backoff) so that a database or NATS outage
+//! does not take the process down; shutdown lets in-flight requests finish.
+//!
+//! Must not: hold business logic, or be imported by the modules it wires.
 
 use crate::auth::{AuthConfig, Authenticator};
 use crate::config::{Config, SignerBackendKind};
 use crate::http::{self, ratelimit::RateLimitConfig, AppState};
-use crate::metrics::Metrics;
-use crate::publisher::{self, PublisherConfig};
+use publisher::PublisherConfig;
 use crate::service::Licenses;
 use crate::signer::{self, SignerBackendConfig, SignerConfig, SigningBackend, TokenMinter};
-use crate::tokens::TokenWaiters;
-use crate::{minting, reaper};
+use crate::workers::token_waiters::TokenWaiters;
+use crate::workers::{checkpoint, reap, sign};
 use anyhow::Context as _;
 use events::store::{connect, EventStore, GroupCommitConfig};
+use secrecy::ExposeSecret as _;
+use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -26,7 +36,7 @@ pub struct Components {
     pub serve: bool,
     /// The outbox publisher (log -> JetStream).
     pub publish: bool,
-    /// The token signer (JetStream consumer).
+    /// The token signer (JetStream consumer) and the checkpointer.
     pub sign: bool,
     /// The session reaper.
     pub reap: bool,
@@ -45,25 +55,6 @@ impl Components {
             project: true,
         }
     }
-}
-
-/// Connections and shared parts, built once per process.
-#[derive(Clone)]
-pub struct Shared {
-    /// The event log (group-committed appends).
-    pub store: EventStore,
-    /// Command side.
-    pub licenses: Arc<Licenses>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// The signing backend (KMS or local PEM).
-    pub signer: Arc<dyn SigningBackend>,
-    /// NATS, when a component needs it.
-    pub nats: Option<async_nats::Client>,
-    /// Redis, when a component needs it.
-    pub redis: Option<redis::aio::ConnectionManager>,
-    /// Counters of the projector (exported at /metrics).
-    pub projector_stats: Arc<projections::ProjectorStats>,
 }
 
 /// The signer configuration from the service configuration.
@@ -85,7 +76,7 @@ pub fn signer_config(config: &Config) -> SignerConfig {
 /// Connects to Postgres (and applies migrations when `migrate`).
 pub async fn connect_store(config: &Config, migrate: bool) -> anyhow::Result<EventStore> {
     let pool = connect(
-        config.database_url.expose(),
+        config.database_url.expose_secret(),
         config.database_schema.as_deref(),
         config.db_max_connections,
     )
@@ -101,8 +92,26 @@ pub async fn connect_store(config: &Config, migrate: bool) -> anyhow::Result<Eve
     Ok(store)
 }
 
-/// Connects what `components` need.
-pub async fn connect_all(config: &Config, components: Components) -> anyhow::Result<Shared> {
+/// Connects to Redis (`REDIS_URL`).
+pub async fn connect_redis(config: &Config) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client =
+        redis::Client::open(config.redis_url.expose_secret()).context("parsing REDIS_URL")?;
+    redis::aio::ConnectionManager::new(client)
+        .await
+        .context("connecting to Redis (REDIS_URL)")
+}
+
+/// Connections built once per process and shared by its components.
+#[derive(Clone)]
+struct Connections {
+    store: EventStore,
+    licenses: Arc<Licenses>,
+    signer: Arc<dyn SigningBackend>,
+    nats: Option<async_nats::Client>,
+    redis: Option<redis::aio::ConnectionManager>,
+}
+
+async fn connect_all(config: &Config, components: Components) -> anyhow::Result<Connections> {
     let store = connect_store(config, false).await?;
     let signer = signer::backend_from_env_config(&signer_config(config))
         .await
@@ -119,168 +128,207 @@ pub async fn connect_all(config: &Config, components: Components) -> anyhow::Res
         None
     };
     let redis = if components.serve || components.project {
-        let client = redis::Client::open(config.redis_url.expose()).context("parsing REDIS_URL")?;
-        Some(
-            redis::aio::ConnectionManager::new(client)
-                .await
-                .context("connecting to Redis (REDIS_URL)")?,
-        )
+        Some(connect_redis(config).await?)
     } else {
         None
     };
-    let metrics = Arc::new(Metrics::default());
-    let projector_stats = Arc::new(projections::ProjectorStats::default());
-    if components.project {
-        metrics.set_projector(projector_stats.clone());
-    }
-    Ok(Shared {
+    Ok(Connections {
         licenses: Arc::new(Licenses::new(store.clone())),
         store,
-        metrics,
         signer,
         nats,
         redis,
-        projector_stats,
     })
 }
 
-/// Runs `components` until `shutdown` (or until one fails, which cancels the rest).
-pub async fn run(
+/// A built, not yet running, License Ledger process.
+pub struct App {
     config: Config,
-    shared: Shared,
     components: Components,
-    listener: Option<TcpListener>,
-    auth: Option<Arc<Authenticator>>,
+    connections: Connections,
+    listener: TcpListener,
     extra_routes: Option<axum::Router>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
-    let publisher_config = PublisherConfig {
-        stream: config.nats_stream.clone(),
-        subject_prefix: config.nats_subject_prefix.clone(),
-    };
-    if components.publish {
-        let nats = shared.nats.clone().context("publisher needs NATS")?;
-        let (store, metrics, cfg, stop) = (
-            shared.store.clone(),
-            shared.metrics.clone(),
-            publisher_config.clone(),
-            shutdown.clone(),
-        );
-        tasks.spawn(supervise("publish", shutdown.clone(), move || {
-            let js = async_nats::jetstream::new(nats.clone());
-            publisher::run(
-                store.clone(),
-                js,
-                cfg.clone(),
-                metrics.clone(),
-                stop.clone(),
-            )
-        }));
+}
+
+impl App {
+    /// Validates `config`, binds `LISTEN_ADDR` (the API, or health and
+    /// metrics for worker processes) and connects what `components` need.
+    pub async fn build(config: Config, components: Components) -> anyhow::Result<Self> {
+        config
+            .validate(components.serve)
+            .map_err(anyhow::Error::msg)?;
+        crate::metrics::install();
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .with_context(|| format!("binding LISTEN_ADDR {}", config.listen_addr))?;
+        let connections = connect_all(&config, components).await?;
+        Ok(Self {
+            config,
+            components,
+            connections,
+            listener,
+            extra_routes: None,
+        })
     }
-    if components.sign {
-        let nats = shared.nats.clone().context("signer needs NATS")?;
-        let minter = TokenMinter::new(shared.signer.clone(), config.token_issuer.clone());
-        let (store, metrics, stop) = (
-            shared.store.clone(),
-            shared.metrics.clone(),
-            shutdown.clone(),
-        );
+
+    /// Serves `routes` beside the API (the dev token issuer).
+    pub fn with_routes(mut self, routes: axum::Router) -> Self {
+        self.extra_routes = Some(routes);
+        self
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// The command side (dev setup and tests issue licenses through it).
+    pub fn licenses(&self) -> Arc<Licenses> {
+        self.connections.licenses.clone()
+    }
+
+    /// Runs every component until `shutdown` is cancelled or one fails.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut tasks: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+        self.spawn_workers(&mut tasks, &shutdown)?;
+        self.spawn_listener(&mut tasks, &shutdown)?;
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            let (name, result) = joined.context("a component panicked")?;
+            match result {
+                Ok(()) if shutdown.is_cancelled() => {}
+                Ok(()) => tracing::info!(component = name, "component stopped"),
+                Err(err) => {
+                    tracing::error!(component = name, error = %format!("{err:#}"), "component failed; shutting down");
+                    first_error.get_or_insert(err.context(format!("component {name}")));
+                    shutdown.cancel();
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn spawn_workers(
+        &self,
+        tasks: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let (config, c) = (&self.config, &self.connections);
         let (stream, prefix) = (
             config.nats_stream.clone(),
             config.nats_subject_prefix.clone(),
         );
-        tasks.spawn(supervise("sign", shutdown.clone(), move || {
-            let js = async_nats::jetstream::new(nats.clone());
-            let (store, stream, prefix) = (store.clone(), stream.clone(), prefix.clone());
-            minting::run(
-                store,
-                js,
-                stream,
-                prefix,
-                minter.clone(),
-                metrics.clone(),
-                stop.clone(),
-            )
-        }));
+        if self.components.publish {
+            let js = async_nats::jetstream::new(c.nats.clone().context("publisher needs NATS")?);
+            let store = c.store.clone();
+            let outbox = PublisherConfig {
+                stream: stream.clone(),
+                subject_prefix: prefix.clone(),
+            };
+            tasks.spawn(supervise("publish", shutdown.clone(), move |stop| {
+                publisher::run(
+                    store.clone(),
+                    js.clone(),
+                    outbox.clone(),
+                    |stats| crate::metrics::watch_subscription("publisher", stats),
+                    stop,
+                )
+            }));
+        }
+        if self.components.sign {
+            let js = async_nats::jetstream::new(c.nats.clone().context("signer needs NATS")?);
+            let minter = TokenMinter::new(c.signer.clone(), config.token_issuer.clone());
+            let (store, stream, prefix) = (c.store.clone(), stream.clone(), prefix.clone());
+            tasks.spawn(supervise("sign", shutdown.clone(), move |stop| {
+                sign::run(
+                    store.clone(),
+                    js.clone(),
+                    stream.clone(),
+                    prefix.clone(),
+                    minter.clone(),
+                    stop,
+                )
+            }));
+            // Signed checkpoints of the whole log (the audit's anchor); racing
+            // signer replicas are safe: one append wins per checkpoint.
+            let (store, backend, stop) = (c.store.clone(), c.signer.clone(), shutdown.clone());
+            let interval = Duration::from_secs(config.checkpoint_interval_secs.max(1));
+            tasks.spawn(async move {
+                checkpoint::run(store, backend, interval, stop).await;
+                ("checkpoint", Ok(()))
+            });
+        }
+        if self.components.reap {
+            let (licenses, stop) = (c.licenses.clone(), shutdown.clone());
+            let interval = Duration::from_millis(config.reaper_interval_ms.max(50));
+            tasks.spawn(async move { ("reap", reap::run(licenses, interval, stop).await) });
+        }
+        if self.components.project {
+            let js = async_nats::jetstream::new(c.nats.clone().context("projector needs NATS")?);
+            let redis = c.redis.clone().context("projector needs Redis")?;
+            let projection = projections::RedisProjection::new(redis, config.redis_prefix.clone());
+            let stats = Arc::new(projections::ProjectorStats::default());
+            let store = c.store.clone();
+            tasks.spawn(supervise("project", shutdown.clone(), move |stop| {
+                projections::run(
+                    store.clone(),
+                    js.clone(),
+                    stream.clone(),
+                    prefix.clone(),
+                    projection.clone(),
+                    stats.clone(),
+                    stop,
+                )
+            }));
+        }
+        Ok(())
     }
-    if components.sign {
-        // Signed checkpoints of the whole log (the audit's anchor); racing
-        // signer replicas are safe: one append wins per checkpoint.
-        let (store, backend, stop) = (
-            shared.store.clone(),
-            shared.signer.clone(),
-            shutdown.clone(),
-        );
-        let interval = Duration::from_secs(config.checkpoint_interval_secs.max(1));
-        tasks.spawn(async move {
-            crate::checkpoint::run(store, backend, interval, stop).await;
-            ("checkpoint", Ok(()))
-        });
-    }
-    if components.reap {
-        let (licenses, metrics, stop) = (
-            shared.licenses.clone(),
-            shared.metrics.clone(),
-            shutdown.clone(),
-        );
-        let interval = Duration::from_millis(config.reaper_interval_ms.max(50));
-        tasks.spawn(async move { ("reap", reaper::run(licenses, metrics, interval, stop).await) });
-    }
-    if components.project {
-        let nats = shared.nats.clone().context("projector needs NATS")?;
-        let redis = shared.redis.clone().context("projector needs Redis")?;
-        let projection = projections::RedisProjection::new(redis, config.redis_prefix.clone());
-        let (store, stats, stop) = (
-            shared.store.clone(),
-            shared.projector_stats.clone(),
-            shutdown.clone(),
-        );
-        let (stream, prefix) = (
-            config.nats_stream.clone(),
-            config.nats_subject_prefix.clone(),
-        );
-        tasks.spawn(supervise("project", shutdown.clone(), move || {
-            let js = async_nats::jetstream::new(nats.clone());
-            let (store, stream, prefix) = (store.clone(), stream.clone(), prefix.clone());
-            projections::run(
-                store,
-                js,
-                stream,
-                prefix,
-                projection.clone(),
-                stats.clone(),
-                stop.clone(),
-            )
-        }));
-    }
-    let mut listener = listener;
-    if components.serve {
-        let listener = listener.take().context("serve needs a listener")?;
-        let auth = auth.context("serve needs an authenticator")?;
+
+    /// The API (with the token waiters it needs), or health and metrics for workers.
+    fn spawn_listener(
+        self,
+        tasks: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let Self {
+            config,
+            components,
+            connections: c,
+            listener,
+            extra_routes,
+        } = self;
+        let stop = shutdown.clone();
+        if !components.serve {
+            let app = http::worker_router(c.store.clone());
+            tasks.spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+                    .context("health listener");
+                ("health", served)
+            });
+            return Ok(());
+        }
         let waiters = Arc::new(TokenWaiters::default());
-        let nats = shared.nats.clone();
-        if let Some(nats) = nats.clone() {
-            let (w, prefix, stop) = (
-                waiters.clone(),
-                config.nats_subject_prefix.clone(),
-                shutdown.clone(),
-            );
-            tasks.spawn(supervise("token-listener", shutdown.clone(), move || {
-                let (w, nats, prefix, stop) =
-                    (w.clone(), nats.clone(), prefix.clone(), stop.clone());
+        if let Some(nats) = c.nats.clone() {
+            let (w, prefix) = (waiters.clone(), config.nats_subject_prefix.clone());
+            tasks.spawn(supervise("token-waiters", shutdown.clone(), move |stop| {
+                let (w, nats, prefix) = (w.clone(), nats.clone(), prefix.clone());
                 async move { w.listen(nats, &prefix, stop).await }
             }));
         }
         let state = AppState {
-            licenses: shared.licenses.clone(),
-            auth,
-            signer: shared.signer.clone(),
+            licenses: c.licenses.clone(),
+            auth: Arc::new(Authenticator::new(&AuthConfig::new(
+                &config.auth_jwks_url,
+                &config.auth_issuer,
+                &config.auth_audience,
+            ))),
+            signer: c.signer.clone(),
             waiters,
-            metrics: shared.metrics.clone(),
-            redis: shared.redis.clone(),
+            redis: c.redis.clone(),
             redis_prefix: config.redis_prefix.clone(),
-            nats,
+            nats: c.nats.clone(),
             token_wait: Duration::from_millis(config.acquire_token_wait_ms),
         };
         let per_minute = config.rate_limit_per_minute;
@@ -293,46 +341,18 @@ pub async fn run(
         if let Some(extra) = extra_routes {
             app = app.merge(extra);
         }
-        let stop = shutdown.clone();
         tasks.spawn(async move {
             let served = axum::serve(
                 listener,
-                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                app.into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(async move { stop.cancelled().await })
             .await
             .context("HTTP server");
             ("serve", served)
         });
+        Ok(())
     }
-    if !components.serve {
-        // Workers serve health and metrics on LISTEN_ADDR for probes and scraping.
-        if let Some(listener) = listener.take() {
-            let app = http::worker_router(shared.clone());
-            let stop = shutdown.clone();
-            tasks.spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-                    .context("health listener");
-                ("health", served)
-            });
-        }
-    }
-    let mut first_error = None;
-    while let Some(joined) = tasks.join_next().await {
-        let (name, result) = joined.context("a component panicked")?;
-        match result {
-            Ok(()) if shutdown.is_cancelled() => {}
-            Ok(()) => tracing::info!(component = name, "component stopped"),
-            Err(err) => {
-                tracing::error!(component = name, error = %format!("{err:#}"), "component failed; shutting down");
-                first_error.get_or_insert(err.context(format!("component {name}")));
-                shutdown.cancel();
-            }
-        }
-    }
-    first_error.map_or(Ok(()), Err)
 }
 
 /// Runs a background worker, restarting it with backoff when it fails (a
@@ -343,13 +363,13 @@ async fn supervise<F, Fut>(
     start: F,
 ) -> (&'static str, anyhow::Result<()>)
 where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
+    F: Fn(CancellationToken) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
 {
     let mut delay = Duration::from_millis(200);
     loop {
         let started = std::time::Instant::now();
-        match start().await {
+        match start(shutdown.clone()).await {
             Ok(()) if shutdown.is_cancelled() => return (name, Ok(())),
             Ok(()) => tracing::warn!(component = name, "worker stopped; restarting"),
             Err(err) => {
@@ -365,13 +385,4 @@ where
         }
         delay = (delay * 2).min(Duration::from_secs(10));
     }
-}
-
-/// The authenticator for the configured identity provider.
-pub fn authenticator(config: &Config) -> Arc<Authenticator> {
-    Arc::new(Authenticator::new(&AuthConfig::new(
-        &config.auth_jwks_url,
-        &config.auth_issuer,
-        &config.auth_audience,
-    )))
 }

@@ -3,31 +3,44 @@
 //! URLs, which may carry passwords) are redacted in `Debug`.
 
 use clap::Args;
-use std::fmt;
+use secrecy::SecretString;
 use std::net::SocketAddr;
 
-/// A string that never shows up in logs or `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
+/// Clap's parser for secret values.
+fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
 }
 
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
-impl Secret {
-    /// The secret value (only for connecting).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+/// The defaults, shared by the command line and [`Config::default`].
+pub mod defaults {
+    /// `DATABASE_URL`.
+    pub const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+    /// `DB_MAX_CONNECTIONS`.
+    pub const DB_MAX_CONNECTIONS: u32 = 16;
+    /// `REDIS_URL`.
+    pub const REDIS_URL: &str = "redis://127.0.0.1:6379";
+    /// `REDIS_PREFIX`.
+    pub const REDIS_PREFIX: &str = "ll:";
+    /// `NATS_URL`.
+    pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+    /// `NATS_STREAM`.
+    pub const NATS_STREAM: &str = "LICENSE_EVENTS";
+    /// `NATS_SUBJECT_PREFIX`.
+    pub const NATS_SUBJECT_PREFIX: &str = "license.events";
+    /// `LISTEN_ADDR`.
+    pub const LISTEN_ADDR: &str = "0.0.0.0:8080";
+    /// `SIGNING_KEY_PATH`.
+    pub const SIGNING_KEY_PATH: &str = ".dev/signing-key.pem";
+    /// `TOKEN_ISSUER`.
+    pub const TOKEN_ISSUER: &str = "https://license-ledger.local";
+    /// `RATE_LIMIT_PER_MINUTE`.
+    pub const RATE_LIMIT_PER_MINUTE: u32 = 600;
+    /// `ACQUIRE_TOKEN_WAIT_MS`.
+    pub const ACQUIRE_TOKEN_WAIT_MS: u64 = 3000;
+    /// `CHECKPOINT_INTERVAL_SECS`.
+    pub const CHECKPOINT_INTERVAL_SECS: u64 = 60;
+    /// `REAPER_INTERVAL_MS`.
+    pub const REAPER_INTERVAL_MS: u64 = 1000;
 }
 
 /// Which backend signs license tokens.
@@ -48,39 +61,41 @@ pub enum LogFormat {
     Json,
 }
 
-/// Every setting of `licensed`.
+/// Every setting of `licensed`. From the environment (or flags) in `main`;
+/// tests build it as a value: `Config { database_url: .., ..Config::default() }`.
 #[derive(Args, Clone, Debug)]
 pub struct Config {
     /// Postgres URL of the event log.
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/test"
+        default_value = defaults::DATABASE_URL,
+        value_parser = secret
     )]
-    pub database_url: Secret,
+    pub database_url: SecretString,
     /// Postgres schema holding the log's tables (default: the connection's search_path).
     #[arg(long, env = "DATABASE_SCHEMA")]
     pub database_schema: Option<String>,
     /// Most Postgres connections of this process.
-    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = defaults::DB_MAX_CONNECTIONS)]
     pub db_max_connections: u32,
     /// Redis URL of the read model.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis_url: Secret,
+    #[arg(long, env = "REDIS_URL", default_value = defaults::REDIS_URL, value_parser = secret)]
+    pub redis_url: SecretString,
     /// Key prefix of the Redis read model.
-    #[arg(long, env = "REDIS_PREFIX", default_value = "ll:")]
+    #[arg(long, env = "REDIS_PREFIX", default_value = defaults::REDIS_PREFIX)]
     pub redis_prefix: String,
     /// NATS server URL.
-    #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    #[arg(long, env = "NATS_URL", default_value = defaults::NATS_URL)]
     pub nats_url: String,
     /// JetStream stream the events are published on.
-    #[arg(long, env = "NATS_STREAM", default_value = "LICENSE_EVENTS")]
+    #[arg(long, env = "NATS_STREAM", default_value = defaults::NATS_STREAM)]
     pub nats_stream: String,
     /// Subject prefix: events go to `<prefix>.<tenant>.<license>.<Type>`.
-    #[arg(long, env = "NATS_SUBJECT_PREFIX", default_value = "license.events")]
+    #[arg(long, env = "NATS_SUBJECT_PREFIX", default_value = defaults::NATS_SUBJECT_PREFIX)]
     pub nats_subject_prefix: String,
     /// Address the HTTP API listens on.
-    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "LISTEN_ADDR", default_value = defaults::LISTEN_ADDR)]
     pub listen_addr: SocketAddr,
     /// JWKS URL of the identity provider that issues user tokens.
     #[arg(long, env = "AUTH_JWKS_URL", default_value = "")]
@@ -106,7 +121,7 @@ pub struct Config {
     #[arg(long, env = "SIGNER_BACKEND", value_enum, default_value_t = SignerBackendKind::Local)]
     pub signer_backend: SignerBackendKind,
     /// PEM key of the local signer (generated when missing).
-    #[arg(long, env = "SIGNING_KEY_PATH", default_value = ".dev/signing-key.pem")]
+    #[arg(long, env = "SIGNING_KEY_PATH", default_value = defaults::SIGNING_KEY_PATH)]
     pub signing_key_path: String,
     /// KMS key version that signs (`projects/../cryptoKeyVersions/N`).
     #[arg(long, env = "KMS_KEY_VERSION")]
@@ -121,21 +136,53 @@ pub struct Config {
     #[arg(
         long,
         env = "TOKEN_ISSUER",
-        default_value = "https://license-ledger.local"
+        default_value = defaults::TOKEN_ISSUER
     )]
     pub token_issuer: String,
     /// Requests per minute per user (with a burst of the same size / 10, at least 10).
-    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 600)]
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = defaults::RATE_LIMIT_PER_MINUTE)]
     pub rate_limit_per_minute: u32,
     /// How long acquire waits for the signer before answering 202.
-    #[arg(long, env = "ACQUIRE_TOKEN_WAIT_MS", default_value_t = 3000)]
+    #[arg(long, env = "ACQUIRE_TOKEN_WAIT_MS", default_value_t = defaults::ACQUIRE_TOKEN_WAIT_MS)]
     pub acquire_token_wait_ms: u64,
     /// How often the signer checkpoints the log (signs its running hash), seconds.
-    #[arg(long, env = "CHECKPOINT_INTERVAL_SECS", default_value_t = 60)]
+    #[arg(long, env = "CHECKPOINT_INTERVAL_SECS", default_value_t = defaults::CHECKPOINT_INTERVAL_SECS)]
     pub checkpoint_interval_secs: u64,
     /// How often the reaper looks for sessions past their deadline.
-    #[arg(long, env = "REAPER_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(long, env = "REAPER_INTERVAL_MS", default_value_t = defaults::REAPER_INTERVAL_MS)]
     pub reaper_interval_ms: u64,
+}
+
+impl Default for Config {
+    /// The documented defaults (the same as the command line's), no environment.
+    fn default() -> Self {
+        Self {
+            database_url: defaults::DATABASE_URL.into(),
+            database_schema: None,
+            db_max_connections: defaults::DB_MAX_CONNECTIONS,
+            redis_url: defaults::REDIS_URL.into(),
+            redis_prefix: defaults::REDIS_PREFIX.into(),
+            nats_url: defaults::NATS_URL.into(),
+            nats_stream: defaults::NATS_STREAM.into(),
+            nats_subject_prefix: defaults::NATS_SUBJECT_PREFIX.into(),
+            listen_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            auth_jwks_url: String::new(),
+            auth_issuer: String::new(),
+            auth_audience: String::new(),
+            allowed_origins: Vec::new(),
+            log_format: LogFormat::Text,
+            signer_backend: SignerBackendKind::Local,
+            signing_key_path: defaults::SIGNING_KEY_PATH.into(),
+            kms_key_version: None,
+            kms_key_name: None,
+            kms_endpoint: None,
+            token_issuer: defaults::TOKEN_ISSUER.into(),
+            rate_limit_per_minute: defaults::RATE_LIMIT_PER_MINUTE,
+            acquire_token_wait_ms: defaults::ACQUIRE_TOKEN_WAIT_MS,
+            checkpoint_interval_secs: defaults::CHECKPOINT_INTERVAL_SECS,
+            reaper_interval_ms: defaults::REAPER_INTERVAL_MS,
+        }
+    }
 }
 
 impl Config {
@@ -213,5 +260,17 @@ mod tests {
             .validate(false)
             .unwrap_err()
             .contains("NATS_SUBJECT_PREFIX"));
+    }
+
+    #[test]
+    fn the_typed_default_is_the_documented_default() {
+        let config = Config::default();
+        assert_eq!(config.listen_addr.to_string(), defaults::LISTEN_ADDR);
+        assert!(!format!("{config:?}").contains("postgres://"));
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(&config.database_url),
+            defaults::DATABASE_URL
+        );
+        assert!(config.validate(false).is_ok());
     }
 }

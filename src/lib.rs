@@ -2,16 +2,12 @@
 
 pub mod app;
 pub mod auth;
-pub mod checkpoint;
 pub mod config;
 pub mod dev;
 pub mod http;
 pub mod metrics;
-pub mod minting;
 pub mod problem;
-pub mod publisher;
-pub mod reaper;
 pub mod service;
 pub mod signer;
 pub mod telemetry;
-pub mod tokens;
+pub mod workers;

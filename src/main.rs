@@ -1,11 +1,11 @@
 //! `licensed`: the License Ledger service. Parses the configuration, sets up
 //! logging and runs the requested components (see `licensed --help`).
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use licensed::app::{self, Components};
+use licensed::app::{self, App, Components};
 use licensed::config::Config;
 use licensed::dev;
+use licensed::workers::checkpoint;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -61,13 +61,11 @@ async fn main() {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut config = cli.config;
-    let shutdown = CancellationToken::new();
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-        stop.cancel();
-    });
+    let only = |pick: fn(&mut Components)| {
+        let mut c = Components::default();
+        pick(&mut c);
+        c
+    };
     let (components, dev_mode) = match cli.command {
         Command::Migrate => {
             config.validate(false).map_err(anyhow::Error::msg)?;
@@ -75,103 +73,62 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             return Ok(());
         }
-        Command::Checkpoint => {
-            config.validate(false).map_err(anyhow::Error::msg)?;
-            let store = app::connect_store(&config, false).await?;
-            let backend =
-                licensed::signer::backend_from_env_config(&app::signer_config(&config)).await?;
-            match licensed::checkpoint::checkpoint_now(&store, backend.as_ref()).await? {
-                Some(info) => println!(
-                    "checkpoint signed: up to position {} (head {}, key {})",
-                    info.up_to_position, info.chain_head, info.key_id
-                ),
-                None => println!("nothing new since the last checkpoint"),
-            }
-            return Ok(());
-        }
+        Command::Checkpoint => return checkpoint(&config).await,
+        Command::Project { rebuild: true } => return rebuild_projection(&config).await,
         Command::All { dev } => (Components::all(), dev),
-        Command::Serve => (
-            Components {
-                serve: true,
-                ..Components::default()
-            },
-            false,
-        ),
-        Command::Publish => (
-            Components {
-                publish: true,
-                ..Components::default()
-            },
-            false,
-        ),
-        Command::Sign => (
-            Components {
-                sign: true,
-                ..Components::default()
-            },
-            false,
-        ),
-        Command::Reap => (
-            Components {
-                reap: true,
-                ..Components::default()
-            },
-            false,
-        ),
-        Command::Project { rebuild } => {
-            if rebuild {
-                // A one-shot job: the running projector resumes from what it finds.
-                return rebuild_projection(&config).await;
-            }
-            (
-                Components {
-                    project: true,
-                    ..Components::default()
-                },
-                false,
-            )
-        }
+        Command::Serve => (only(|c| c.serve = true), false),
+        Command::Publish => (only(|c| c.publish = true), false),
+        Command::Sign => (only(|c| c.sign = true), false),
+        Command::Reap => (only(|c| c.reap = true), false),
+        Command::Project { rebuild: false } => (only(|c| c.project = true), false),
     };
-    // Every component listens: the API, or health and metrics for workers.
-    let listener = {
-        Some(
-            tokio::net::TcpListener::bind(config.listen_addr)
-                .await
-                .with_context(|| format!("binding LISTEN_ADDR {}", config.listen_addr))?,
-        )
-    };
-    let mut extra = None;
-    let mut issuer = None;
-    if dev_mode {
-        let dir = std::path::Path::new(".dev");
-        let dev_issuer = dev::issuer(dir)?;
+    let issuer = if dev_mode {
+        let issuer = dev::issuer(std::path::Path::new(".dev"))?;
         let addr = config.listen_addr;
         dev::configure(&mut config, addr);
-        extra = Some(axum::Router::new().nest("/dev", dev_issuer.router()));
-        issuer = Some(dev_issuer);
+        // Every process applies migrations idempotently in dev; in production the migrate Job does.
+        app::connect_store(&config, true).await?;
+        Some(issuer)
+    } else {
+        None
+    };
+    let mut app = App::build(config, components).await?;
+    if let Some(issuer) = &issuer {
+        app = app.with_routes(axum::Router::new().nest("/dev", issuer.router()));
+        let license = dev::ensure_demo_license(&app.licenses()).await?;
+        dev::print_banner(issuer, app.local_addr()?, license)?;
     }
-    config
-        .validate(components.serve)
-        .map_err(anyhow::Error::msg)?;
-    // Every process applies migrations idempotently in dev; in production the migrate Job does.
-    app::connect_store(&config, dev_mode).await?;
-    let shared = app::connect_all(&config, components).await?;
-    if let Some(dev_issuer) = &issuer {
-        let license = dev::ensure_demo_license(&shared.licenses).await?;
-        dev::print_banner(dev_issuer, config.listen_addr, license)?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    app.run_until_stopped(shutdown).await
+}
+
+/// `licensed checkpoint`: signs a checkpoint of the log now.
+async fn checkpoint(config: &Config) -> anyhow::Result<()> {
+    config.validate(false).map_err(anyhow::Error::msg)?;
+    let store = app::connect_store(config, false).await?;
+    let backend = licensed::signer::backend_from_env_config(&app::signer_config(config)).await?;
+    match checkpoint::checkpoint_now(&store, backend.as_ref()).await? {
+        Some(info) => println!(
+            "checkpoint signed: up to position {} (head {}, key {})",
+            info.up_to_position, info.chain_head, info.key_id
+        ),
+        None => println!("nothing new since the last checkpoint"),
     }
-    let auth = components.serve.then(|| app::authenticator(&config));
-    app::run(config, shared, components, listener, auth, extra, shutdown).await
+    Ok(())
 }
 
 /// `licensed project --rebuild`: wipe the projection and replay the log from Postgres.
+/// A one-shot job: the running projector resumes from what it finds.
 async fn rebuild_projection(config: &Config) -> anyhow::Result<()> {
     config.validate(false).map_err(anyhow::Error::msg)?;
     let store = app::connect_store(config, false).await?;
-    let client = redis::Client::open(config.redis_url.expose()).context("parsing REDIS_URL")?;
-    let conn = redis::aio::ConnectionManager::new(client)
-        .await
-        .context("connecting to Redis (REDIS_URL)")?;
+    let conn = app::connect_redis(config).await?;
     let projection = projections::RedisProjection::new(conn, config.redis_prefix.clone());
     let report = projections::rebuild(&store, &projection).await?;
     println!("projection rebuilt from the log: {report:?}");

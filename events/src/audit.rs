@@ -16,7 +16,7 @@
 //! anyone holding the public key can prove the log up to that position.
 //!
 //! Must not: do I/O or know about keys. Signing lives in the service
-//! (`licensed::checkpoint`), verification in the `ledger` tool.
+//! (`licensed::workers::checkpoint`), verification in the `ledger` tool.
 
 use sha2::{Digest, Sha256};
 

@@ -1,8 +1,10 @@
 //! License Ledger's events: the catalogue, the pure aggregates, and the
 //! Postgres event log that is the system's only source of truth.
 
+pub mod aggregate;
 pub mod audit;
 pub mod catalog;
+pub mod envelope;
 pub mod ids;
 pub mod license;
 pub mod session;

@@ -1,7 +1,7 @@
 //! Projection lag benchmark: commit -> Redis, under a steady heartbeat load.
 //!
 //! Drives heartbeat events at a steady rate straight into an `EventStore`
-//! with group commit (sessions set up through `Licenses`), publishes them with the real publisher
+//! with group commit (sessions set up through `events::testing::Ledger`), publishes them with the real publisher
 //! to JetStream and projects them with `projections::run`, then prints the
 //! p50/p99/max lag between each event's `recorded_at` (taken just before its
 //! commit) and the moment the projector applied it to Redis.
@@ -18,11 +18,10 @@ use events::catalog::LicenseEvent;
 use events::ids::{HardwareId, ProductId, SessionId, TenantId, UserId};
 use events::store::{EventStore, ExpectedVersion, GroupCommitConfig};
 use events::testing::TestDb;
-use licensed::metrics::Metrics;
-use licensed::publisher::{self, PublisherConfig};
-use licensed::service::envelope::{new_event, now, EventContext};
-use licensed::service::{Acquisition, Actor, Licenses};
+use events::envelope::{new_event, now, Metadata};
+use events::testing::Ledger;
 use projections::{ProjectorStats, RedisProjection};
+use publisher::PublisherConfig;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,17 +47,8 @@ struct Args {
     redis_url: String,
 }
 
-fn actor(user: &str, admin: bool) -> Actor {
-    Actor {
-        tenant: TenantId::parse("bench").unwrap(),
-        user: UserId::parse(user).unwrap(),
-        admin,
-        correlation_id: None,
-    }
-}
-
 /// Appends heartbeats at `rate`/s for `duration` straight to the session
-/// streams (as `Licenses::heartbeat` would, minus its checks); returns how
+/// streams (as the service's heartbeat would, minus its checks); returns how
 /// many were sent and how many appends failed.
 async fn drive(
     store: &EventStore,
@@ -111,37 +101,18 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let db = TestDb::with_pool_size(32).await;
     let store = EventStore::with_group_commit(db.pool.clone(), GroupCommitConfig::default());
-    let licenses = Arc::new(Licenses::new(store.clone()));
-    let admin = actor("admin", true);
+    let ledger = Ledger::new(store.clone());
     let seats = args.sessions as u32;
-    let product = ProductId::parse("bench")?;
-    let license = licenses
-        .issue(&admin, product.clone(), seats, 3600, None)
-        .await?;
-    let license_id = license.issued.expect("issued").license_id;
+    let (tenant, product) = (TenantId::parse("bench")?, ProductId::parse("bench")?);
+    let license_id = ledger.issue(&tenant, &product, seats, 3600).await?;
+    let metadata = Metadata::license(tenant, license_id, product).to_value();
     let mut sessions = Vec::new();
     for i in 0..args.sessions {
-        let user = actor(&format!("user{i}"), false);
-        match licenses
-            .acquire(
-                &user,
-                license_id,
-                HardwareId::parse(&format!("hw-{i}"))?,
-                None,
-            )
-            .await?
-        {
-            Acquisition::Granted { session_id, .. } => {
-                let context = EventContext {
-                    tenant_id: user.tenant.clone(),
-                    license_id,
-                    product: product.clone(),
-                    actor: Some(user.user.to_string()),
-                    correlation_id: None,
-                };
-                sessions.push((context.metadata(), session_id));
-            }
-            Acquisition::Denied { reason, .. } => anyhow::bail!("setup acquire denied: {reason:?}"),
+        let user = UserId::parse(&format!("user{i}"))?;
+        let hardware = HardwareId::parse(&format!("hw-{i}"))?;
+        match ledger.acquire(license_id, &user, &hardware).await? {
+            Some(session_id) => sessions.push((metadata.clone(), session_id)),
+            None => anyhow::bail!("setup acquire denied"),
         }
     }
 
@@ -162,7 +133,7 @@ async fn main() -> anyhow::Result<()> {
         store.clone(),
         js.clone(),
         config.clone(),
-        Arc::new(Metrics::default()),
+        |_| {},
         stop.clone(),
     ));
     let projector = tokio::spawn(projections::run(

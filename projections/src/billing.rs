@@ -6,7 +6,7 @@
 //! `event_id` (the `Nats-Msg-Id`), so a redelivery never bills twice.
 //! [`consume`] is the JetStream side used by `examples/billing_consumer.rs`.
 
-use crate::event::ProjectedEvent;
+use events::envelope::Envelope;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull};
 use chrono::{DateTime, Utc};
@@ -29,7 +29,7 @@ pub struct SeatHours {
 
 impl SeatHours {
     /// Folds one event; returns false for a duplicate (same event id).
-    pub fn observe(&mut self, event: &ProjectedEvent) -> bool {
+    pub fn observe(&mut self, event: &Envelope) -> bool {
         if !self.seen.insert(event.event_id) {
             return false;
         }
@@ -38,7 +38,7 @@ impl SeatHours {
             .get("session_id")
             .and_then(|v| v.as_str())
             .map(str::to_owned);
-        let tenant = event.meta_str("tenant_id").unwrap_or("_").to_owned();
+        let tenant = event.meta().tenant_id.map_or_else(|| "_".to_owned(), |t| t.to_string());
         match (event.event_type.as_str(), session) {
             ("SeatAcquired", Some(session)) => {
                 self.open
@@ -122,7 +122,7 @@ pub async fn consume(
         let mut got = 0;
         while let Some(message) = batch.next().await {
             let message = message.map_err(|e| anyhow::anyhow!("receiving: {e}"))?;
-            match ProjectedEvent::from_envelope(&message.payload) {
+            match Envelope::from_json(&message.payload) {
                 Ok(event) => {
                     seat_hours.observe(&event);
                 }

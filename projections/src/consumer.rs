@@ -15,7 +15,7 @@
 //!   error drops the message stream and re-opens it after a short backoff,
 //!   resuming from the durable consumer's ack floor.
 
-use crate::event::ProjectedEvent;
+use events::envelope::Envelope;
 use crate::projection::{Applied, ProjectionError, RedisProjection};
 use crate::rebuild::rebuild_with_stats;
 use crate::stats::ProjectorStats;
@@ -155,9 +155,9 @@ async fn consume(
                 _ => break,
             }
         }
-        let events: Vec<ProjectedEvent> = batch
+        let events: Vec<Envelope> = batch
             .iter()
-            .filter_map(|m| match ProjectedEvent::from_envelope(&m.payload) {
+            .filter_map(|m| match Envelope::from_json(&m.payload) {
                 Ok(event) => Some(event),
                 Err(err) => {
                     tracing::error!(error = %err, subject = %m.subject, "not an event envelope: skipped");
@@ -181,7 +181,7 @@ async fn apply_all(
     store: &EventStore,
     projection: &RedisProjection,
     stats: &ProjectorStats,
-    events: &[ProjectedEvent],
+    events: &[Envelope],
 ) -> Result<(), ProjectionError> {
     loop {
         let results = projection.apply_batch(events, true).await?;

@@ -14,7 +14,6 @@
 
 pub mod billing;
 mod consumer;
-mod event;
 pub mod keys;
 mod ordered;
 mod projection;
@@ -23,7 +22,6 @@ mod rebuild;
 mod stats;
 
 pub use consumer::{durable_name, run};
-pub use event::ProjectedEvent;
 pub use projection::{Applied, ProjectionError, RedisProjection, DEFAULT_PREFIX};
 pub use rebuild::{rebuild, RebuildReport};
 pub use stats::ProjectorStats;

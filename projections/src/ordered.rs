@@ -3,7 +3,7 @@
 //! Postgres log (`read_stream`) and apply them first, then the event; a
 //! later version is never applied before an earlier one.
 
-use crate::event::ProjectedEvent;
+use events::envelope::Envelope;
 use crate::projection::{Applied, ProjectionError, RedisProjection};
 use crate::stats::ProjectorStats;
 use events::store::EventStore;
@@ -14,7 +14,7 @@ impl RedisProjection {
     pub async fn apply_ordered(
         &self,
         store: &EventStore,
-        event: &ProjectedEvent,
+        event: &Envelope,
         check_sentinel: bool,
         stats: &ProjectorStats,
     ) -> Result<Applied, ProjectionError> {
@@ -28,7 +28,7 @@ impl RedisProjection {
     pub async fn resolve(
         &self,
         store: &EventStore,
-        event: &ProjectedEvent,
+        event: &Envelope,
         first: Applied,
         check_sentinel: bool,
         stats: &ProjectorStats,
@@ -42,11 +42,12 @@ impl RedisProjection {
         stats
             .gaps_refetched
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!(crate::stats::GAPS_REFETCHED).increment(1);
         let fill = store
             .read_stream(&event.stream, applied + 1, missing)
             .await?;
         for recorded in &fill {
-            let earlier = ProjectedEvent::from(recorded);
+            let earlier = Envelope::from(recorded);
             // Consecutive versions from the log: each one is next in line.
             let result = self.apply(&earlier, check_sentinel).await?;
             match result {

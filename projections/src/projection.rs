@@ -12,7 +12,7 @@
 //! ([`LicenseEvent::from_stored`]); this module only maps the facts onto
 //! keys. Must not: read the log or talk to NATS.
 
-use crate::event::ProjectedEvent;
+use events::envelope::Envelope;
 use crate::keys;
 use events::catalog::LicenseEvent;
 use events::ids::{parse_stream, StreamKind};
@@ -132,7 +132,7 @@ impl RedisProjection {
     /// rebuild passes `false`.
     pub async fn apply(
         &self,
-        event: &ProjectedEvent,
+        event: &Envelope,
         check_sentinel: bool,
     ) -> Result<Applied, ProjectionError> {
         let call = self.call(event, check_sentinel);
@@ -151,7 +151,7 @@ impl RedisProjection {
     /// batch's order; a `Gap` or `Flushed` changed nothing for that event.
     pub async fn apply_batch(
         &self,
-        batch: &[ProjectedEvent],
+        batch: &[Envelope],
         check_sentinel: bool,
     ) -> Result<Vec<Applied>, ProjectionError> {
         if batch.is_empty() {
@@ -178,18 +178,20 @@ impl RedisProjection {
         replies.iter().map(|r| Applied::parse(r)).collect()
     }
 
-    fn call(&self, event: &ProjectedEvent, check_sentinel: bool) -> Call {
+    fn call(&self, event: &Envelope, check_sentinel: bool) -> Call {
         let p = &self.prefix;
         let license = event
-            .meta_str("license_id")
-            .and_then(|s| Uuid::parse_str(s).ok())
+            .meta()
+            .license_id
+            .map(|l| l.as_uuid())
             .unwrap_or_default();
+        let decoded = decode(event);
+        let session = session_of(event, decoded.as_ref()).unwrap_or_default();
         let (kind, op_args): (&str, Vec<String>) = match parse_stream(&event.stream) {
-            Some(StreamKind::License(_)) => ("L", license_op(event, license)),
-            Some(StreamKind::Session(_)) => ("S", session_op(event, license)),
+            Some(StreamKind::License(_)) => ("L", license_op(event, decoded, license)),
+            Some(StreamKind::Session(_)) => ("S", session_op(decoded, session, license)),
             _ => ("X", vec!["none".into()]),
         };
-        let session = session_of(event).unwrap_or_default();
         let mut args = vec![
             kind.to_owned(),
             event.stream_version.to_string(),
@@ -315,19 +317,15 @@ fn escape_glob(prefix: &str) -> String {
     out
 }
 
-fn session_of(event: &ProjectedEvent) -> Option<Uuid> {
+fn session_of(event: &Envelope, decoded: Option<&LicenseEvent>) -> Option<Uuid> {
     if let Some(StreamKind::Session(id)) = parse_stream(&event.stream) {
         return Some(id.as_uuid());
     }
-    event
-        .data
-        .get("session_id")
-        .and_then(|v| v.as_str())
-        .and_then(|s| Uuid::parse_str(s).ok())
+    decoded.and_then(LicenseEvent::session_id).map(|s| s.as_uuid())
 }
 
-fn decode(event: &ProjectedEvent) -> Option<LicenseEvent> {
-    match LicenseEvent::from_stored(&event.event_type, event.schema_version, &event.data) {
+fn decode(event: &Envelope) -> Option<LicenseEvent> {
+    match event.event() {
         Ok(decoded) => Some(decoded),
         Err(err) => {
             // A type this build does not know still takes its version slot,
@@ -339,9 +337,9 @@ fn decode(event: &ProjectedEvent) -> Option<LicenseEvent> {
 }
 
 /// The license-stream operation and its arguments (ARGV 7..).
-fn license_op(event: &ProjectedEvent, license: Uuid) -> Vec<String> {
+fn license_op(event: &Envelope, decoded: Option<LicenseEvent>, license: Uuid) -> Vec<String> {
     let s = |v: &dyn ToString| v.to_string();
-    match decode(event) {
+    match decoded {
         Some(LicenseEvent::LicenseIssued {
             tenant_id,
             product,
@@ -389,9 +387,9 @@ fn license_op(event: &ProjectedEvent, license: Uuid) -> Vec<String> {
 }
 
 /// The session-stream operation and its arguments (ARGV 7..).
-fn session_op(event: &ProjectedEvent, license: Uuid) -> Vec<String> {
-    let session = session_of(event).unwrap_or_default().to_string();
-    match decode(event) {
+fn session_op(decoded: Option<LicenseEvent>, session: Uuid, license: Uuid) -> Vec<String> {
+    let session = session.to_string();
+    match decoded {
         Some(LicenseEvent::HeartbeatRecorded { expires_at, .. }) => vec![
             "heartbeat".into(),
             session,

@@ -7,7 +7,7 @@
 //! prefix from interleaving; a live consumer that finds the sentinel gone
 //! while another process rebuilds waits for it instead of starting its own.
 
-use crate::event::ProjectedEvent;
+use events::envelope::Envelope;
 use crate::keys;
 use crate::projection::{Applied, ProjectionError, RedisProjection};
 use crate::stats::ProjectorStats;
@@ -72,15 +72,16 @@ pub(crate) async fn rebuild_with_stats(
         });
     }
     stats.rebuilds.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(crate::stats::REBUILDS).increment(1);
     let keys_deleted = projection.reset().await?;
     let mut after = 0;
     let mut events = 0u64;
     loop {
-        let batch: Vec<ProjectedEvent> = store
+        let batch: Vec<Envelope> = store
             .read_all(after, BATCH)
             .await?
             .iter()
-            .map(ProjectedEvent::from)
+            .map(Envelope::from)
             .collect();
         let Some(last) = batch.last() else { break };
         after = last.position;

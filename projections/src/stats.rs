@@ -1,9 +1,24 @@
-//! [`ProjectorStats`]: the projector's counters, rendered for `/metrics`.
+//! [`ProjectorStats`]: the projector's counters. Kept as atomics for
+//! callers that wait on them (tests, the lag benchmark) and recorded through
+//! the `metrics` facade as they move, so `/metrics` of a projector process
+//! exports them.
 
-use crate::event::ProjectedEvent;
+use events::envelope::Envelope;
 use crate::projection::Applied;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+/// Events applied to the Redis projection.
+pub const PROJECTED: &str = "ledger_events_projected_total";
+/// Redelivered or duplicate events skipped by stream version.
+pub const DUPLICATES: &str = "ledger_projection_duplicates_total";
+/// Stream gaps filled from the Postgres log.
+pub const GAPS_REFETCHED: &str = "ledger_projection_gaps_refetched_total";
+/// Rebuilds of the projection from the log.
+pub const REBUILDS: &str = "ledger_projection_rebuilds_total";
+/// Log position of the newest projected event.
+pub const POSITION: &str = "ledger_projector_position";
+/// Commit-to-Redis lag of the newest projected event, seconds.
+pub const LAG: &str = "ledger_projection_lag_seconds";
 
 /// Lag histogram resolution: one bucket per millisecond up to this (the last
 /// bucket counts everything slower).
@@ -44,10 +59,11 @@ impl Default for ProjectorStats {
 
 impl ProjectorStats {
     /// Counts one handled event and moves position and lag.
-    pub fn record(&self, applied: Applied, event: &ProjectedEvent) {
+    pub fn record(&self, applied: Applied, event: &Envelope) {
         match applied {
             Applied::Applied => {
                 self.events_projected.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(PROJECTED).increment(1);
                 let lag = (chrono::Utc::now() - event.recorded_at)
                     .num_milliseconds()
                     .clamp(0, LAG_BUCKETS_MS as i64);
@@ -55,6 +71,7 @@ impl ProjectorStats {
             }
             Applied::Duplicate => {
                 self.duplicates_skipped.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(DUPLICATES).increment(1);
             }
             Applied::Closed | Applied::Skipped => {}
             Applied::Gap { .. } | Applied::Flushed => return,
@@ -67,6 +84,8 @@ impl ProjectorStats {
             let lag = chrono::Utc::now() - event.recorded_at;
             self.lag_ms
                 .store(lag.num_milliseconds().max(0), Ordering::Relaxed);
+            metrics::gauge!(POSITION).set(event.position as f64);
+            metrics::gauge!(LAG).set(lag.num_milliseconds().max(0) as f64 / 1000.0);
         }
     }
 
@@ -98,61 +117,5 @@ impl ProjectorStats {
         for bucket in &self.lag_histogram {
             bucket.store(0, Ordering::Relaxed);
         }
-    }
-
-    /// The Prometheus text exposition of these counters.
-    pub fn render_prometheus(&self) -> String {
-        let mut out = String::with_capacity(1024);
-        let metric = |out: &mut String, name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-        metric(
-            &mut out,
-            "ledger_events_projected_total",
-            "counter",
-            "Events applied to the Redis projection.",
-            get(&self.events_projected),
-        );
-        metric(
-            &mut out,
-            "ledger_projection_duplicates_total",
-            "counter",
-            "Redelivered or duplicate events skipped by stream version.",
-            get(&self.duplicates_skipped),
-        );
-        metric(
-            &mut out,
-            "ledger_projection_gaps_refetched_total",
-            "counter",
-            "Stream gaps filled from the Postgres log.",
-            get(&self.gaps_refetched),
-        );
-        metric(
-            &mut out,
-            "ledger_projection_rebuilds_total",
-            "counter",
-            "Rebuilds of the projection from the log.",
-            get(&self.rebuilds),
-        );
-        metric(
-            &mut out,
-            "ledger_projector_position",
-            "gauge",
-            "Log position of the newest projected event.",
-            self.last_position.load(Ordering::Relaxed).to_string(),
-        );
-        let lag = self.lag_ms.load(Ordering::Relaxed) as f64 / 1000.0;
-        metric(
-            &mut out,
-            "ledger_projection_lag_seconds",
-            "gauge",
-            "Commit-to-Redis lag of the newest projected event.",
-            format!("{lag}"),
-        );
-        out
     }
 }

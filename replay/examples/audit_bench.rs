@@ -16,7 +16,7 @@ use events::session::{self, SessionState};
 use events::store::hash::{Canonical, GENESIS};
 use events::store::{connect, EventStore, MIGRATOR};
 use futures::TryStreamExt as _;
-use licensed::service::envelope::EventContext;
+use events::envelope::Metadata;
 use licensed::signer::LocalPemSigner;
 use replay::keys::TrustedKeys;
 use sqlx::Row as _;
@@ -67,19 +67,14 @@ fn generate(target: usize) -> (Vec<u8>, Vec<u8>, usize) {
     while count < target {
         n += 1;
         let license = LicenseId::from_uuid(Uuid::from_u128(n << 64));
-        let ctx = EventContext {
-            tenant_id: TenantId::parse(&format!("tenant-{}", n % 50)).unwrap(),
-            license_id: license,
-            product: ProductId::parse("cad-pro").unwrap(),
-            actor: None,
-            correlation_id: None,
-        };
-        let meta = ctx.metadata();
+        let tenant_id = TenantId::parse(&format!("tenant-{}", n % 50)).unwrap();
+        let product = ProductId::parse("cad-pro").unwrap();
+        let meta = Metadata::license(tenant_id.clone(), license, product.clone()).to_value();
         let ls = license.stream_name();
         let issued = LicenseEvent::LicenseIssued {
-            tenant_id: ctx.tenant_id.clone(),
+            tenant_id,
             license_id: license,
-            product: ctx.product.clone(),
+            product,
             seats: 10,
             session_ttl_secs: 360,
             valid_until: None,
@@ -205,7 +200,7 @@ async fn bench(pool: &sqlx::PgPool, target: usize) -> anyhow::Result<()> {
     let signer = LocalPemSigner::from_key_pair(RsaKeyPair::generate(KeySize::Rsa2048)?)?;
 
     let t = Instant::now();
-    let info = licensed::checkpoint::checkpoint_now(&store, &signer)
+    let info = licensed::workers::checkpoint::checkpoint_now(&store, &signer)
         .await?
         .expect("checkpoint");
     let checkpoint = t.elapsed().as_secs_f64();

@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     let signer = LocalPemSigner::from_key_pair(RsaKeyPair::generate(KeySize::Rsa2048)?)?;
-    let info = licensed::checkpoint::checkpoint_now(&store, &signer).await?;
+    let info = licensed::workers::checkpoint::checkpoint_now(&store, &signer).await?;
     licenses
         .acquire(&actor("dave"), license, HardwareId::parse("ws-dave")?, None)
         .await?;

@@ -1,15 +1,19 @@
 //! `ledger export`: events as JSON lines, with what an offline check needs.
 //!
-//! Format (`license-ledger-export/v1`), one compact JSON object per line:
+//! Format (`license-ledger-export/v2`), one compact JSON object per line:
 //!
 //! 1. `{"kind":"header", start_position, end_position, start_head, events, checkpoints}`
 //!    — `start_head` is the running hash just before `start_position`
 //!    (untrusted: a wrong value makes every checkpoint check fail);
-//! 2. `{"kind":"event", position, event_id, stream_id, stream_version, event_type,
-//!    schema_version, data, metadata, recorded_at, prev_hash, hash}` for every
-//!    position in `start_position..=end_position`, in order;
+//! 2. `{"kind":"event", ...}` with the fields of the published envelope
+//!    ([`events::envelope::Envelope`]: event_id, type, schema_version, stream,
+//!    stream_version, position, recorded_at, data, metadata, prev_hash, hash)
+//!    for every position in `start_position..=end_position`, in order;
 //! 3. `{"kind":"checkpoint", ...}` — the `CheckpointSigned` events recorded
-//!    after the range that cover it (same fields, no position).
+//!    after the range that cover it (same fields).
+//!
+//! v1 (before the envelope was shared) named two fields `stream_id` and
+//! `event_type` and left the position off checkpoint lines.
 //!
 //! The range is widened to end at the first signed checkpoint that covers
 //! `--to`, so that the whole export is provable offline. Every line is in
@@ -20,16 +24,14 @@ use crate::checkpoints::Status;
 use crate::verify::load_claims;
 use chrono::{DateTime, Utc};
 use events::audit::{parse_head, RunningHash, CHECKPOINT_STREAM};
-use events::store::{EventStore, RecordedEvent};
+use events::envelope::Envelope;
+use events::store::EventStore;
 use futures::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use sqlx::Row as _;
 use std::io::Write;
-use uuid::Uuid;
 
 /// The format tag of the header.
-pub const FORMAT: &str = "license-ledger-export/v1";
+pub const FORMAT: &str = "license-ledger-export/v2";
 
 /// One line of an export.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -38,9 +40,9 @@ pub enum Line {
     /// The first line.
     Header(Header),
     /// An event of the range.
-    Event(Record),
+    Event(Envelope),
     /// A covering checkpoint recorded after the range.
-    Checkpoint(Record),
+    Checkpoint(Envelope),
 }
 
 /// The export's header.
@@ -60,52 +62,8 @@ pub struct Header {
     pub checkpoints: u64,
 }
 
-/// An event with its hashes.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Record {
-    /// Global position (absent on checkpoint lines).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub position: Option<i64>,
-    /// Event id.
-    pub event_id: Uuid,
-    /// Stream.
-    pub stream_id: String,
-    /// Version in the stream.
-    pub stream_version: i64,
-    /// Type name.
-    pub event_type: String,
-    /// Payload schema version.
-    pub schema_version: i32,
-    /// Payload.
-    pub data: Value,
-    /// Metadata.
-    pub metadata: Value,
-    /// When the log recorded it.
-    pub recorded_at: DateTime<Utc>,
-    /// Hex hash of the stream's previous event.
-    pub prev_hash: String,
-    /// Hex chain hash of this event.
-    pub hash: String,
-}
-
-impl Record {
-    /// The exported form of a stored event.
-    pub fn from_recorded(e: &RecordedEvent, with_position: bool) -> Self {
-        Self {
-            position: with_position.then_some(e.position),
-            event_id: e.event_id,
-            stream_id: e.stream_id.clone(),
-            stream_version: e.stream_version,
-            event_type: e.event_type.clone(),
-            schema_version: e.schema_version,
-            data: e.data.clone(),
-            metadata: e.metadata.clone(),
-            recorded_at: e.recorded_at,
-            prev_hash: hex::encode(&e.prev_hash),
-            hash: hex::encode(&e.hash),
-        }
-    }
-}
+/// An event with its hashes: the one wire envelope of `events`.
+pub type Record = Envelope;
 
 /// What an export wrote.
 #[derive(Debug, Clone, Serialize)]
@@ -135,23 +93,7 @@ pub async fn export(
     to: Option<DateTime<Utc>>,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExportSummary> {
-    let pool = store.pool();
-    let start: Option<i64> = sqlx::query_scalar(
-        "SELECT min(position) FROM events WHERE $1::timestamptz IS NULL OR recorded_at >= $1",
-    )
-    .bind(from)
-    .fetch_one(pool)
-    .await?;
-    let end: Option<i64> = sqlx::query_scalar(
-        "SELECT max(position) FROM events WHERE $1::timestamptz IS NULL OR recorded_at <= $1",
-    )
-    .bind(to)
-    .fetch_one(pool)
-    .await?;
-    let (start, mut end) = match (start, end) {
-        (Some(s), Some(e)) if s <= e => (s, e),
-        _ => (0, -1),
-    };
+    let (start, mut end) = store.position_range(from, to).await?.unwrap_or((0, -1));
     let claims: Vec<_> = load_claims(store)
         .await?
         .into_iter()
@@ -187,22 +129,12 @@ pub async fn export(
         None => RunningHash::new(),
     };
     {
-        let mut rows = sqlx::query("SELECT position, hash FROM events WHERE position > $1 AND position < $2 ORDER BY position")
-            .bind(hash.position())
-            .bind(start)
-            .fetch(pool);
-        while let Some(row) = rows.try_next().await? {
-            let position: i64 = row.try_get(0)?;
-            let h: &[u8] = row.try_get(1)?;
-            hash.push(position, h);
+        let mut rows = std::pin::pin!(store.chain_hashes(hash.position(), Some(start)));
+        while let Some((position, h)) = rows.try_next().await? {
+            hash.push(position, &h);
         }
     }
-    let count: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM events WHERE position BETWEEN $1 AND $2")
-            .bind(start)
-            .bind(end)
-            .fetch_one(pool)
-            .await?;
+    let count = store.count_between(start, end).await?;
     let header = Header {
         format: FORMAT.to_owned(),
         start_position: if count > 0 { start } else { 0 },
@@ -220,7 +152,7 @@ pub async fn export(
             break;
         }
         for e in batch.iter().take_while(|e| e.position <= end) {
-            write_line(out, &Line::Event(Record::from_recorded(e, true)))?;
+            write_line(out, &Line::Event(Envelope::from(e)))?;
             written += 1;
         }
         after = batch.last().map_or(end, |e| e.position);
@@ -236,7 +168,7 @@ pub async fn export(
         let e = events
             .first()
             .ok_or_else(|| anyhow::anyhow!("checkpoint event vanished during the export"))?;
-        write_line(out, &Line::Checkpoint(Record::from_recorded(e, false)))?;
+        write_line(out, &Line::Checkpoint(Envelope::from(e)))?;
     }
     out.flush()?;
     Ok(ExportSummary {

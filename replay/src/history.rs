@@ -1,13 +1,13 @@
 //! Reading one license's history from the log, decoded, with recorded times.
 //!
-//! The audit commands fold these with the live system's own `apply`
-//! functions (`events::license`, `events::session`): no second copy of the
-//! rules lives here.
+//! Read through the same seam as the live system ([`events::aggregate`]),
+//! and folded with its own `apply` functions (`events::license`,
+//! `events::session`): no second copy of the rules lives here.
 
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
+use events::aggregate;
 use events::catalog::LicenseEvent;
-use events::ids::{LicenseId, SessionId, TenantId};
+use events::ids::{LicenseId, TenantId};
 use events::store::EventStore;
 
 /// A decoded event with the log's time and position.
@@ -27,32 +27,15 @@ pub async fn read_stream_until(
     stream: &str,
     until: DateTime<Utc>,
 ) -> anyhow::Result<Vec<Timed>> {
-    let mut out = Vec::new();
-    let mut from = 0;
-    loop {
-        let batch = store.read_stream(stream, from, 10_000).await?;
-        for e in &batch {
-            from = e.stream_version + 1;
-            if e.recorded_at > until {
-                continue;
-            }
-            let event = LicenseEvent::from_stored(&e.event_type, e.schema_version, &e.data)
-                .with_context(|| {
-                    format!(
-                        "decoding {} version {} (position {})",
-                        e.stream_id, e.stream_version, e.position
-                    )
-                })?;
-            out.push(Timed {
-                at: e.recorded_at,
-                position: e.position,
-                event,
-            });
-        }
-        if batch.len() < 10_000 {
-            return Ok(out);
-        }
-    }
+    Ok(aggregate::read_decoded(store, stream, Some(until))
+        .await?
+        .into_iter()
+        .map(|d| Timed {
+            at: d.recorded.recorded_at,
+            position: d.recorded.position,
+            event: d.event,
+        })
+        .collect())
 }
 
 /// A license's events up to `until`; an error when the log has no such license.
@@ -68,21 +51,12 @@ pub async fn license_events(
     read_stream_until(store, &stream, until).await
 }
 
-/// A session's stream up to `until`.
-pub async fn session_events(
-    store: &EventStore,
-    session: SessionId,
-    until: DateTime<Utc>,
-) -> anyhow::Result<Vec<Timed>> {
-    read_stream_until(store, &session.stream_name(), until).await
-}
-
 /// Licenses issued to `tenant`, oldest first; an error when there are none.
 pub async fn tenant_licenses(
     store: &EventStore,
     tenant: &TenantId,
 ) -> anyhow::Result<Vec<LicenseId>> {
-    let ids = licensed::service::lookup::licenses_of_tenant(store.pool(), tenant).await?;
+    let ids = store.issued_licenses(Some(tenant)).await?;
     anyhow::ensure!(!ids.is_empty(), "tenant {tenant} has no license in the log");
     Ok(ids)
 }

@@ -89,7 +89,7 @@ impl Chains {
     fn check(&mut self, r: &Record, prev_hash: &[u8], hash: &[u8]) {
         let canonical = Canonical {
             event_id: r.event_id,
-            stream_id: &r.stream_id,
+            stream_id: &r.stream,
             stream_version: r.stream_version,
             event_type: &r.event_type,
             schema_version: r.schema_version,
@@ -97,7 +97,7 @@ impl Chains {
             metadata: &r.metadata,
             recorded_at: r.recorded_at,
         };
-        let kind = match self.streams.get(&r.stream_id) {
+        let kind = match self.streams.get(&r.stream) {
             Some(link) if r.stream_version != link.next_version => Some(BreakKind::VersionGap {
                 expected: link.next_version,
             }),
@@ -113,18 +113,18 @@ impl Chains {
             _ => None,
         };
         self.streams.insert(
-            r.stream_id.clone(),
+            r.stream.clone(),
             Link {
                 next_version: r.stream_version + 1,
                 last_hash: hash.to_vec(),
             },
         );
         if let Some(kind) = kind {
-            if self.broken.insert(r.stream_id.clone()) {
+            if self.broken.insert(r.stream.clone()) {
                 self.breaks.push(Break {
-                    stream: r.stream_id.clone(),
+                    stream: r.stream.clone(),
                     version: r.stream_version,
-                    position: r.position.unwrap_or(0),
+                    position: r.position,
                     kind,
                 });
             }
@@ -201,10 +201,11 @@ pub fn verify_file(path: &Path, keys: &TrustedKeys) -> anyhow::Result<OfflineRep
                 break;
             }
             (_, Line::Event(r)) => {
-                let (Some(position), Some(prev), Some(hash), 0) =
-                    (r.position, hash32(&r.prev_hash), hash32(&r.hash), trailer)
+                let position = r.position;
+                let (Some(prev), Some(hash), 0) =
+                    (hash32(&r.prev_hash), hash32(&r.hash), trailer)
                 else {
-                    fail(&mut report, format!("line {n}: event without position, with a malformed hash, or after the checkpoints"));
+                    fail(&mut report, format!("line {n}: event with a malformed hash, or after the checkpoints"));
                     break;
                 };
                 if folded.last().is_some_and(|(p, _)| *p >= position) {
@@ -238,8 +239,8 @@ pub fn verify_file(path: &Path, keys: &TrustedKeys) -> anyhow::Result<OfflineRep
                     r.schema_version,
                     &r.data,
                 );
-                let (None, Some(prev), Some(hash), Some(claim)) =
-                    (r.position, hash32(&r.prev_hash), hash32(&r.hash), claim)
+                let (Some(prev), Some(hash), Some(claim)) =
+                    (hash32(&r.prev_hash), hash32(&r.hash), claim)
                 else {
                     fail(&mut report, format!("line {n}: malformed checkpoint line"));
                     break;

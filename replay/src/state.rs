@@ -6,12 +6,13 @@
 //! passed at TIME but that no `SessionExpired` had ended yet still held its
 //! seat then: it is listed as "live (overdue)".
 
-use crate::history::{license_events, session_events};
+use crate::history::license_events;
 use crate::time::fmt_time;
 use chrono::{DateTime, Utc};
 use events::ids::LicenseId;
 use events::license::{self, LicenseState};
-use events::session::{self, current_deadline, SessionState};
+use events::aggregate;
+use events::session::{current_deadline, SessionState};
 use events::store::EventStore;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -75,10 +76,7 @@ pub async fn state_at(
             .iter()
             .find(|e| matches!(&e.event, events::catalog::LicenseEvent::SeatAcquired { session_id, .. } if session_id == id))
             .map_or(at, |e| e.at);
-        let stream = session_events(store, *id, at).await?;
-        let s = stream
-            .iter()
-            .fold(SessionState::default(), |s, e| session::apply(s, &e.event));
+        let s: SessionState = aggregate::load_until(store, &id.stream_name(), at).await?;
         let deadline = current_deadline(live.expires_at, &s);
         let status = if deadline > at {
             "live"

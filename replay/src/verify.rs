@@ -13,7 +13,6 @@ use events::audit::{RunningHash, CHECKPOINT_STREAM};
 use events::store::{Break, EventStore};
 use futures::TryStreamExt as _;
 use serde::Serialize;
-use sqlx::Row as _;
 use std::fmt::Write as _;
 
 /// Most position gaps remembered (they locate deletions under a checkpoint).
@@ -219,16 +218,13 @@ pub async fn verify_db(store: &EventStore, keys: &TrustedKeys) -> anyhow::Result
     let mut gaps = Vec::new();
     let mut last = 0i64;
     {
-        let mut rows =
-            sqlx::query("SELECT position, hash FROM events ORDER BY position").fetch(store.pool());
-        while let Some(row) = rows.try_next().await? {
-            let position: i64 = row.try_get(0)?;
-            let hash: &[u8] = row.try_get(1)?;
+        let mut rows = std::pin::pin!(store.chain_hashes(0, None));
+        while let Some((position, hash)) = rows.try_next().await? {
             if position > last + 1 && gaps.len() < MAX_GAPS {
                 gaps.push((last + 1, position - 1));
             }
             last = position;
-            heads.push(position, hash);
+            heads.push(position, &hash);
         }
     }
     heads.finish();

@@ -4,7 +4,6 @@ use super::error::{invalid, ApiJson};
 use super::{actor, AppState};
 use crate::auth::{AdminCaller, Caller};
 use crate::problem::Problem;
-use crate::service::lookup;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -119,9 +118,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Vec<LicenseView>>, Problem> {
     let actor = actor(&caller, &headers)?;
-    let ids = lookup::licenses_of_tenant(state.licenses.store().pool(), &actor.tenant)
-        .await
-        .map_err(|e| Problem::from(crate::service::ServiceError::from(e)))?;
+    let ids = state.licenses.issued(Some(&actor.tenant)).await?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         let license = state.licenses.license(id, Some(&actor.tenant)).await?;

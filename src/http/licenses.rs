@@ -4,6 +4,7 @@
 use super::error::{invalid, ApiJson};
 use super::{actor, AppState};
 use crate::auth::Caller;
+use crate::metrics;
 use crate::problem::Problem;
 use crate::service::{Acquisition, Actor};
 use axum::extract::{Path, State};
@@ -129,7 +130,6 @@ pub async fn acquire(
     let outcome = licenses.acquire(&actor, license_id, hardware_id, key).await;
     let response = match outcome? {
         Acquisition::Denied { reason, .. } => {
-            state.metrics.denials.inc();
             Err(Problem::new(
                 StatusCode::FORBIDDEN,
                 "no-seat",
@@ -141,17 +141,12 @@ pub async fn acquire(
             license_id,
             session_id,
             expires_at,
-            existing,
+            existing: _,
         } => {
-            if existing {
-                state.metrics.acquires_existing.inc();
-            } else {
-                state.metrics.acquires.inc();
-            }
             Ok(granted(&state, &actor, license_id, session_id, expires_at).await?)
         }
     };
-    state.metrics.acquire_latency.observe(started.elapsed());
+    metrics::observe_latency("acquire", started.elapsed());
     response
 }
 
@@ -236,8 +231,7 @@ pub async fn heartbeat(
     let actor = actor(&caller, &headers)?;
     let session = parse_session(&session_id)?;
     let expires_at = state.licenses.heartbeat(&actor, session).await?;
-    state.metrics.heartbeats.inc();
-    state.metrics.heartbeat_latency.observe(started.elapsed());
+    metrics::observe_latency("heartbeat", started.elapsed());
     Ok(Json(HeartbeatResponse {
         session_id: session.as_uuid(),
         expires_at,
@@ -264,8 +258,7 @@ pub async fn release(
     let actor = actor(&caller, &headers)?;
     let session = parse_session(&session_id)?;
     state.licenses.release(&actor, session).await?;
-    state.metrics.releases.inc();
-    state.metrics.release_latency.observe(started.elapsed());
+    metrics::observe_latency("release", started.elapsed());
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -8,11 +8,10 @@ pub mod ratelimit;
 pub mod usage;
 
 use crate::auth::{Authenticator, Caller};
-use crate::metrics::Metrics;
 use crate::problem::Problem;
-use crate::service::{Actor, Licenses, ServiceError};
+use crate::service::{Actor, Licenses};
 use crate::signer::SigningBackend;
-use crate::tokens::TokenWaiters;
+use crate::workers::token_waiters::TokenWaiters;
 use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::routing::{delete, get, post, put};
@@ -38,8 +37,6 @@ pub struct AppState {
     pub signer: Arc<dyn SigningBackend>,
     /// Acquires waiting for tokens.
     pub waiters: Arc<TokenWaiters>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
     /// Redis (the read model; readiness).
     pub redis: Option<redis::aio::ConnectionManager>,
     /// Key prefix of the read model in Redis.
@@ -48,6 +45,12 @@ pub struct AppState {
     pub nats: Option<async_nats::Client>,
     /// How long acquire waits for the token before answering 202.
     pub token_wait: Duration,
+}
+
+impl FromRef<AppState> for events::store::EventStore {
+    fn from_ref(state: &AppState) -> Self {
+        state.licenses.store().clone()
+    }
 }
 
 impl FromRef<AppState> for Arc<Authenticator> {
@@ -107,12 +110,6 @@ pub fn actor(caller: &Caller, headers: &HeaderMap) -> Result<Actor, Problem> {
     })
 }
 
-impl From<sqlx::Error> for Problem {
-    fn from(e: sqlx::Error) -> Self {
-        ServiceError::from(e).into()
-    }
-}
-
 /// The OpenAPI document (served at `/api/v1/openapi.json`).
 #[derive(OpenApi)]
 #[openapi(
@@ -148,29 +145,13 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Health and metrics of a worker process (publish, sign, reap).
-pub fn worker_router(shared: crate::app::Shared) -> Router {
-    let metrics = shared.metrics.clone();
-    let store = shared.store.clone();
+/// Health and metrics of a worker process (publish, sign, reap, project).
+pub fn worker_router(store: events::store::EventStore) -> Router {
     Router::new()
         .route("/api/v1/health", get(ops::health))
-        .route(
-            "/metrics",
-            get(move || {
-                let (metrics, store) = (metrics.clone(), store.clone());
-                async move {
-                    let head = store.head_position().await.ok();
-                    (
-                        [(
-                            axum::http::header::CONTENT_TYPE,
-                            "text/plain; version=0.0.4",
-                        )],
-                        metrics.render(head),
-                    )
-                }
-            }),
-        )
+        .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
+        .with_state(store)
 }
 
 /// The whole HTTP application.

@@ -1,12 +1,14 @@
 //! Operational routes: health, readiness, JWKS, metrics, OpenAPI.
 
 use super::{ApiDoc, AppState};
+use crate::metrics;
 use crate::problem::Problem;
 use crate::signer::jwks_document;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use events::store::EventStore;
 use serde_json::{json, Value};
 use std::time::Duration;
 use utoipa::OpenApi;
@@ -24,7 +26,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, Problem
     let timeout = Duration::from_secs(2);
     let pg = tokio::time::timeout(
         timeout,
-        sqlx::query("SELECT 1").execute(state.licenses.store().pool()),
+        state.licenses.store().ping(),
     )
     .await
     .map(|r| r.is_ok())
@@ -79,11 +81,11 @@ pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, Pr
 }
 
 /// Prometheus metrics.
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let head = state.licenses.store().head_position().await.ok();
+pub async fn metrics(State(store): State<EventStore>) -> impl IntoResponse {
+    let head = store.head_position().await.ok();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(head),
+        metrics::render(head),
     )
 }
 

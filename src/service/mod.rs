@@ -1,6 +1,7 @@
 //! Command handling: load an aggregate, `decide`, append with the expected
-//! version, retry on a conflict. The rules live in `events` (pure); this
-//! module only moves state between them and the log.
+//! version, retry on a conflict — through the one seam
+//! [`events::aggregate::execute`]. The rules live in `events` (pure); this
+//! module only adds who may do what (tenants, holders, admins) and caches.
 //!
 //! License states are cached in memory and brought up to date by reading
 //! only the stream's tail (a stream can hold millions of events). Acquires
@@ -8,25 +9,22 @@
 //! so replicas only conflict with each other, never with themselves.
 //! Heartbeats never take that mutex: they append to their own session
 //! stream, with the session's cached version as the expected version.
+//!
+//! Must not: build SQL (the store does), or know HTTP.
 
-pub mod envelope;
-pub mod lookup;
+mod seats;
 mod sessions;
 
-use envelope::{decode, new_event, EventContext};
+use events::aggregate::{self, ExecuteError, LoadError};
 use events::catalog::{CatalogError, DenialReason};
-use events::ids::{HardwareId, IdempotencyKey, LicenseId, ProductId, SessionId, TenantId, UserId};
-use events::license::{
-    self, decide, DomainError, LicenseCommand, LicenseInfo, LicenseState, Outcome,
-};
-use events::store::{AppendError, EventStore, ExpectedVersion, StoreError, StreamAppend};
+use events::envelope::Metadata;
+use events::ids::{LicenseId, ProductId, SessionId, TenantId, UserId};
+use events::license::{decide, DomainError, LicenseCommand, LicenseState, Outcome};
+use events::store::{AppendError, EventStore, ExpectedVersion, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 pub use sessions::SessionView;
-
-/// Most attempts of a command that keeps meeting concurrent writers.
-const MAX_ATTEMPTS: usize = 16;
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +44,7 @@ pub enum ServiceError {
     /// The log failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// An append failed for a technical reason.
+    /// An append failed for a technical reason (or conflicted on another stream).
     #[error(transparent)]
     Append(#[from] AppendError),
     /// A stored event could not be decoded.
@@ -54,9 +52,23 @@ pub enum ServiceError {
     Decode(#[from] CatalogError),
 }
 
-impl From<sqlx::Error> for ServiceError {
-    fn from(e: sqlx::Error) -> Self {
-        Self::Store(StoreError::Database(e))
+impl From<LoadError> for ServiceError {
+    fn from(e: LoadError) -> Self {
+        match e {
+            LoadError::Store(e) => Self::Store(e),
+            LoadError::Decode { source, .. } => Self::Decode(source),
+        }
+    }
+}
+
+impl From<ExecuteError<ServiceError>> for ServiceError {
+    fn from(e: ExecuteError<ServiceError>) -> Self {
+        match e {
+            ExecuteError::Rejected(e) => e,
+            ExecuteError::Load(e) => e.into(),
+            ExecuteError::Append(e) => Self::Append(e),
+            ExecuteError::Contention(_) => Self::Contention,
+        }
     }
 }
 
@@ -96,13 +108,23 @@ pub enum Acquisition {
     },
 }
 
-type Shared = Arc<tokio::sync::Mutex<LicenseState>>;
+/// A cached license state behind the mutex that serializes its commands.
+type CachedLicense = Arc<tokio::sync::Mutex<LicenseState>>;
 
 /// The command side of the service.
 pub struct Licenses {
     store: EventStore,
-    licenses: Mutex<HashMap<LicenseId, Shared>>,
+    licenses: Mutex<HashMap<LicenseId, CachedLicense>>,
     sessions: sessions::SessionCache,
+}
+
+/// The metadata of events of license `id`, written on behalf of `actor`.
+fn metadata(tenant: TenantId, id: LicenseId, product: ProductId, actor: Option<&Actor>) -> Metadata {
+    Metadata {
+        actor: actor.map(|a| a.user.to_string()),
+        correlation_id: actor.and_then(|a| a.correlation_id.clone()),
+        ..Metadata::license(tenant, id, product)
+    }
 }
 
 impl Licenses {
@@ -120,28 +142,14 @@ impl Licenses {
         &self.store
     }
 
-    fn entry(&self, id: LicenseId) -> Shared {
+    fn entry(&self, id: LicenseId) -> CachedLicense {
         let mut map = self.licenses.lock().unwrap_or_else(|p| p.into_inner());
         map.entry(id).or_default().clone()
     }
 
     /// Reads the stream's tail into `state`.
     async fn refresh(&self, id: LicenseId, state: &mut LicenseState) -> Result<(), ServiceError> {
-        loop {
-            let tail = self
-                .store
-                .read_stream(&id.stream_name(), state.version + 1, 1000)
-                .await?;
-            let n = tail.len();
-            for recorded in &tail {
-                let event = decode(recorded)?;
-                *state = license::apply(std::mem::take(state), &event);
-                state.version = recorded.stream_version;
-            }
-            if n < 1000 {
-                return Ok(());
-            }
-        }
+        Ok(aggregate::refresh(&self.store, &id.stream_name(), state).await?)
     }
 
     /// The license's current state, if it was issued to `tenant` (any tenant when `None`).
@@ -150,8 +158,8 @@ impl Licenses {
         id: LicenseId,
         tenant: Option<&TenantId>,
     ) -> Result<LicenseState, ServiceError> {
-        let shared = self.entry(id);
-        let mut state = shared.lock().await;
+        let cached = self.entry(id);
+        let mut state = cached.lock().await;
         self.refresh(id, &mut state).await?;
         match &state.issued {
             Some(info) if tenant.is_none_or(|t| *t == info.tenant_id) => Ok(state.clone()),
@@ -159,9 +167,15 @@ impl Licenses {
         }
     }
 
-    /// Runs a license command: decide on the current state, append with the
-    /// expected version, retry on conflicts of the license stream.
-    /// `session_expected` adds the session stream's expected version (release, expiry).
+    /// Licenses issued to `tenant` (every license when `None`), oldest first.
+    pub async fn issued(&self, tenant: Option<&TenantId>) -> Result<Vec<LicenseId>, ServiceError> {
+        Ok(self.store.issued_licenses(tenant).await?)
+    }
+
+    /// Runs a license command through the seam: decide on the current state,
+    /// append with the expected version, retry on conflicts of the license
+    /// stream. `command` may add the session stream's expected version
+    /// (release, expiry); a conflict there is returned to the caller.
     async fn run(
         &self,
         id: LicenseId,
@@ -170,115 +184,38 @@ impl Licenses {
             &LicenseState,
         ) -> Result<(LicenseCommand, Option<ExpectedVersion>), ServiceError>,
     ) -> Result<Outcome, ServiceError> {
-        let shared = self.entry(id);
-        let mut state = shared.lock().await;
+        let cached = self.entry(id);
+        let mut state = cached.lock().await;
         self.refresh(id, &mut state).await?;
-        for _ in 0..MAX_ATTEMPTS {
-            let Some(info) = state.issued.clone() else {
-                if let Ok((cmd @ LicenseCommand::Issue { .. }, _)) = command(&state) {
-                    return self
-                        .append_decision(id, &mut state, cmd, None, actor, None)
-                        .await;
-                }
-                return Err(ServiceError::NotFound("license"));
-            };
-            if actor.is_some_and(|a| a.tenant != info.tenant_id) {
-                return Err(ServiceError::NotFound("license"));
+        // Tenant and product never change once issued; an issue brings its own.
+        let meta = match (&state.issued, command(&state)?.0) {
+            (Some(info), _) => metadata(info.tenant_id.clone(), id, info.product.clone(), actor),
+            (None, LicenseCommand::Issue { tenant_id, product, .. }) => {
+                metadata(tenant_id, id, product, actor)
             }
-            let (cmd, session_expected) = command(&state)?;
-            match self
-                .append_decision(
-                    id,
-                    &mut state,
-                    cmd,
-                    session_expected,
-                    actor,
-                    Some(&info.product),
-                )
-                .await
-            {
-                Err(ServiceError::Append(AppendError::Conflict { stream, .. }))
-                    if stream == id.stream_name() =>
-                {
-                    self.refresh(id, &mut state).await?;
-                }
-                other => return other,
-            }
-        }
-        Err(ServiceError::Contention)
-    }
-
-    async fn append_decision(
-        &self,
-        id: LicenseId,
-        state: &mut LicenseState,
-        cmd: LicenseCommand,
-        session_expected: Option<ExpectedVersion>,
-        actor: Option<&Actor>,
-        product: Option<&ProductId>,
-    ) -> Result<Outcome, ServiceError> {
-        let (tenant, product) = match (&cmd, &state.issued) {
-            (
-                LicenseCommand::Issue {
-                    tenant_id, product, ..
-                },
-                _,
-            ) => (tenant_id.clone(), product.clone()),
-            (_, Some(info)) => (
-                info.tenant_id.clone(),
-                product.cloned().unwrap_or_else(|| info.product.clone()),
-            ),
-            (_, None) => return Err(ServiceError::NotFound("license")),
+            (None, _) => return Err(ServiceError::NotFound("license")),
         };
-        let decision = decide(state, cmd)?;
-        if decision.is_empty() {
-            return Ok(decision.outcome);
+        if actor.is_some_and(|a| Some(&a.tenant) != meta.tenant_id.as_ref()) {
+            return Err(ServiceError::NotFound("license"));
         }
-        let context = EventContext {
-            tenant_id: tenant,
-            license_id: id,
-            product,
-            actor: actor.map(|a| a.user.to_string()),
-            correlation_id: actor.and_then(|a| a.correlation_id.clone()),
-        };
-        let metadata = context.metadata();
-        let expected = if state.version < 0 {
-            ExpectedVersion::NoStream
-        } else {
-            ExpectedVersion::Exact(state.version)
-        };
-        let mut appends = vec![StreamAppend::new(
-            id.stream_name(),
-            expected,
-            decision
-                .license_events
-                .iter()
-                .map(|e| new_event(e, &metadata))
-                .collect(),
-        )];
-        let session = decision.session_stream();
-        if let Some(session) = session {
-            appends.push(StreamAppend::new(
-                session.stream_name(),
-                session_expected.unwrap_or(ExpectedVersion::Any),
-                decision
-                    .session_events
-                    .iter()
-                    .map(|e| new_event(e, &metadata))
-                    .collect(),
-            ));
-        }
-        let result = self.store.append(appends).await?;
-        for event in &decision.license_events {
-            *state = license::apply(std::mem::take(state), event);
-        }
-        state.version = result
-            .version_of(&id.stream_name())
-            .unwrap_or(state.version);
-        if let Some(session) = session {
+        let mut touched = None;
+        let outcome = aggregate::execute(
+            &self.store,
+            &id.stream_name(),
+            &mut *state,
+            &meta.to_value(),
+            |state| {
+                let (cmd, session_expected) = command(state)?;
+                let decision = decide(state, cmd)?;
+                touched = decision.session_stream();
+                Ok(decision.into_changes(session_expected.unwrap_or(ExpectedVersion::Any)))
+            },
+        )
+        .await;
+        if let Some(session) = touched {
             self.sessions.forget(session);
         }
-        Ok(decision.outcome)
+        Ok(outcome?)
     }
 
     /// Issues a new license to the admin's tenant.
@@ -330,271 +267,11 @@ impl Licenses {
         if let Some(id) = requested {
             return Ok(id);
         }
-        let mine = lookup::licenses_of_tenant(self.store.pool(), &actor.tenant).await?;
+        let mine = self.issued(Some(&actor.tenant)).await?;
         match mine.as_slice() {
             [] => Err(ServiceError::NotFound("license")),
             [one] => Ok(*one),
             _ => Err(ServiceError::AmbiguousLicense(mine)),
         }
-    }
-
-    /// Acquires a seat (or returns the caller's live session for this machine or key).
-    pub async fn acquire(
-        &self,
-        actor: &Actor,
-        license_id: LicenseId,
-        hardware_id: HardwareId,
-        idempotency_key: Option<IdempotencyKey>,
-    ) -> Result<Acquisition, ServiceError> {
-        let session_id = SessionId::new();
-        let user = actor.user.clone();
-        let outcome = self
-            .run(license_id, Some(actor), |_| {
-                Ok((
-                    LicenseCommand::Acquire {
-                        session_id,
-                        user_id: user.clone(),
-                        hardware_id: hardware_id.clone(),
-                        idempotency_key: idempotency_key.clone(),
-                        now: envelope::now(),
-                    },
-                    None,
-                ))
-            })
-            .await?;
-        match outcome {
-            Outcome::Acquired {
-                session_id,
-                expires_at,
-                existing,
-            } => {
-                self.sessions.remember_license(session_id, license_id);
-                let expires_at = if existing {
-                    let view = self.sessions.view(&self.store, session_id).await?;
-                    events::session::current_deadline(expires_at, &view.state)
-                } else {
-                    expires_at
-                };
-                Ok(Acquisition::Granted {
-                    license_id,
-                    session_id,
-                    expires_at,
-                    existing,
-                })
-            }
-            Outcome::Denied(reason) => Ok(Acquisition::Denied { license_id, reason }),
-            Outcome::Done => Err(ServiceError::Contention),
-        }
-    }
-
-    /// Finds the license of a session the caller may act on (own session, or any
-    /// session of the tenant for admins). Anything else is "not found".
-    async fn owned_session(
-        &self,
-        actor: &Actor,
-        session: SessionId,
-    ) -> Result<(LicenseId, LicenseInfo), ServiceError> {
-        let license_id = self
-            .sessions
-            .license_of(&self.store, session)
-            .await?
-            .ok_or(ServiceError::NotFound("session"))?;
-        let user = (!actor.admin).then_some(&actor.user);
-        let info = self
-            .with_session_license(license_id, session, |state| {
-                let info = state
-                    .issued
-                    .as_ref()
-                    .filter(|i| i.tenant_id == actor.tenant)?;
-                state.live_session(session, user).ok()?;
-                Some(info.clone())
-            })
-            .await?
-            .ok_or(ServiceError::NotFound("session"))?;
-        Ok((license_id, info))
-    }
-
-    /// Runs `f` on the license state under its lock, without copying it;
-    /// reads the stream's tail first only when the state does not know
-    /// `session` yet (it was acquired through another replica).
-    async fn with_session_license<T>(
-        &self,
-        id: LicenseId,
-        session: SessionId,
-        f: impl FnOnce(&LicenseState) -> T,
-    ) -> Result<T, ServiceError> {
-        let shared = self.entry(id);
-        let mut state = shared.lock().await;
-        if !state.sessions.contains_key(&session) {
-            self.refresh(id, &mut state).await?;
-        }
-        Ok(f(&state))
-    }
-
-    /// Sessions of a license whose acquire-time deadline has passed (reaper
-    /// candidates; heartbeats may have extended them since).
-    pub async fn due_sessions(
-        &self,
-        id: LicenseId,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(Vec<SessionId>, Vec<SessionId>), ServiceError> {
-        let shared = self.entry(id);
-        let mut state = shared.lock().await;
-        self.refresh(id, &mut state).await?;
-        let due = state.sessions_due(now).map(|(s, _)| s).collect();
-        Ok((due, state.sessions.keys().copied().collect()))
-    }
-
-    /// Records a heartbeat; returns the new deadline.
-    pub async fn heartbeat(
-        &self,
-        actor: &Actor,
-        session: SessionId,
-    ) -> Result<chrono::DateTime<chrono::Utc>, ServiceError> {
-        let (license_id, info) = self.owned_session(actor, session).await?;
-        let context = EventContext {
-            tenant_id: info.tenant_id.clone(),
-            license_id,
-            product: info.product.clone(),
-            actor: Some(actor.user.to_string()),
-            correlation_id: actor.correlation_id.clone(),
-        };
-        self.sessions
-            .heartbeat(&self.store, session, info.session_ttl(), &context)
-            .await
-    }
-
-    /// Releases a session (its holder, or an admin of the tenant).
-    pub async fn release(&self, actor: &Actor, session: SessionId) -> Result<(), ServiceError> {
-        let (license_id, _) = self.owned_session(actor, session).await?;
-        let user = (!actor.admin).then(|| actor.user.clone());
-        for _ in 0..MAX_ATTEMPTS {
-            let view = self.sessions.view(&self.store, session).await?;
-            if view.state.closed.is_some() {
-                return Err(ServiceError::NotFound("session"));
-            }
-            let expected = sessions::expected(&view.state);
-            let result = self
-                .run(license_id, Some(actor), |_| {
-                    Ok((
-                        LicenseCommand::Release {
-                            session_id: session,
-                            user_id: user.clone(),
-                        },
-                        Some(expected),
-                    ))
-                })
-                .await;
-            match result {
-                Ok(_) => return Ok(()),
-                Err(ServiceError::Append(AppendError::Conflict { .. })) => {
-                    self.sessions.forget(session)
-                }
-                Err(ServiceError::Domain(DomainError::SessionNotFound)) => {
-                    return Err(ServiceError::NotFound("session"))
-                }
-                Err(other) => return Err(other),
-            }
-        }
-        Err(ServiceError::Contention)
-    }
-
-    /// Ends a session whose deadline passed (the reaper). Returns false when a
-    /// heartbeat, a release or another reaper got there first.
-    pub async fn expire(
-        &self,
-        license_id: LicenseId,
-        session: SessionId,
-    ) -> Result<bool, ServiceError> {
-        let Some(acquired_deadline) = self
-            .with_session_license(license_id, session, |state| {
-                state.sessions.get(&session).map(|live| live.expires_at)
-            })
-            .await?
-        else {
-            return Ok(false);
-        };
-        self.sessions.forget(session);
-        let view = self.sessions.view(&self.store, session).await?;
-        let deadline = events::session::current_deadline(acquired_deadline, &view.state);
-        let now = envelope::now();
-        if view.state.closed.is_some() || deadline > now {
-            return Ok(false);
-        }
-        let expected = sessions::expected(&view.state);
-        let result = self
-            .run(license_id, None, |_| {
-                Ok((
-                    LicenseCommand::Expire {
-                        session_id: session,
-                        deadline,
-                        now,
-                    },
-                    Some(expected),
-                ))
-            })
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(ServiceError::Append(AppendError::Conflict { .. }))
-            | Err(ServiceError::Domain(DomainError::SessionNotFound))
-            | Err(ServiceError::Domain(DomainError::NotYetExpired(_))) => Ok(false),
-            Err(other) => Err(other),
-        }
-    }
-
-    /// The current deadline of a live session (`None`: unknown or closed).
-    pub async fn deadline(
-        &self,
-        session: SessionId,
-    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ServiceError> {
-        let Some(license_id) = self.sessions.license_of(&self.store, session).await? else {
-            return Ok(None);
-        };
-        let Some(acquired_deadline) = self
-            .with_session_license(license_id, session, |state| {
-                state.sessions.get(&session).map(|live| live.expires_at)
-            })
-            .await?
-        else {
-            return Ok(None);
-        };
-        let view = self.sessions.view(&self.store, session).await?;
-        Ok(view
-            .state
-            .closed
-            .is_none()
-            .then(|| events::session::current_deadline(acquired_deadline, &view.state)))
-    }
-
-    /// A session the caller may see, with its token once minted.
-    pub async fn session(
-        &self,
-        actor: &Actor,
-        session: SessionId,
-    ) -> Result<SessionView, ServiceError> {
-        let license_id = self
-            .sessions
-            .license_of(&self.store, session)
-            .await?
-            .ok_or(ServiceError::NotFound("session"))?;
-        // Checked under the license's lock, without copying its state (acquire's hot path).
-        let same_tenant = self
-            .with_session_license(license_id, session, |state| {
-                state
-                    .issued
-                    .as_ref()
-                    .is_some_and(|i| i.tenant_id == actor.tenant)
-            })
-            .await?;
-        if !same_tenant {
-            return Err(ServiceError::NotFound("session"));
-        }
-        self.sessions.forget(session); // read the stream: the token may have just been recorded
-        let view = self.sessions.view(&self.store, session).await?;
-        if !actor.admin && view.user.as_ref().is_some_and(|u| *u != actor.user) {
-            return Err(ServiceError::NotFound("session"));
-        }
-        Ok(view)
     }
 }

@@ -1,17 +1,20 @@
-//! Session streams: who owns a session, its cached state, heartbeats.
+//! Session streams: who owns a session, its cached state, heartbeats, and
+//! what a caller may see of it.
 //!
 //! A heartbeat appends to the session's own stream with the cached version
-//! as the expected version; a conflict (a token was recorded, the session
-//! was closed, another replica heartbeated) drops the cache entry and the
-//! heartbeat re-decides on a fresh read. Entries are dropped when sessions
-//! end, so the cache holds live sessions only.
+//! as the expected version (through [`aggregate::execute`]); a conflict (a
+//! token was recorded, the session was closed, another replica
+//! heartbeated) re-reads the tail and re-decides. Entries are dropped when
+//! sessions end, so the cache holds live sessions only.
 
-use super::envelope::{decode, new_event, EventContext};
-use super::{lookup, ServiceError, MAX_ATTEMPTS};
-use chrono::{DateTime, TimeDelta, Utc};
+use super::{metadata, Actor, Licenses, ServiceError};
+use chrono::{DateTime, Utc};
+use events::aggregate;
+use events::envelope::now;
 use events::ids::{LicenseId, SessionId, UserId};
-use events::session::{self, decide_heartbeat, SessionState};
-use events::store::{AppendError, EventStore, ExpectedVersion};
+use events::license::{LicenseInfo, LicenseState};
+use events::session::{decide_heartbeat, SessionState};
+use events::store::EventStore;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -28,15 +31,7 @@ pub struct SessionView {
     pub state: SessionState,
 }
 
-/// The expected version that says "the session stream is as I read it".
-pub fn expected(state: &SessionState) -> ExpectedVersion {
-    if state.version < 0 {
-        ExpectedVersion::NoStream
-    } else {
-        ExpectedVersion::Exact(state.version)
-    }
-}
-
+/// Owners (license, holder) and folded states of the sessions this process saw.
 #[derive(Default)]
 pub(super) struct SessionCache {
     owners: Mutex<HashMap<SessionId, (LicenseId, Option<UserId>)>>,
@@ -102,7 +97,7 @@ impl SessionCache {
                 return Ok(Some(known.clone()));
             }
         }
-        let found = lookup::owner_of_session(store.pool(), session).await?;
+        let found = store.session_owner(session).await?;
         if let Some((license, user)) = &found {
             self.owners
                 .lock()
@@ -112,25 +107,16 @@ impl SessionCache {
         Ok(found.map(|(l, u)| (l, Some(u))))
     }
 
-    /// Reads the whole session stream (it is short: heartbeats, a token, a close).
-    async fn read(
+    /// The cached state, or the stream folded (it is short: heartbeats, a token, a close).
+    async fn state(
         &self,
         store: &EventStore,
         session: SessionId,
     ) -> Result<SessionState, ServiceError> {
-        let mut state = SessionState::default();
-        let stream = session.stream_name();
-        loop {
-            let batch = store.read_stream(&stream, state.version + 1, 1000).await?;
-            let n = batch.len();
-            for recorded in &batch {
-                state = session::apply(state, &decode(recorded)?);
-                state.version = recorded.stream_version;
-            }
-            if n < 1000 {
-                break;
-            }
+        if let Some(state) = self.cached(session) {
+            return Ok(state);
         }
+        let state: SessionState = aggregate::load(store, &session.stream_name()).await?;
         self.store_state(session, state.clone());
         Ok(state)
     }
@@ -141,10 +127,7 @@ impl SessionCache {
         session: SessionId,
     ) -> Result<SessionView, ServiceError> {
         let owner = self.owner(store, session).await?;
-        let state = match self.cached(session) {
-            Some(state) => state,
-            None => self.read(store, session).await?,
-        };
+        let state = self.state(store, session).await?;
         Ok(SessionView {
             session_id: session,
             license_id: owner.as_ref().map(|(l, _)| *l),
@@ -152,45 +135,124 @@ impl SessionCache {
             state,
         })
     }
+}
 
-    /// Appends a heartbeat; returns the new deadline.
-    pub(super) async fn heartbeat(
+impl Licenses {
+    /// Finds the license of a session the caller may act on (own session, or any
+    /// session of the tenant for admins). Anything else is "not found".
+    pub(super) async fn owned_session(
         &self,
-        store: &EventStore,
+        actor: &Actor,
         session: SessionId,
-        ttl: TimeDelta,
-        context: &EventContext,
+    ) -> Result<(LicenseId, LicenseInfo), ServiceError> {
+        let license_id = self
+            .sessions
+            .license_of(&self.store, session)
+            .await?
+            .ok_or(ServiceError::NotFound("session"))?;
+        let user = (!actor.admin).then_some(&actor.user);
+        let info = self
+            .with_session_license(license_id, session, |state| {
+                let info = state
+                    .issued
+                    .as_ref()
+                    .filter(|i| i.tenant_id == actor.tenant)?;
+                state.live_session(session, user).ok()?;
+                Some(info.clone())
+            })
+            .await?
+            .ok_or(ServiceError::NotFound("session"))?;
+        Ok((license_id, info))
+    }
+
+    /// Runs `f` on the license state under its lock, without copying it;
+    /// reads the stream's tail first only when the state does not know
+    /// `session` yet (it was acquired through another replica).
+    pub(super) async fn with_session_license<T>(
+        &self,
+        id: LicenseId,
+        session: SessionId,
+        f: impl FnOnce(&LicenseState) -> T,
+    ) -> Result<T, ServiceError> {
+        let cached = self.entry(id);
+        let mut state = cached.lock().await;
+        if !state.sessions.contains_key(&session) {
+            self.refresh(id, &mut state).await?;
+        }
+        Ok(f(&state))
+    }
+
+    /// Records a heartbeat; returns the new deadline.
+    pub async fn heartbeat(
+        &self,
+        actor: &Actor,
+        session: SessionId,
     ) -> Result<DateTime<Utc>, ServiceError> {
-        let metadata = context.metadata();
-        for _ in 0..MAX_ATTEMPTS {
-            let state = match self.cached(session) {
-                Some(state) => state,
-                None => self.read(store, session).await?,
-            };
-            let now = super::envelope::now();
-            let events = decide_heartbeat(&state, session, ttl, now)
-                .map_err(|_| ServiceError::NotFound("session"))?;
-            let new = events.iter().map(|e| new_event(e, &metadata)).collect();
-            match store
-                .append_to(&session.stream_name(), expected(&state), new)
-                .await
-            {
-                Ok(result) => {
-                    let mut next = state;
-                    for event in &events {
-                        next = session::apply(next, event);
-                    }
-                    next.version = result
-                        .version_of(&session.stream_name())
-                        .unwrap_or(next.version);
-                    let deadline = next.expires_at.unwrap_or(now + ttl);
-                    self.store_state(session, next);
-                    return Ok(deadline);
-                }
-                Err(AppendError::Conflict { .. }) => self.forget(session),
-                Err(other) => return Err(other.into()),
+        let (license_id, info) = self.owned_session(actor, session).await?;
+        let meta = metadata(
+            info.tenant_id.clone(),
+            license_id,
+            info.product.clone(),
+            Some(actor),
+        );
+        let ttl = info.session_ttl();
+        let mut state = self.sessions.state(&self.store, session).await?;
+        let stamped = now();
+        let written = aggregate::execute(
+            &self.store,
+            &session.stream_name(),
+            &mut state,
+            &meta.to_value(),
+            |state| {
+                decide_heartbeat(state, session, ttl, stamped)
+                    .map(|events| aggregate::Changes::new(events, ()))
+                    .map_err(|_| ServiceError::NotFound("session"))
+            },
+        )
+        .await;
+        match written {
+            Ok(()) => {
+                let deadline = state.expires_at.unwrap_or(stamped + ttl);
+                self.sessions.store_state(session, state);
+                ::metrics::counter!(crate::metrics::HEARTBEATS).increment(1);
+                Ok(deadline)
+            }
+            Err(err) => {
+                self.sessions.forget(session);
+                Err(err.into())
             }
         }
-        Err(ServiceError::Contention)
+    }
+
+    /// A session the caller may see, with its token once minted.
+    pub async fn session(
+        &self,
+        actor: &Actor,
+        session: SessionId,
+    ) -> Result<SessionView, ServiceError> {
+        let license_id = self
+            .sessions
+            .license_of(&self.store, session)
+            .await?
+            .ok_or(ServiceError::NotFound("session"))?;
+        // Checked under the license's lock, without copying its state (acquire's hot path).
+        let same_tenant = self
+            .with_session_license(license_id, session, |state| {
+                state
+                    .issued
+                    .as_ref()
+                    .is_some_and(|i| i.tenant_id == actor.tenant)
+            })
+            .await?;
+        if !same_tenant {
+            return Err(ServiceError::NotFound("session"));
+        }
+        self.sessions.forget(session); // read the stream: the token may have just been recorded
+        let view = self.sessions.view(&self.store, session).await?;
+        if !actor.admin && view.user.as_ref().is_some_and(|u| *u != actor.user) {
+            return Err(ServiceError::NotFound("session"));
+        }
+        Ok(view)
     }
 }
+

@@ -9,7 +9,9 @@
 mod append;
 mod group;
 pub mod hash;
+mod lookup;
 mod read;
+mod singleton;
 mod subscribe;
 mod verify;
 
@@ -21,11 +23,16 @@ use std::fmt;
 use uuid::Uuid;
 
 pub use group::GroupCommitConfig;
+pub use singleton::SingletonLock;
 pub use subscribe::{Subscription, SubscriptionStats};
 pub use verify::{Break, BreakKind, VerifyReport};
 
 /// The embedded migrations of the log (`migrations/` at the workspace root).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Counter of the events this process appended (committed, idempotent
+/// re-appends not counted).
+pub const APPENDED_TOTAL: &str = "ledger_events_appended_total";
 
 /// The Postgres channel appends notify on commit (a wake-up hint for tailers).
 pub const NOTIFY_CHANNEL: &str = "license_ledger_events";
@@ -41,6 +48,18 @@ pub enum ExpectedVersion {
     StreamExists,
     /// The stream's last event must have exactly this version (0-based).
     Exact(i64),
+}
+
+impl ExpectedVersion {
+    /// The expectation of a writer that has read the stream up to `version`
+    /// (-1: it read nothing, the stream must not exist).
+    pub fn after(version: i64) -> Self {
+        if version < 0 {
+            Self::NoStream
+        } else {
+            Self::Exact(version)
+        }
+    }
 }
 
 impl fmt::Display for ExpectedVersion {
@@ -283,10 +302,14 @@ impl EventStore {
     #[tracing::instrument(skip_all, fields(streams = appends.len()))]
     pub async fn append(&self, appends: Vec<StreamAppend>) -> Result<AppendResult, AppendError> {
         append::validate(&appends)?;
-        match &self.writer {
+        let result = match &self.writer {
             Some(writer) => writer.submit(appends).await,
             None => append::append_one(&self.pool, &appends).await,
+        }?;
+        if !result.already_stored {
+            metrics::counter!(APPENDED_TOTAL).increment(result.written.len() as u64);
         }
+        Ok(result)
     }
 
     /// Appends inside the caller's transaction (the caller commits). The

@@ -10,9 +10,12 @@ use std::time::Duration;
 async fn seat_hours_from_the_stream_match_the_log() {
     let mut world = World::new().await;
     world.start_publisher();
-    let work = workload(&world.licenses).await;
-    let bob = actor("acme", "carol", false);
-    world.licenses.release(&bob, work.live[1]).await.unwrap();
+    let work = workload(&world.ledger).await;
+    world
+        .ledger
+        .release(work.licenses[1], work.live[1])
+        .await
+        .unwrap();
     let count = world.event_count().await as u64;
 
     // When the billing consumer reads the stream until it is idle

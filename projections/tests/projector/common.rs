@@ -3,12 +3,11 @@
 //! prefix (deleted at the end) — with the real publisher and projector.
 
 use events::ids::{HardwareId, LicenseId, ProductId, SessionId, TenantId, UserId};
-use events::store::EventStore;
-use events::testing::TestDb;
-use licensed::metrics::Metrics;
-use licensed::publisher::{self, PublisherConfig};
-use licensed::service::{Acquisition, Actor, Licenses};
+use events::license::LicenseCommand;
+use events::store::{EventStore, ExpectedVersion};
+use events::testing::{Ledger, TestDb};
 use projections::{ProjectorStats, RedisProjection};
+use publisher::PublisherConfig;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -36,13 +35,8 @@ pub async fn projection() -> RedisProjection {
     RedisProjection::new(redis().await, format!("t{}:", rand_name()))
 }
 
-pub fn actor(tenant: &str, user: &str, admin: bool) -> Actor {
-    Actor {
-        tenant: TenantId::parse(tenant).unwrap(),
-        user: UserId::parse(user).unwrap(),
-        admin,
-        correlation_id: None,
-    }
+pub fn user(id: &str) -> UserId {
+    UserId::parse(id).unwrap()
 }
 
 pub fn hw(id: &str) -> HardwareId {
@@ -52,7 +46,7 @@ pub fn hw(id: &str) -> HardwareId {
 pub struct World {
     pub db: TestDb,
     pub store: EventStore,
-    pub licenses: Arc<Licenses>,
+    pub ledger: Ledger,
     pub projection: RedisProjection,
     pub js: async_nats::jetstream::Context,
     pub stream: String,
@@ -78,7 +72,7 @@ impl World {
         let js = async_nats::jetstream::new(nats.clone());
         let name = rand_name();
         let world = Self {
-            licenses: Arc::new(Licenses::new(store.clone())),
+            ledger: Ledger::new(store.clone()),
             store,
             db,
             projection: projection().await,
@@ -111,7 +105,7 @@ impl World {
             self.shutdown.clone(),
         );
         self.tasks.push(tokio::spawn(async move {
-            publisher::run(store, js, config, Arc::new(Metrics::default()), stop)
+            publisher::run(store, js, config, |_| {}, stop)
                 .await
                 .expect("publisher");
         }));
@@ -181,94 +175,60 @@ pub struct Workload {
     pub live: Vec<SessionId>,
 }
 
-fn granted(a: Acquisition) -> SessionId {
-    match a {
-        Acquisition::Granted { session_id, .. } => session_id,
-        Acquisition::Denied { reason, .. } => panic!("denied: {reason:?}"),
-    }
+fn granted(a: Option<SessionId>) -> SessionId {
+    a.expect("acquire denied")
 }
 
-fn denied(a: Acquisition) {
-    assert!(
-        matches!(a, Acquisition::Denied { .. }),
-        "expected a denial, got {a:?}"
-    );
+fn denied(a: Option<SessionId>) {
+    assert!(a.is_none(), "expected a denial, got {a:?}");
 }
 
 /// Issues three licenses in two tenants; acquires, denials, heartbeats,
 /// releases, a seat change, a suspension, and expiries of a 1 s TTL license.
-pub async fn workload(l: &Licenses) -> Workload {
-    let admin_a = actor("acme", "root", true);
-    let admin_b = actor("globex", "root", true);
+pub async fn workload(l: &Ledger) -> Workload {
+    let (acme, globex) = (
+        TenantId::parse("acme").unwrap(),
+        TenantId::parse("globex").unwrap(),
+    );
     let product = ProductId::parse("cad.pro").unwrap();
-    let short = l
-        .issue(&admin_a, product.clone(), 2, 1, None)
-        .await
-        .unwrap()
-        .issued
-        .unwrap()
-        .license_id;
-    let long = l
-        .issue(&admin_a, product.clone(), 3, 360, None)
-        .await
-        .unwrap()
-        .issued
-        .unwrap()
-        .license_id;
-    let other = l
-        .issue(&admin_b, product, 1, 360, None)
-        .await
-        .unwrap()
-        .issued
-        .unwrap()
-        .license_id;
-    let (alice, bob, carol) = (
-        actor("acme", "alice", false),
-        actor("acme", "bob", false),
-        actor("acme", "carol", false),
-    );
-    let (dave, eve) = (
-        actor("globex", "dave", false),
-        actor("globex", "eve", false),
-    );
+    let short = l.issue(&acme, &product, 2, 1).await.unwrap();
+    let long = l.issue(&acme, &product, 3, 360).await.unwrap();
+    let other = l.issue(&globex, &product, 1, 360).await.unwrap();
+    let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
+    let (dave, eve) = (user("dave"), user("eve"));
     // Short-TTL license: two seats taken, a third turned away; both expire.
-    let s1 = granted(l.acquire(&alice, short, hw("h-a1"), None).await.unwrap());
-    let s2 = granted(l.acquire(&bob, short, hw("h-b1"), None).await.unwrap());
-    denied(l.acquire(&carol, short, hw("h-c1"), None).await.unwrap());
+    let s1 = granted(l.acquire(short, &alice, &hw("h-a1")).await.unwrap());
+    let s2 = granted(l.acquire(short, &bob, &hw("h-b1")).await.unwrap());
+    denied(l.acquire(short, &carol, &hw("h-c1")).await.unwrap());
     // Long license: heartbeats, a release, seats changed.
-    let s3 = granted(l.acquire(&alice, long, hw("h-a2"), None).await.unwrap());
-    let s4 = granted(l.acquire(&bob, long, hw("h-b2"), None).await.unwrap());
-    let s5 = granted(l.acquire(&carol, long, hw("h-c2"), None).await.unwrap());
+    let s3 = granted(l.acquire(long, &alice, &hw("h-a2")).await.unwrap());
+    let s4 = granted(l.acquire(long, &bob, &hw("h-b2")).await.unwrap());
+    let s5 = granted(l.acquire(long, &carol, &hw("h-c2")).await.unwrap());
     for _ in 0..3 {
-        l.heartbeat(&alice, s3).await.unwrap();
-        l.heartbeat(&bob, s4).await.unwrap();
+        l.heartbeat(long, s3).await.unwrap();
+        l.heartbeat(long, s4).await.unwrap();
     }
-    l.release(&bob, s4).await.unwrap();
-    use events::license::LicenseCommand;
-    l.administer(&admin_a, long, LicenseCommand::ChangeSeats { seats: 2 })
+    l.release(long, s4).await.unwrap();
+    let any = ExpectedVersion::Any;
+    l.command(long, LicenseCommand::ChangeSeats { seats: 2 }, any)
         .await
         .unwrap();
-    denied(l.acquire(&bob, long, hw("h-b3"), None).await.unwrap());
+    denied(l.acquire(long, &bob, &hw("h-b3")).await.unwrap());
     // Other tenant: one seat, a denial, a suspension and reinstatement.
-    let s6 = granted(l.acquire(&dave, other, hw("h-d1"), None).await.unwrap());
-    denied(l.acquire(&eve, other, hw("h-e1"), None).await.unwrap());
-    l.administer(
-        &admin_b,
-        other,
-        LicenseCommand::Suspend {
-            reason: "audit".into(),
-        },
-    )
-    .await
-    .unwrap();
-    l.administer(&admin_b, other, LicenseCommand::Reinstate)
+    let s6 = granted(l.acquire(other, &dave, &hw("h-d1")).await.unwrap());
+    denied(l.acquire(other, &eve, &hw("h-e1")).await.unwrap());
+    let suspend = LicenseCommand::Suspend {
+        reason: "audit".into(),
+    };
+    l.command(other, suspend, any).await.unwrap();
+    l.command(other, LicenseCommand::Reinstate, any)
         .await
         .unwrap();
     // Past the 1 s TTL: the reaper's call ends both short sessions.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert!(l.expire(short, s1).await.unwrap());
     assert!(l.expire(short, s2).await.unwrap());
-    l.heartbeat(&alice, s3).await.unwrap();
+    l.heartbeat(long, s3).await.unwrap();
     Workload {
         licenses: vec![short, long, other],
         live: vec![s3, s5, s6],
@@ -277,12 +237,12 @@ pub async fn workload(l: &Licenses) -> Workload {
 
 /// Asserts Redis's counts match the pure fold of each license stream.
 pub async fn assert_matches_fold(
-    l: &Licenses,
+    l: &Ledger,
     projection: &RedisProjection,
     licenses: &[LicenseId],
 ) {
     for id in licenses {
-        let state = l.license(*id, None).await.unwrap();
+        let state = l.license(*id).await.unwrap();
         let usage = projection
             .usage(id.as_uuid())
             .await

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 async fn live_projection_equals_rebuild_and_survives_a_flush() {
     let mut world = World::new().await;
     world.start_both();
-    let work = workload(&world.licenses).await;
+    let work = workload(&world.ledger).await;
     world.caught_up().await;
 
     // Given the live projection of the scripted workload
@@ -17,7 +17,7 @@ async fn live_projection_equals_rebuild_and_survives_a_flush() {
         live.len() >= 9,
         "expected license hashes, zsets, holders and sessions: {live:#?}"
     );
-    assert_matches_fold(&world.licenses, &world.projection, &work.licenses).await;
+    assert_matches_fold(&world.ledger, &world.projection, &work.licenses).await;
     for session in &work.live {
         let fields = world
             .projection
@@ -55,13 +55,13 @@ async fn live_projection_equals_rebuild_and_survives_a_flush() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And live consumption continues after the rebuild
-    let alice = actor("acme", "alice", false);
+    // (live[0] is a session of licenses[1], see `workload`)
     world
-        .licenses
-        .heartbeat(&alice, work.live[0])
+        .ledger
+        .heartbeat(work.licenses[1], work.live[0])
         .await
         .unwrap();
     world.caught_up().await;
-    assert_matches_fold(&world.licenses, &world.projection, &work.licenses).await;
+    assert_matches_fold(&world.ledger, &world.projection, &work.licenses).await;
     world.cleanup().await;
 }

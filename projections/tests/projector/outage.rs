@@ -79,17 +79,16 @@ async fn nats_outage_loses_and_doubles_nothing() {
     let mut nats = PrivateNats::start();
     let mut world = World::with_nats(&nats.url()).await;
     world.start_both();
-    let first = workload(&world.licenses).await;
+    let first = workload(&world.ledger).await;
     world.caught_up().await;
 
     // When NATS is down for a while, appends continue
     nats.stop();
-    let second = workload(&world.licenses).await;
-    let alice = actor("acme", "alice", false);
+    let second = workload(&world.ledger).await;
     for _ in 0..5 {
         world
-            .licenses
-            .heartbeat(&alice, first.live[0])
+            .ledger
+            .heartbeat(first.licenses[1], first.live[0])
             .await
             .unwrap();
     }
@@ -111,7 +110,7 @@ async fn nats_outage_loses_and_doubles_nothing() {
         .chain(&second.licenses)
         .copied()
         .collect();
-    assert_matches_fold(&world.licenses, &world.projection, &all).await;
+    assert_matches_fold(&world.ledger, &world.projection, &all).await;
     let live = world.projection.dump().await.unwrap();
     let rebuilt = projection().await;
     projections::rebuild(&world.store, &rebuilt).await.unwrap();

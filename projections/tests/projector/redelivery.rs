@@ -4,7 +4,8 @@
 use crate::common::*;
 use async_nats::jetstream::{self, consumer::pull, message::PublishMessage};
 use futures::StreamExt;
-use projections::{Applied, ProjectedEvent, ProjectorStats};
+use events::envelope::Envelope;
+use projections::{Applied, ProjectorStats};
 use proptest::prelude::*;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -14,18 +15,18 @@ use tokio_util::sync::CancellationToken;
 async fn every_event_twice_changes_nothing() {
     let mut world = World::new().await;
     world.start_both();
-    let work = workload(&world.licenses).await;
+    let work = workload(&world.ledger).await;
     world.caught_up().await;
     let before = world.projection.dump().await.unwrap();
 
     // When every event is applied again, straight from the log
-    let log: Vec<ProjectedEvent> = world
+    let log: Vec<Envelope> = world
         .store
         .read_all(0, 100_000)
         .await
         .unwrap()
         .iter()
-        .map(ProjectedEvent::from)
+        .map(Envelope::from)
         .collect();
     let stats = ProjectorStats::default();
     for event in &log {
@@ -69,12 +70,12 @@ async fn every_event_twice_changes_nothing() {
             .count() as u64;
     wait_for(|| world.stats.duplicates_skipped.load(Ordering::Relaxed) >= want).await;
     assert_eq!(world.projection.dump().await.unwrap(), before);
-    assert_matches_fold(&world.licenses, &world.projection, &work.licenses).await;
+    assert_matches_fold(&world.ledger, &world.projection, &work.licenses).await;
     world.cleanup().await;
 }
 
 /// The published envelope of a logged event (same JSON the publisher sends).
-async fn envelope_of(world: &World, event: &ProjectedEvent) -> Vec<u8> {
+async fn envelope_of(world: &World, event: &Envelope) -> Vec<u8> {
     let recorded = world
         .store
         .read_stream(&event.stream, event.stream_version, 1)
@@ -82,7 +83,7 @@ async fn envelope_of(world: &World, event: &ProjectedEvent) -> Vec<u8> {
         .unwrap()
         .pop()
         .unwrap();
-    serde_json::to_vec(&licensed::service::envelope::envelope(&recorded)).unwrap()
+    Envelope::from(&recorded).to_json()
 }
 
 async fn wait_for(mut done: impl FnMut() -> bool) {
@@ -100,7 +101,7 @@ async fn wait_for(mut done: impl FnMut() -> bool) {
 async fn projector_killed_between_apply_and_ack_leaves_counts_unchanged() {
     let mut world = World::new().await;
     world.start_publisher();
-    let work = workload(&world.licenses).await;
+    let work = workload(&world.ledger).await;
     let count = world.event_count().await as usize;
 
     // Given a projector that applied every message but died before acking
@@ -131,7 +132,7 @@ async fn projector_killed_between_apply_and_ack_leaves_counts_unchanged() {
     let stats = ProjectorStats::default();
     let mut applied = 0;
     while let Some(message) = messages.next().await {
-        let event = ProjectedEvent::from_envelope(&message.unwrap().payload).unwrap();
+        let event = Envelope::from_json(&message.unwrap().payload).unwrap();
         world
             .projection
             .apply_ordered(&world.store, &event, true, &stats)
@@ -152,7 +153,7 @@ async fn projector_killed_between_apply_and_ack_leaves_counts_unchanged() {
     world.caught_up().await;
     assert_eq!(world.stats.events_projected.load(Ordering::Relaxed), 0);
     assert_same(&expected, &world.projection.dump().await.unwrap());
-    assert_matches_fold(&world.licenses, &world.projection, &work.licenses).await;
+    assert_matches_fold(&world.ledger, &world.projection, &work.licenses).await;
     stop.cancel();
     world.cleanup().await;
 }
@@ -168,14 +169,14 @@ fn any_order_with_duplicates_projects_like_in_order() {
         .unwrap();
     let (world, log, reference) = rt.block_on(async {
         let world = World::new().await;
-        workload(&world.licenses).await;
-        let log: Vec<ProjectedEvent> = world
+        workload(&world.ledger).await;
+        let log: Vec<Envelope> = world
             .store
             .read_all(0, 100_000)
             .await
             .unwrap()
             .iter()
-            .map(ProjectedEvent::from)
+            .map(Envelope::from)
             .collect();
         let reference = projection().await;
         reference.set_sentinel().await.unwrap();

@@ -82,7 +82,7 @@ pub async fn checkpointed() -> (TestDb, Small, i64) {
     let db = TestDb::new().await;
     let licenses = Licenses::new(db.store());
     let small = small_history(&licenses).await;
-    let info = licensed::checkpoint::checkpoint_now(&db.store(), &signer().0)
+    let info = licensed::workers::checkpoint::checkpoint_now(&db.store(), &signer().0)
         .await
         .unwrap()
         .expect("a checkpoint");

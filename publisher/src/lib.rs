@@ -10,20 +10,34 @@
 //! * Single-active: a Postgres advisory lock per stream name; a second
 //!   replica waits as a hot standby. Order on NATS is therefore the log's
 //!   position order, which keeps per-license order.
+//!
+//! Its own crate so that every consumer's tests (the projector's, the
+//! service's) run the real publisher without depending on the service.
+//!
+//! Must not: decide anything, or publish an event that is not committed.
 
-use crate::metrics::Metrics;
-use crate::service::envelope::{envelope, meta_str};
+use events::store::SubscriptionStats;
+use std::sync::Arc;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, message::PublishMessage};
+use events::envelope::Envelope;
 use events::store::{EventStore, RecordedEvent};
 use futures::{FutureExt, StreamExt};
-use sqlx::Connection;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// Events published to JetStream.
+pub const PUBLISHED: &str = "ledger_events_published_total";
+/// Failed JetStream publish attempts (retried).
+pub const PUBLISH_ERRORS: &str = "ledger_publish_errors_total";
+/// Commit-to-publish delay of the newest event of the last batch, seconds.
+pub const PUBLISH_LAG: &str = "ledger_publish_lag_seconds";
+
 /// Most events published before waiting for their acknowledgements.
 const BATCH: usize = 512;
+
+/// JetStream drops a republished message id within this window.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
 
 /// Where and how events are published.
 #[derive(Debug, Clone)]
@@ -35,32 +49,9 @@ pub struct PublisherConfig {
 }
 
 impl PublisherConfig {
-    /// The checkpoint row of this publisher.
+    /// The checkpoint row (and single-active lock) of this publisher.
     pub fn checkpoint_name(&self) -> String {
         format!("publisher:{}", self.stream)
-    }
-
-    /// The NATS subject of an event.
-    pub fn subject(&self, event: &RecordedEvent) -> String {
-        let token = |s: Option<&str>, fallback: &str| -> String {
-            match s {
-                Some(v)
-                    if !v.is_empty()
-                        && v.chars()
-                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') =>
-                {
-                    v.to_owned()
-                }
-                _ => fallback.to_owned(),
-            }
-        };
-        format!(
-            "{}.{}.{}.{}",
-            self.subject_prefix,
-            token(meta_str(event, "tenant_id"), "_system"),
-            token(meta_str(event, "license_id"), "_"),
-            token(Some(&event.event_type), "_")
-        )
     }
 }
 
@@ -72,7 +63,7 @@ pub async fn ensure_stream(
     js.get_or_create_stream(jetstream::stream::Config {
         name: config.stream.clone(),
         subjects: vec![format!("{}.>", config.subject_prefix)],
-        duplicate_window: Duration::from_secs(600),
+        duplicate_window: DUPLICATE_WINDOW,
         max_age: Duration::from_secs(30 * 24 * 3600),
         storage: jetstream::stream::StorageType::File,
         ..Default::default()
@@ -82,38 +73,33 @@ pub async fn ensure_stream(
     Ok(())
 }
 
-/// Runs the publisher until `shutdown`. Waits for the single-active lock first.
+/// Runs the publisher until `shutdown`. Waits for the single-active lock
+/// first. `watch` receives the live counters of its log subscription (for
+/// metrics) each time it starts tailing.
 pub async fn run(
     store: EventStore,
     js: jetstream::Context,
     config: PublisherConfig,
-    metrics: Arc<Metrics>,
+    watch: impl Fn(Arc<SubscriptionStats>),
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     ensure_stream(&js, &config).await?;
-    // The lock lives as long as this connection.
-    let mut lock_conn = store
-        .pool()
-        .acquire()
-        .await
-        .context("publisher lock connection")?
-        .detach();
-    loop {
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
-            .bind(config.checkpoint_name())
-            .fetch_one(&mut lock_conn)
-            .await?;
-        if got {
-            break;
+    let lock = loop {
+        if let Some(lock) = store
+            .try_lock_singleton(&config.checkpoint_name())
+            .await
+            .context("taking the publisher's single-active lock")?
+        {
+            break lock;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(Duration::from_secs(2)) => {}
         }
-    }
+    };
     tracing::info!(stream = %config.stream, "publisher is the active instance");
-    let result = publish_loop(&store, &js, &config, &metrics, &shutdown).await;
-    let _ = lock_conn.close().await;
+    let result = publish_loop(&store, &js, &config, &watch, &shutdown).await;
+    lock.release().await;
     result
 }
 
@@ -121,13 +107,13 @@ async fn publish_loop(
     store: &EventStore,
     js: &jetstream::Context,
     config: &PublisherConfig,
-    metrics: &Metrics,
+    watch: &impl Fn(Arc<SubscriptionStats>),
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let name = config.checkpoint_name();
     let mut checkpoint = store.load_checkpoint(&name).await?.unwrap_or(0);
     let mut events = store.subscribe(checkpoint);
-    metrics.set_subscription("publisher", events.stats());
+    watch(events.stats());
     let mut batch: Vec<RecordedEvent> = Vec::with_capacity(BATCH);
     loop {
         let first = tokio::select! {
@@ -149,7 +135,7 @@ async fn publish_loop(
             match publish_batch(js, config, &batch).await {
                 Ok(()) => break,
                 Err(err) => {
-                    metrics.publish_errors.inc();
+                    metrics::counter!(PUBLISH_ERRORS).increment(1);
                     tracing::warn!(error = %err, retry_in = ?delay, "publishing to JetStream failed; retrying the batch");
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),
@@ -160,8 +146,9 @@ async fn publish_loop(
             }
         }
         let last = batch.last().map(|e| e.position).unwrap_or(checkpoint);
-        metrics.published.add(batch.len() as u64);
-        metrics.observe_publish_lag(&batch);
+        metrics::counter!(PUBLISHED).increment(batch.len() as u64);
+        let lag = chrono::Utc::now() - batch.last().map_or(chrono::Utc::now(), |e| e.recorded_at);
+        metrics::gauge!(PUBLISH_LAG).set(lag.num_microseconds().unwrap_or(0) as f64 / 1e6);
         checkpoint = last;
         store.save_checkpoint(&name, checkpoint).await?;
         batch.clear();
@@ -176,11 +163,14 @@ async fn publish_batch(
 ) -> anyhow::Result<()> {
     let mut acks = Vec::with_capacity(batch.len());
     for event in batch {
-        let payload = serde_json::to_vec(&envelope(event))?;
+        let envelope = Envelope::from(event);
         let publish = PublishMessage::build()
-            .payload(payload.into())
+            .payload(envelope.to_json().into())
             .message_id(event.event_id.to_string());
-        acks.push(js.send_publish(config.subject(event), publish).await?);
+        acks.push(
+            js.send_publish(envelope.subject(&config.subject_prefix), publish)
+                .await?,
+        );
     }
     for ack in acks {
         ack.await?;

@@ -7,6 +7,8 @@
 //! message reads the session stream before giving up with 202.
 
 use async_nats::Client;
+use events::catalog::LicenseEvent;
+use events::envelope::{subject_filter, Envelope};
 use events::ids::SessionId;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -56,7 +58,7 @@ impl TokenWaiters {
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
         let mut sub = nats
-            .subscribe(format!("{subject_prefix}.*.*.TokenIssued"))
+            .subscribe(subject_filter(subject_prefix, "TokenIssued"))
             .await
             .map_err(|e| anyhow::anyhow!("subscribing to TokenIssued: {e}"))?;
         loop {
@@ -64,20 +66,15 @@ impl TokenWaiters {
                 _ = shutdown.cancelled() => return Ok(()),
                 m = sub.next() => match m { Some(m) => m, None => return Ok(()) },
             };
-            let Ok(envelope) = serde_json::from_slice::<serde_json::Value>(&message.payload) else {
-                continue;
-            };
-            let data = &envelope["data"];
-            let (Some(session), Some(key_id), Some(token)) = (
-                data["session_id"]
-                    .as_str()
-                    .and_then(|s| s.parse::<SessionId>().ok()),
-                data["key_id"].as_str(),
-                data["token"].as_str(),
-            ) else {
-                continue;
-            };
-            self.deliver(session, (key_id.to_owned(), token.to_owned()));
+            let event = Envelope::from_json(&message.payload).map(|e| e.event());
+            if let Ok(Ok(LicenseEvent::TokenIssued {
+                session_id,
+                key_id,
+                token,
+            })) = event
+            {
+                self.deliver(session_id, (key_id, token));
+            }
         }
     }
 }

@@ -24,12 +24,12 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use events::audit::{checkpoint_message, parse_head, RunningHash, CHECKPOINT_STREAM};
 use events::catalog::LicenseEvent;
-use events::store::{AppendError, EventStore, ExpectedVersion, NewEvent};
+use events::envelope::{decode, new_event};
+use events::store::{AppendError, EventStore, ExpectedVersion};
 use futures::StreamExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 /// How long to wait without progress (an open transaction below the head)
 /// before checkpointing the prefix that is already stable.
@@ -70,11 +70,7 @@ async fn last_checkpoint(store: &EventStore) -> anyhow::Result<Last> {
     let recorded = events
         .first()
         .context("checkpoint stream head without its event")?;
-    let event = LicenseEvent::from_stored(
-        &recorded.event_type,
-        recorded.schema_version,
-        &recorded.data,
-    )?;
+    let event = decode(recorded)?;
     let LicenseEvent::CheckpointSigned {
         up_to_position,
         chain_head,
@@ -144,13 +140,7 @@ pub async fn checkpoint_now(
             key_id: backend.key_id().to_owned(),
             signature: URL_SAFE_NO_PAD.encode(signature),
         };
-        let new = NewEvent {
-            event_id: Uuid::now_v7(),
-            event_type: event.event_type().to_owned(),
-            schema_version: event.schema_version(),
-            data: event.data(),
-            metadata: serde_json::json!({ "component": "checkpointer" }),
-        };
+        let new = new_event(&event, &serde_json::json!({ "component": "checkpointer" }));
         match store
             .append_to(CHECKPOINT_STREAM, expected, vec![new])
             .await

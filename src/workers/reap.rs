@@ -4,8 +4,8 @@
 //! heartbeat that lands first wins by stream version; so does another
 //! reaper, which makes several reapers safe (they only waste a little work).
 
-use crate::metrics::Metrics;
-use crate::service::{lookup, Licenses};
+use crate::metrics;
+use crate::service::Licenses;
 use chrono::{DateTime, Utc};
 use events::ids::{LicenseId, SessionId};
 use std::collections::HashMap;
@@ -19,7 +19,6 @@ const LICENSE_LIST_TTL: Duration = Duration::from_secs(10);
 /// Runs the reaper until `shutdown`, checking every `interval`.
 pub async fn run(
     licenses: Arc<Licenses>,
-    metrics: Arc<Metrics>,
     interval: Duration,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -30,7 +29,7 @@ pub async fn run(
             _ = tokio::time::sleep(interval) => {}
         }
         match reaper.sweep(&licenses).await {
-            Ok(expired) => metrics.expiries.add(expired),
+            Ok(expired) => ::metrics::counter!(metrics::EXPIRIES).increment(expired),
             Err(err) => {
                 tracing::warn!(error = %format!("{err:#}"), "reaper sweep failed; retrying next tick")
             }
@@ -54,7 +53,7 @@ impl Reaper {
             .listed_at
             .is_none_or(|t| t.elapsed() > LICENSE_LIST_TTL)
         {
-            self.licenses = lookup::all_licenses(licenses.store().pool()).await?;
+            self.licenses = licenses.issued(None).await?;
             self.listed_at = Some(Instant::now());
         }
         let now = Utc::now();

@@ -2,7 +2,12 @@
 //!
 //! Tests run in parallel against one server; each gets a fresh schema named
 //! `t_<random>` (dropped on [`TestDb::drop_schema`], or left for inspection
-//! when a test fails). Not used by production code.
+//! when a test fails). [`Ledger`] writes license histories through the
+//! real rules. Not used by production code.
+
+mod ledger;
+
+pub use ledger::{Ledger, LedgerError};
 
 use crate::store::{connect, EventStore, MIGRATOR};
 use sqlx::PgPool;

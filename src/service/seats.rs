@@ -1,0 +1,191 @@
+//! Seat allocation commands: acquire, release, expiry (and what the reaper
+//! asks before expiring). Each is a license-stream decision run through
+//! [`Licenses::run`]; release and expiry also close the session stream in
+//! the same append, expecting the session version they read, so a racing
+//! heartbeat and an expiry cannot both win.
+
+use super::{Acquisition, Actor, Licenses, ServiceError};
+use crate::metrics;
+use events::aggregate::MAX_ATTEMPTS;
+use events::envelope::now;
+use events::ids::{HardwareId, IdempotencyKey, LicenseId, SessionId};
+use events::license::{DomainError, LicenseCommand, Outcome};
+use events::session::current_deadline;
+use events::store::AppendError;
+
+impl Licenses {
+    /// Acquires a seat (or returns the caller's live session for this machine or key).
+    pub async fn acquire(
+        &self,
+        actor: &Actor,
+        license_id: LicenseId,
+        hardware_id: HardwareId,
+        idempotency_key: Option<IdempotencyKey>,
+    ) -> Result<Acquisition, ServiceError> {
+        let session_id = SessionId::new();
+        let user = actor.user.clone();
+        let outcome = self
+            .run(license_id, Some(actor), |_| {
+                Ok((
+                    LicenseCommand::Acquire {
+                        session_id,
+                        user_id: user.clone(),
+                        hardware_id: hardware_id.clone(),
+                        idempotency_key: idempotency_key.clone(),
+                        now: now(),
+                    },
+                    None,
+                ))
+            })
+            .await?;
+        match outcome {
+            Outcome::Acquired {
+                session_id,
+                expires_at,
+                existing,
+            } => {
+                let counter = if existing { metrics::ACQUIRES_EXISTING } else { metrics::ACQUIRES };
+                ::metrics::counter!(counter).increment(1);
+                self.sessions.remember_license(session_id, license_id);
+                let expires_at = if existing {
+                    let view = self.sessions.view(&self.store, session_id).await?;
+                    current_deadline(expires_at, &view.state)
+                } else {
+                    expires_at
+                };
+                Ok(Acquisition::Granted {
+                    license_id,
+                    session_id,
+                    expires_at,
+                    existing,
+                })
+            }
+            Outcome::Denied(reason) => {
+                ::metrics::counter!(metrics::DENIALS).increment(1);
+                Ok(Acquisition::Denied { license_id, reason })
+            }
+            Outcome::Done => Err(ServiceError::Contention),
+        }
+    }
+
+    /// Releases a session (its holder, or an admin of the tenant).
+    pub async fn release(&self, actor: &Actor, session: SessionId) -> Result<(), ServiceError> {
+        let (license_id, _) = self.owned_session(actor, session).await?;
+        let user = (!actor.admin).then(|| actor.user.clone());
+        for _ in 0..MAX_ATTEMPTS {
+            let view = self.sessions.view(&self.store, session).await?;
+            if view.state.closed.is_some() {
+                return Err(ServiceError::NotFound("session"));
+            }
+            let expected = events::aggregate::Aggregate::expected(&view.state);
+            let result = self
+                .run(license_id, Some(actor), |_| {
+                    Ok((
+                        LicenseCommand::Release {
+                            session_id: session,
+                            user_id: user.clone(),
+                        },
+                        Some(expected),
+                    ))
+                })
+                .await;
+            match result {
+                Ok(_) => {
+                    ::metrics::counter!(metrics::RELEASES).increment(1);
+                    return Ok(());
+                }
+                // The session stream moved (a heartbeat or a token): re-read it.
+                Err(ServiceError::Append(AppendError::Conflict { .. })) => {
+                    self.sessions.forget(session)
+                }
+                Err(ServiceError::Domain(DomainError::SessionNotFound)) => {
+                    return Err(ServiceError::NotFound("session"))
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(ServiceError::Contention)
+    }
+
+    /// Sessions of a license whose acquire-time deadline has passed (reaper
+    /// candidates; heartbeats may have extended them since), and every live one.
+    pub async fn due_sessions(
+        &self,
+        id: LicenseId,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(Vec<SessionId>, Vec<SessionId>), ServiceError> {
+        let cached = self.entry(id);
+        let mut state = cached.lock().await;
+        self.refresh(id, &mut state).await?;
+        let due = state.sessions_due(now).map(|(s, _)| s).collect();
+        Ok((due, state.sessions.keys().copied().collect()))
+    }
+
+    /// Ends a session whose deadline passed (the reaper). Returns false when a
+    /// heartbeat, a release or another reaper got there first.
+    pub async fn expire(
+        &self,
+        license_id: LicenseId,
+        session: SessionId,
+    ) -> Result<bool, ServiceError> {
+        let Some(acquired_deadline) = self
+            .with_session_license(license_id, session, |state| {
+                state.sessions.get(&session).map(|live| live.expires_at)
+            })
+            .await?
+        else {
+            return Ok(false);
+        };
+        self.sessions.forget(session);
+        let view = self.sessions.view(&self.store, session).await?;
+        let deadline = current_deadline(acquired_deadline, &view.state);
+        let now = now();
+        if view.state.closed.is_some() || deadline > now {
+            return Ok(false);
+        }
+        let expected = events::aggregate::Aggregate::expected(&view.state);
+        let result = self
+            .run(license_id, None, |_| {
+                Ok((
+                    LicenseCommand::Expire {
+                        session_id: session,
+                        deadline,
+                        now,
+                    },
+                    Some(expected),
+                ))
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(ServiceError::Append(AppendError::Conflict { .. }))
+            | Err(ServiceError::Domain(DomainError::SessionNotFound))
+            | Err(ServiceError::Domain(DomainError::NotYetExpired(_))) => Ok(false),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// The current deadline of a live session (`None`: unknown or closed).
+    pub async fn deadline(
+        &self,
+        session: SessionId,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ServiceError> {
+        let Some(license_id) = self.sessions.license_of(&self.store, session).await? else {
+            return Ok(None);
+        };
+        let Some(acquired_deadline) = self
+            .with_session_license(license_id, session, |state| {
+                state.sessions.get(&session).map(|live| live.expires_at)
+            })
+            .await?
+        else {
+            return Ok(None);
+        };
+        let view = self.sessions.view(&self.store, session).await?;
+        Ok(view
+            .state
+            .closed
+            .is_none()
+            .then(|| current_deadline(acquired_deadline, &view.state)))
+    }
+}
