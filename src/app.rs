@@ -13,6 +13,7 @@ use crate::tokens::TokenWaiters;
 use crate::{minting, reaper};
 use anyhow::Context as _;
 use events::store::{connect, EventStore, GroupCommitConfig};
+use secrecy::ExposeSecret as _;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -85,7 +86,7 @@ pub fn signer_config(config: &Config) -> SignerConfig {
 /// Connects to Postgres (and applies migrations when `migrate`).
 pub async fn connect_store(config: &Config, migrate: bool) -> anyhow::Result<EventStore> {
     let pool = connect(
-        config.database_url.expose(),
+        config.database_url.expose_secret(),
         config.database_schema.as_deref(),
         config.db_max_connections,
     )
@@ -119,7 +120,8 @@ pub async fn connect_all(config: &Config, components: Components) -> anyhow::Res
         None
     };
     let redis = if components.serve || components.project {
-        let client = redis::Client::open(config.redis_url.expose()).context("parsing REDIS_URL")?;
+        let client =
+            redis::Client::open(config.redis_url.expose_secret()).context("parsing REDIS_URL")?;
         Some(
             redis::aio::ConnectionManager::new(client)
                 .await

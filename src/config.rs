@@ -1,33 +1,15 @@
 //! The service's configuration: one documented tree, loaded once from the
 //! environment (or flags), validated at startup. Secrets (database and Redis
-//! URLs, which may carry passwords) are redacted in `Debug`.
+//! URLs, which may carry passwords) are `secrecy::SecretString`s, redacted in
+//! `Debug`; read them with `ExposeSecret::expose_secret` only to connect.
 
 use clap::Args;
-use std::fmt;
+use secrecy::SecretString;
 use std::net::SocketAddr;
 
-/// A string that never shows up in logs or `Debug` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Self(s.to_owned()))
-    }
-}
-
-impl Secret {
-    /// The secret value (only for connecting).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
+/// Clap's parser for secret values (`SecretString` has no `FromStr`).
+fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(value))
 }
 
 /// Which backend signs license tokens.
@@ -55,9 +37,10 @@ pub struct Config {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/test"
+        default_value = "postgres://postgres@127.0.0.1:5432/test",
+        value_parser = secret
     )]
-    pub database_url: Secret,
+    pub database_url: SecretString,
     /// Postgres schema holding the log's tables (default: the connection's search_path).
     #[arg(long, env = "DATABASE_SCHEMA")]
     pub database_schema: Option<String>,
@@ -65,8 +48,13 @@ pub struct Config {
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
     /// Redis URL of the read model.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
-    pub redis_url: Secret,
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        value_parser = secret
+    )]
+    pub redis_url: SecretString,
     /// Key prefix of the Redis read model.
     #[arg(long, env = "REDIS_PREFIX", default_value = "ll:")]
     pub redis_prefix: String,

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 use licensed::app::{self, Components};
 use licensed::config::Config;
 use licensed::dev;
+use secrecy::ExposeSecret as _;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -168,7 +169,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn rebuild_projection(config: &Config) -> anyhow::Result<()> {
     config.validate(false).map_err(anyhow::Error::msg)?;
     let store = app::connect_store(config, false).await?;
-    let client = redis::Client::open(config.redis_url.expose()).context("parsing REDIS_URL")?;
+    let client =
+        redis::Client::open(config.redis_url.expose_secret()).context("parsing REDIS_URL")?;
     let conn = redis::aio::ConnectionManager::new(client)
         .await
         .context("connecting to Redis (REDIS_URL)")?;
