@@ -1,4 +1,4 @@
-//! Per-user rate limiting (GCRA, in memory, per process).
+//! Per-user rate limiting: `governor`'s keyed GCRA limiter, in memory, per process.
 //!
 //! Use as `axum::middleware::from_fn_with_state(limiter, ratelimit::layer)`.
 //! Every response gets the IETF draft headers `RateLimit-Limit`,
@@ -14,19 +14,24 @@
 //! handler still rejects a forged token, and forging subs only spreads the
 //! forger's own requests over more buckets — it cannot drain another user's
 //! bucket without also making requests under that user's name, which costs
-//! the forger the same. Bucket memory is capped ([`RateLimitConfig::max_buckets`]):
-//! full buckets are pruned, and when the table is still full new keys share
-//! one overflow bucket instead of growing memory.
+//! the forger the same.
+//!
+//! Memory. `governor` keeps one state per key and never forgets one by
+//! itself. Here its store is capped at [`RateLimitConfig::max_buckets`] keys:
+//! once full, known keys keep their own bucket and new keys share one
+//! overflow bucket (so the table holds at most `max_buckets + 1` entries).
+//! Every [`PRUNE_EVERY`] the next request also calls governor's
+//! `retain_recent`, which drops the buckets that are full again (they are
+//! indistinguishable from a fresh one), making room for new keys.
 //!
 //! Must not: verify tokens, log them, or keep state outside this process
 //! (each replica limits on its own; the limit is per replica).
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -34,14 +39,22 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use governor::clock::{Clock, DefaultClock, Reference};
+use governor::middleware::StateInformationMiddleware;
+use governor::nanos::Nanos;
+use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
+use governor::state::StateStore;
+use governor::Quota;
 
 use crate::auth::{bearer_token, Caller};
 use crate::problem::Problem;
 
-const SHARDS: usize = 16;
-const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// How often full buckets are dropped from memory.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(10);
 /// Tokens longer than this are not peeked at.
 const MAX_PEEK_BYTES: usize = 8 * 1024;
+/// Shared by new keys while the table is full; no request key looks like it
+/// (they all start with `user:`, `ip:` or are `anonymous`).
 const OVERFLOW_KEY: &str = "overflow";
 
 /// `RateLimit-Limit`.
@@ -60,7 +73,7 @@ pub struct RateLimitConfig {
     pub per_minute: u32,
     /// Requests allowed at once after idling (at least 1).
     pub burst: u32,
-    /// Most buckets kept in memory.
+    /// Most buckets kept in memory (plus one shared overflow bucket).
     pub max_buckets: usize,
 }
 
@@ -83,47 +96,111 @@ pub struct Decision {
     pub limit: u32,
     /// Requests left right now (`RateLimit-Remaining`).
     pub remaining: u32,
-    /// Until the bucket is full again (`RateLimit-Reset`).
+    /// Until the bucket is full again (`RateLimit-Reset`; for an allowed
+    /// request rounded up to a whole replenish interval).
     pub reset: Duration,
     /// For a denied request, until one more is allowed (`Retry-After`).
     pub retry_after: Duration,
 }
 
-#[derive(Default)]
-struct Shard {
-    /// Theoretical arrival time per key (GCRA); a TAT <= now is a full bucket.
-    tats: HashMap<String, Instant>,
-    last_prune: Option<Instant>,
+/// Governor's dashmap store with a ceiling on the number of keys.
+struct BoundedStore {
+    map: DashMapStateStore<String>,
+    max_keys: usize,
+    overflow: String,
     /// Whether the "table full" warning was logged since the last prune.
-    warned_full: bool,
+    warned_full: AtomicBool,
 }
 
-/// A GCRA limiter keyed by string; cheap to clone (shared state).
-#[derive(Clone)]
-pub struct RateLimiter {
-    config: RateLimitConfig,
-    interval: Duration,
-    shards: Arc<[Mutex<Shard>]>,
-}
+impl StateStore for BoundedStore {
+    type Key = String;
 
-impl std::fmt::Debug for RateLimiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimiter")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+    fn measure_and_replace<T, F, E>(&self, key: &String, f: F) -> Result<T, E>
+    where
+        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
+    {
+        // `contains_key` locks one shard; `len` (all shards) only for new keys.
+        let key = if self.map.contains_key(key) || self.map.len() < self.max_keys {
+            key
+        } else {
+            if !self.warned_full.swap(true, Ordering::Relaxed) {
+                tracing::warn!("rate-limit table full; new keys share the overflow bucket");
+            }
+            &self.overflow
+        };
+        self.map.measure_and_replace(key, f)
     }
 }
 
+impl ShrinkableKeyedStateStore<String> for BoundedStore {
+    fn retain_recent(&self, drop_below: Nanos) {
+        self.map.retain_recent(drop_below);
+        self.warned_full.store(false, Ordering::Relaxed);
+    }
+
+    fn shrink_to_fit(&self) {
+        self.map.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+type Keyed<C> = governor::RateLimiter<String, BoundedStore, C, StateInformationMiddleware>;
+
+struct Shared<C: Clock> {
+    keyed: Keyed<C>,
+    epoch: C::Instant,
+    /// Nanoseconds after `epoch` when the next prune is due.
+    next_prune: AtomicU64,
+}
+
+/// A keyed GCRA limiter; cheap to clone (shared state). The clock is a
+/// parameter so tests can drive time.
+#[derive(Clone)]
+pub struct RateLimiter<C: Clock = DefaultClock> {
+    config: RateLimitConfig,
+    interval: Duration,
+    shared: Arc<Shared<C>>,
+}
+
 impl RateLimiter {
-    /// A limiter with `config` (zero rates are raised to 1).
-    pub fn new(mut config: RateLimitConfig) -> Self {
+    /// A limiter with `config` on the real clock (zero values are raised to 1).
+    pub fn new(config: RateLimitConfig) -> Self {
+        Self::with_clock(config, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> RateLimiter<C> {
+    /// A limiter with `config` reading time from `clock`.
+    pub fn with_clock(mut config: RateLimitConfig, clock: C) -> Self {
         config.per_minute = config.per_minute.max(1);
         config.burst = config.burst.max(1);
-        config.max_buckets = config.max_buckets.max(SHARDS);
+        config.max_buckets = config.max_buckets.max(1);
+        let nonzero = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let quota =
+            Quota::per_minute(nonzero(config.per_minute)).allow_burst(nonzero(config.burst));
+        let store = BoundedStore {
+            map: DashMapStateStore::default(),
+            max_keys: config.max_buckets,
+            overflow: OVERFLOW_KEY.to_owned(),
+            warned_full: AtomicBool::new(false),
+        };
+        let keyed = Keyed::new(quota, store, clock);
+        let epoch = keyed.clock().now();
         Self {
             config,
-            interval: Duration::from_secs(60) / config.per_minute,
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            interval: quota.replenish_interval(),
+            shared: Arc::new(Shared {
+                keyed,
+                epoch,
+                next_prune: AtomicU64::new(Nanos::from(PRUNE_EVERY).as_u64()),
+            }),
         }
     }
 
@@ -133,60 +210,54 @@ impl RateLimiter {
     }
 
     /// Counts one request for `key` now.
-    pub fn check(&self, key: &str) -> Decision {
-        self.check_at(key, Instant::now())
+    pub fn check(&self, key: String) -> Decision {
+        self.prune_if_due();
+        let limit = self.config.burst;
+        match self.shared.keyed.check_key(&key) {
+            Ok(state) => {
+                let remaining = state.remaining_burst_capacity();
+                Decision {
+                    allowed: true,
+                    limit,
+                    remaining,
+                    reset: self.interval * limit.saturating_sub(remaining),
+                    retry_after: Duration::ZERO,
+                }
+            }
+            Err(not_until) => {
+                let retry_after = not_until.wait_time_from(self.shared.keyed.clock().now());
+                Decision {
+                    allowed: false,
+                    limit,
+                    remaining: 0,
+                    // The next request is allowed with one slot left in a
+                    // bucket `burst - 1` slots short of full.
+                    reset: retry_after + self.interval * (limit - 1),
+                    retry_after,
+                }
+            }
+        }
     }
 
-    /// Counts one request for `key` at `now` (GCRA).
-    pub fn check_at(&self, key: &str, now: Instant) -> Decision {
-        let window = self.interval * self.config.burst;
-        let mut shard = self.shards[shard_of(key)]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if shard
-            .last_prune
-            .is_none_or(|at| now.saturating_duration_since(at) >= PRUNE_EVERY)
+    /// Drops full buckets once per [`PRUNE_EVERY`] (one caller wins the race).
+    fn prune_if_due(&self) {
+        let shared = &self.shared;
+        let now = shared.keyed.clock().now().duration_since(shared.epoch);
+        let due = shared.next_prune.load(Ordering::Relaxed);
+        if now.as_u64() < due {
+            return;
+        }
+        let next = (now + PRUNE_EVERY).as_u64();
+        if shared
+            .next_prune
+            .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
         {
-            shard.tats.retain(|_, tat| *tat > now);
-            shard.last_prune = Some(now);
-            shard.warned_full = false;
-        }
-        let per_shard = self.config.max_buckets / SHARDS;
-        let key = if shard.tats.contains_key(key) || shard.tats.len() < per_shard {
-            key
-        } else {
-            shard.tats.retain(|_, tat| *tat > now);
-            if shard.tats.len() < per_shard {
-                key
-            } else {
-                if !shard.warned_full {
-                    shard.warned_full = true;
-                    tracing::warn!("rate-limit table full; new keys share the overflow bucket");
-                }
-                OVERFLOW_KEY
+            let before = shared.keyed.len();
+            shared.keyed.retain_recent();
+            if shared.keyed.len() < before {
+                shared.keyed.shrink_to_fit();
             }
-        };
-        let tat = shard.tats.get(key).copied().map_or(now, |t| t.max(now));
-        let new_tat = tat + self.interval;
-        // Allowed iff the new TAT is at most one window ahead of now.
-        let ahead = new_tat - now;
-        if ahead > window {
-            return Decision {
-                allowed: false,
-                limit: self.config.burst,
-                remaining: 0,
-                reset: tat - now,
-                retry_after: ahead - window,
-            };
-        }
-        shard.tats.insert(key.to_owned(), new_tat);
-        let remaining = ((window - ahead).as_nanos() / self.interval.as_nanos()) as u32;
-        Decision {
-            allowed: true,
-            limit: self.config.burst,
-            remaining,
-            reset: ahead,
-            retry_after: Duration::ZERO,
         }
     }
 
@@ -195,12 +266,6 @@ impl RateLimiter {
         let window = ceil_secs(self.interval * self.config.burst).max(1);
         format!("{};w={window}", self.config.burst)
     }
-}
-
-fn shard_of(key: &str) -> usize {
-    let mut hasher = DefaultHasher::new();
-    key.hash(&mut hasher);
-    (hasher.finish() as usize) % SHARDS
 }
 
 fn ceil_secs(d: Duration) -> u64 {
@@ -241,7 +306,7 @@ fn peek_user(headers: &HeaderMap) -> Option<String> {
 /// The middleware: counts the request, answers 429 when over the limit,
 /// and adds the `RateLimit-*` headers to every response.
 pub async fn layer(State(limiter): State<RateLimiter>, request: Request, next: Next) -> Response {
-    let decision = limiter.check(&request_key(&request));
+    let decision = limiter.check(request_key(&request));
     let mut response = if decision.allowed {
         next.run(request).await
     } else {
@@ -277,6 +342,7 @@ mod tests {
     use axum::extract::connect_info::MockConnectInfo;
     use axum::routing::get;
     use axum::Router;
+    use governor::clock::FakeRelativeClock;
     use serde_json::json;
     use tower::ServiceExt;
 
@@ -286,6 +352,12 @@ mod tests {
             burst,
             max_buckets: 1000,
         })
+    }
+
+    /// A limiter on a clock the test advances.
+    fn fake(config: RateLimitConfig) -> (RateLimiter<FakeRelativeClock>, FakeRelativeClock) {
+        let clock = FakeRelativeClock::default();
+        (RateLimiter::with_clock(config, clock.clone()), clock)
     }
 
     /// An unsigned token: the limiter only peeks, it never verifies.
@@ -317,37 +389,44 @@ mod tests {
 
     #[test]
     fn gcra_allows_a_burst_then_refills_at_the_rate() {
-        let l = limiter(60, 3); // one per second, three at once
-        let t0 = Instant::now();
-        let remaining: Vec<_> = (0..3).map(|_| l.check_at("k", t0).remaining).collect();
+        // One per second, three at once.
+        let (l, clock) = fake(RateLimitConfig {
+            per_minute: 60,
+            burst: 3,
+            max_buckets: 1000,
+        });
+        let remaining: Vec<_> = (0..3).map(|_| l.check("k".into()).remaining).collect();
         assert_eq!(remaining, [2, 1, 0]);
-        let denied = l.check_at("k", t0);
+        let denied = l.check("k".into());
         assert!(!denied.allowed);
         assert_eq!(denied.retry_after, Duration::from_secs(1));
-        assert!(!l.check_at("k", t0 + Duration::from_millis(999)).allowed);
-        assert!(l.check_at("k", t0 + Duration::from_secs(1)).allowed);
-        assert_eq!(
-            l.check_at("k", t0 + Duration::from_secs(10)).remaining,
-            2,
-            "full again"
-        );
+        clock.advance(Duration::from_millis(999));
+        assert!(!l.check("k".into()).allowed);
+        clock.advance(Duration::from_millis(1));
+        assert!(l.check("k".into()).allowed);
+        clock.advance(Duration::from_secs(9));
+        assert_eq!(l.check("k".into()).remaining, 2, "full again");
     }
 
     #[test]
     fn bucket_count_is_capped() {
-        let l = RateLimiter::new(RateLimitConfig {
+        let (l, clock) = fake(RateLimitConfig {
             per_minute: 60,
             burst: 1,
             max_buckets: 16,
         });
-        let t0 = Instant::now();
+        assert!(l.check("user:t/known".into()).allowed);
         for i in 0..1000 {
-            l.check_at(&format!("forged-{i}"), t0);
+            l.check(format!("forged-{i}"));
         }
-        let total: usize = l.shards.iter().map(|s| s.lock().unwrap().tats.len()).sum();
-        assert!(total <= 16 + SHARDS, "{total} buckets");
+        let total = l.shared.keyed.len();
+        assert!(total <= 16 + 1, "{total} buckets");
+        // A key that had a bucket keeps it while the table is full.
+        assert!(!l.check("user:t/known".into()).allowed);
         // Once those buckets are full again they are pruned for new keys.
-        assert!(l.check_at("fresh", t0 + Duration::from_secs(120)).allowed);
+        clock.advance(Duration::from_secs(120));
+        assert!(l.check("fresh".into()).allowed);
+        assert_eq!(l.shared.keyed.len(), 1, "only the fresh key is left");
     }
 
     #[tokio::test]
