@@ -3,7 +3,7 @@
 //! Exit codes: 0 success (for `verify`: everything verifies), 1 verification
 //! failed, 2 bad input or an operational error (message on stderr).
 
-use crate::keys::TrustedKeys;
+use crate::keys::{self, TrustedKeys};
 use crate::time::parse_time;
 use crate::{export, offline, render, report, state, svg, verify};
 use anyhow::Context as _;
@@ -172,13 +172,13 @@ async fn connect(cli: &Cli) -> anyhow::Result<EventStore> {
 async fn load_keys(args: &KeyArgs) -> anyhow::Result<TrustedKeys> {
     let mut keys = TrustedKeys::none();
     if let Some(path) = &args.key {
-        keys.merge(TrustedKeys::from_file(path, false)?);
+        keys.merge(keys::from_file(path, false)?);
     }
     if let Some(path) = &args.keys {
-        keys.merge(TrustedKeys::from_file(path, true)?);
+        keys.merge(keys::from_file(path, true)?);
     }
     if let Some(url) = &args.jwks_url {
-        keys.merge(TrustedKeys::from_url(url).await?);
+        keys.merge(keys::from_url(url).await?);
     }
     Ok(keys)
 }

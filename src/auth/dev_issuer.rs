@@ -20,8 +20,6 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use axum::http::header;
 use axum::routing::get;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use jsonwebtoken::jwk::{Jwk, KeyAlgorithm, PublicKeyUse, ThumbprintHash};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
@@ -116,7 +114,7 @@ impl DevIssuer {
         let spki = aws_lc_rs::signature::KeyPair::public_key(&pair)
             .as_der()
             .map_err(|_| anyhow::anyhow!("encoding the dev issuer public key failed"))?;
-        let public_pem = to_pem("PUBLIC KEY", spki.as_ref());
+        let public_pem = keys::pem_encode("PUBLIC KEY", spki.as_ref());
         let key = EncodingKey::from_rsa_pem(pem.as_bytes()).context("parsing dev issuer key")?;
         let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).context("deriving the JWK")?;
         let kid = jwk.thumbprint(ThumbprintHash::SHA256);
@@ -205,29 +203,16 @@ fn generate_pem() -> Result<String> {
     let der = pair
         .as_der()
         .map_err(|_| anyhow::anyhow!("encoding the RSA key as PKCS#8 failed"))?;
-    Ok(to_pem(PEM_LABEL, der.as_ref()))
-}
-
-/// PEM-armours `der` under `label`.
-fn to_pem(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut pem = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(line).unwrap_or_default());
-        pem.push('\n');
-    }
-    pem.push_str(&format!("-----END {label}-----\n"));
-    pem
+    Ok(keys::pem_encode(PEM_LABEL, der.as_ref()))
 }
 
 /// The DER inside a `PRIVATE KEY` PEM block.
 fn pem_body(pem: &str) -> Result<Vec<u8>> {
-    let begin = format!("-----BEGIN {PEM_LABEL}-----");
-    let end = format!("-----END {PEM_LABEL}-----");
-    let start = pem.find(&begin).context("no BEGIN PRIVATE KEY line")? + begin.len();
-    let stop = pem[start..].find(&end).context("no END PRIVATE KEY line")? + start;
-    let b64: String = pem[start..stop].split_whitespace().collect();
-    Ok(STANDARD.decode(b64)?)
+    let (label, der) = keys::pem_decode(pem)?;
+    if label != PEM_LABEL {
+        bail!("expected a BEGIN {PEM_LABEL} block");
+    }
+    Ok(der)
 }
 
 /// Creates `path` with mode 0600 (never clobbers) and writes `contents`.

@@ -10,7 +10,8 @@
 //! - [`JwksCache::spawn_refresher`] optionally refreshes in the background,
 //!   honouring the response's `Cache-Control: max-age`;
 //! - only RSA keys whose `alg` is RS256 or absent (and `use` is `sig` or
-//!   absent) are kept; everything else in the set is ignored.
+//!   absent) are kept; everything else in the set is ignored (the rule and
+//!   the parsing are `keys::parse_jwks`, shared with the auditor).
 //!
 //! Must not: decide whether a token is valid (see [`super::Authenticator`]).
 
@@ -19,7 +20,6 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::DecodingKey;
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 /// Largest JWKS document we accept.
@@ -36,9 +36,12 @@ pub enum JwksError {
     /// Network error or non-success status.
     #[error("fetching the JWKS failed: {0}")]
     Fetch(#[from] reqwest::Error),
-    /// The document is not a JWKS or is too large.
+    /// The document is too large.
     #[error("the JWKS document is invalid: {0}")]
     Invalid(String),
+    /// The document is not a JWKS (not JSON, no `keys` array).
+    #[error(transparent)]
+    Document(#[from] keys::KeyError),
 }
 
 /// What a key lookup found.
@@ -77,22 +80,6 @@ impl std::fmt::Debug for JwksCache {
             .field("min_refresh_interval", &self.min_refresh_interval)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Deserialize)]
-struct JwkSetDoc {
-    keys: Vec<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct RsaJwk {
-    kty: String,
-    kid: Option<String>,
-    alg: Option<String>,
-    #[serde(rename = "use")]
-    usage: Option<String>,
-    n: Option<String>,
-    e: Option<String>,
 }
 
 impl JwksCache {
@@ -236,29 +223,19 @@ impl JwksCache {
     }
 }
 
-/// Parses a JWKS document into the RS256-usable keys by kid.
+/// Parses a JWKS document into the RS256-usable keys by kid (which keys
+/// count is `keys::parse_jwks`' rule).
 fn parse_jwks(body: &[u8]) -> Result<HashMap<String, Arc<DecodingKey>>, JwksError> {
-    let doc: JwkSetDoc =
-        serde_json::from_slice(body).map_err(|e| JwksError::Invalid(e.to_string()))?;
-    let mut keys = HashMap::new();
-    for raw in doc.keys {
-        let Ok(jwk) = serde_json::from_value::<RsaJwk>(raw) else {
-            continue;
-        };
-        let usable = jwk.kty == "RSA"
-            && jwk.alg.as_deref().is_none_or(|alg| alg == "RS256")
-            && jwk.usage.as_deref().is_none_or(|u| u == "sig");
-        let (Some(kid), Some(n), Some(e), true) = (jwk.kid, jwk.n, jwk.e, usable) else {
-            continue;
-        };
-        match DecodingKey::from_rsa_components(&n, &e) {
+    let mut by_kid = HashMap::new();
+    for jwk in keys::parse_jwks(body)? {
+        match DecodingKey::from_rsa_components(&jwk.n, &jwk.e) {
             Ok(key) => {
-                keys.insert(kid, Arc::new(key));
+                by_kid.insert(jwk.kid, Arc::new(key));
             }
-            Err(error) => tracing::warn!(%kid, %error, "ignoring malformed JWK"),
+            Err(error) => tracing::warn!(kid = %jwk.kid, %error, "ignoring malformed JWK"),
         }
     }
-    Ok(keys)
+    Ok(by_kid)
 }
 
 /// The `max-age` of a `Cache-Control` header value, if any.

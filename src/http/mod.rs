@@ -62,9 +62,8 @@ impl FromRef<AppState> for Arc<Authenticator> {
 impl AppState {
     /// PEM of the public key `key_id` (refreshing the key list once if unknown).
     pub async fn public_key_pem(&self, key_id: &str) -> Result<String, Problem> {
-        let find = |keys: Vec<crate::signer::PublicKey>| {
-            keys.into_iter().find(|k| k.kid == key_id).map(|k| k.pem)
-        };
+        let find =
+            |keys: Vec<keys::PublicKey>| keys.into_iter().find(|k| k.kid == key_id).map(|k| k.pem);
         let keys = self.signer.public_keys().await.map_err(signer_problem)?;
         if let Some(pem) = find(keys) {
             return Ok(pem);

@@ -3,12 +3,12 @@
 use super::{ApiDoc, AppState};
 use crate::metrics;
 use crate::problem::Problem;
-use crate::signer::jwks_document;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use events::store::EventStore;
+use keys::jwks_document;
 use serde_json::{json, Value};
 use std::time::Duration;
 use utoipa::OpenApi;

@@ -19,10 +19,10 @@ use google_cloud_kms_v1::model::crypto_key_version::{
     CryptoKeyVersionAlgorithm as Algo, CryptoKeyVersionState,
 };
 use google_cloud_kms_v1::model::{CryptoKeyVersion, Digest};
+use keys::PublicKey;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::RwLock;
 
-use super::jwks::PublicKey;
 use super::{SignerError, SigningBackend};
 
 /// How many times a sign call is attempted when a CRC32C check fails.
@@ -233,7 +233,7 @@ impl KmsSigner {
                 algorithm: response.algorithm.name().unwrap_or("UNKNOWN").to_owned(),
             });
         }
-        PublicKey::from_pem(name, &response.pem)
+        Ok(PublicKey::from_pem(name, &response.pem)?)
     }
 
     async fn fetch_public_keys(&self) -> Result<Vec<PublicKey>, SignerError> {
@@ -275,11 +275,11 @@ mod tests {
     use aws_lc_rs::signature::RsaKeyPair;
 
     use super::*;
-    use crate::signer::jwks::pem_decode;
     use crate::signer::kms_standin::{KmsStandin, StandinFault, StandinVersion, STANDIN_KEY_NAME};
     use crate::signer::local::tests::{claims, TEST_KEY_PEM};
-    use crate::signer::{signing_public_key, verify_license_token, verify_license_token_jwk};
+    use crate::signer::signing_public_key;
     use crate::signer::{SignerBackendConfig, SignerConfig, TokenMinter};
+    use keys::{pem_decode, verify_license_token, verify_license_token_jwk};
 
     fn rsa_4096() -> Arc<RsaKeyPair> {
         let (_, der) = pem_decode(&TEST_KEY_PEM).unwrap();

@@ -22,9 +22,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use keys::PublicKey;
 use serde_json::{json, Value};
-
-use super::jwks::PublicKey;
 
 /// A well-formed crypto key name for tests that need no particular one.
 pub const STANDIN_KEY_NAME: &str =

@@ -15,9 +15,9 @@ use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{KeyPair as _, RsaKeyPair, RSA_PKCS1_SHA256};
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
+use keys::{pem_encode, private_key_from_pem, spki_der, PublicKey};
 use sha2::{Digest as _, Sha256};
 
-use super::jwks::{pem_decode, pem_encode, spki_der, PublicKey};
 use super::{SignerError, SigningBackend};
 
 /// An RSA key held in process memory, loaded from (or generated into) a PEM file.
@@ -66,14 +66,7 @@ impl LocalPemSigner {
 
     /// Parses a PKCS#8 (`PRIVATE KEY`) or PKCS#1 (`RSA PRIVATE KEY`) PEM.
     pub fn from_pem(pem: &str) -> Result<Self, SignerError> {
-        let (label, der) = pem_decode(pem)?;
-        let key = match label.as_str() {
-            "PRIVATE KEY" => RsaKeyPair::from_pkcs8(&der),
-            "RSA PRIVATE KEY" => RsaKeyPair::from_der(&der),
-            _ => return Err(SignerError::InvalidKey("expected a PRIVATE KEY PEM")),
-        }
-        .map_err(|_| SignerError::InvalidKey("not a valid RSA private key"))?;
-        Self::from_key_pair(key)
+        Self::from_key_pair(private_key_from_pem(pem)?)
     }
 
     /// Wraps an `aws-lc-rs` key pair.
@@ -147,8 +140,8 @@ pub(crate) mod tests {
     use std::sync::LazyLock;
 
     use super::*;
-    use crate::signer::token::{verify_license_token, verify_license_token_jwk};
-    use crate::signer::{LicenseClaims, TokenMinter};
+    use crate::signer::TokenMinter;
+    use keys::{verify_license_token, verify_license_token_jwk, LicenseClaims};
 
     /// One RSA-4096 key per test process (generation takes about a second).
     pub(crate) static TEST_KEY_PEM: LazyLock<String> = LazyLock::new(|| {

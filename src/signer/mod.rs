@@ -3,7 +3,8 @@
 //! Owns the [`SigningBackend`] trait and its two implementations — Google Cloud
 //! KMS ([`KmsSigner`], production) and a local PKCS#8 PEM key
 //! ([`LocalPemSigner`], development and tests) — plus token minting
-//! ([`TokenMinter`]) and the JWKS document of the published keys.
+//! ([`TokenMinter`]). Public keys, the JWKS document and token verification
+//! live in the `keys` crate, shared with the auditor.
 //!
 //! Policy:
 //! - RSA private-key work goes through `aws-lc-rs` (or Cloud KMS); never the
@@ -15,7 +16,6 @@
 //! - [`kms_standin`] is a local HTTP stand-in of the Cloud KMS REST API for
 //!   tests; it is never wired into production configuration by this module.
 
-pub mod jwks;
 pub mod kms;
 pub mod kms_standin;
 pub mod local;
@@ -25,11 +25,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use keys::{KeyError, PublicKey};
 
-pub use jwks::{jwks_document, PublicKey};
+/// The claims [`TokenMinter::mint`] signs (defined with their verification in `keys`).
+pub use keys::LicenseClaims;
 pub use kms::KmsSigner;
 pub use local::LocalPemSigner;
-pub use token::{verify_license_token, verify_license_token_jwk, LicenseClaims, TokenMinter};
+pub use token::TokenMinter;
 
 /// Everything that can go wrong while loading keys, signing or verifying.
 ///
@@ -101,9 +103,20 @@ pub enum SignerError {
     /// Claims or header could not be encoded as JSON.
     #[error("token encoding failed: {0}")]
     Encoding(#[from] serde_json::Error),
-    /// A license token failed verification.
-    #[error("invalid license token: {0}")]
-    InvalidToken(#[source] jsonwebtoken::errors::Error),
+    /// Any other failure reported by the `keys` crate.
+    #[error(transparent)]
+    Key(KeyError),
+}
+
+impl From<KeyError> for SignerError {
+    /// Unusable key material stays [`SignerError::InvalidKey`], so messages
+    /// read "invalid signing key: ..." whichever crate found the problem.
+    fn from(error: KeyError) -> Self {
+        match error {
+            KeyError::InvalidKey(reason) => Self::InvalidKey(reason),
+            other => Self::Key(other),
+        }
+    }
 }
 
 /// A place where an RS256 signing key lives.

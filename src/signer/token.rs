@@ -1,47 +1,19 @@
-//! License tokens: the claims, minting (RS256 via a [`SigningBackend`]) and verification.
+//! License tokens: minting (RS256 via a [`SigningBackend`]).
 //!
 //! Minting builds the JWS by hand (header, payload, signature, all base64url
 //! without padding) because the signature comes from a backend that may be
-//! remote (Cloud KMS). Verification uses `jsonwebtoken` with the algorithm
-//! pinned to RS256. Tokens are never logged.
+//! remote (Cloud KMS). The claims and verification live in `keys`
+//! ([`LicenseClaims`], `keys::verify_license_token`). Tokens are never logged.
 
 use std::fmt;
 use std::sync::Arc;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::{Deserialize, Serialize};
+use keys::LicenseClaims;
+use serde::Serialize;
 
 use super::{SignerError, SigningBackend};
-
-/// Allowed clock skew, in seconds, when checking `exp` and `nbf`.
-pub const VERIFY_LEEWAY_SECS: u64 = 30;
-
-/// The claims of a license token. Times are seconds since the Unix epoch.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LicenseClaims {
-    /// Issuer: the license server (overwritten by [`TokenMinter::mint`]).
-    pub iss: String,
-    /// Subject: the user id.
-    pub sub: String,
-    /// Tenant id.
-    pub tenant: String,
-    /// License id.
-    pub license: String,
-    /// Product the license is for.
-    pub product: String,
-    /// Session id of the seat.
-    pub sid: String,
-    /// Hardware id of the machine holding the seat.
-    pub hwid: String,
-    /// Issued at.
-    pub iat: i64,
-    /// Not before.
-    pub nbf: i64,
-    /// Expires at.
-    pub exp: i64,
-}
 
 #[derive(Serialize)]
 struct Header<'a> {
@@ -113,51 +85,12 @@ impl TokenMinter {
     }
 }
 
-/// Verifies a license token against an SPKI (or PKCS#1) public key PEM:
-/// RS256 only, `iss` must equal `expected_issuer`, `exp`/`nbf` checked with
-/// [`VERIFY_LEEWAY_SECS`] of leeway.
-pub fn verify_license_token(
-    token: &str,
-    public_key_pem: &str,
-    expected_issuer: &str,
-) -> Result<LicenseClaims, SignerError> {
-    let key =
-        DecodingKey::from_rsa_pem(public_key_pem.as_bytes()).map_err(SignerError::InvalidToken)?;
-    verify_with(token, &key, expected_issuer)
-}
-
-/// Like [`verify_license_token`], with the key given as JWK `n` and `e`
-/// (base64url), e.g. taken from the JWKS.
-pub fn verify_license_token_jwk(
-    token: &str,
-    n: &str,
-    e: &str,
-    expected_issuer: &str,
-) -> Result<LicenseClaims, SignerError> {
-    let key = DecodingKey::from_rsa_components(n, e).map_err(SignerError::InvalidToken)?;
-    verify_with(token, &key, expected_issuer)
-}
-
-fn verify_with(
-    token: &str,
-    key: &DecodingKey,
-    expected_issuer: &str,
-) -> Result<LicenseClaims, SignerError> {
-    let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_issuer(&[expected_issuer]);
-    validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
-    validation.validate_nbf = true;
-    validation.leeway = VERIFY_LEEWAY_SECS;
-    jsonwebtoken::decode::<LicenseClaims>(token, key, &validation)
-        .map(|data| data.claims)
-        .map_err(SignerError::InvalidToken)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::signer::local::tests::{claims, TEST_KEY_PEM};
     use crate::signer::LocalPemSigner;
+    use keys::verify_license_token;
 
     #[tokio::test]
     async fn minter_stamps_its_issuer_and_pins_rs256() {
@@ -172,18 +105,5 @@ mod tests {
         let payload = token.split('.').nth(1).unwrap();
         let none = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#));
         assert!(verify_license_token(&none, &pem, "https://ledger.test").is_err());
-    }
-
-    #[tokio::test]
-    async fn expired_token_is_refused() {
-        let signer = Arc::new(LocalPemSigner::from_pem(&TEST_KEY_PEM).unwrap());
-        let pem = signer.public_key().pem.clone();
-        let mut old = claims("iss");
-        old.iat -= 3600;
-        old.nbf -= 3600;
-        old.exp = old.iat + 60;
-        let token = TokenMinter::new(signer, "iss").mint(&old).await.unwrap();
-        let err = verify_license_token(&token, &pem, "iss").unwrap_err();
-        assert!(err.to_string().contains("xpired"), "{err}");
     }
 }

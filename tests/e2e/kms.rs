@@ -43,9 +43,8 @@ async fn kms_standin_signer_mints_tokens_that_verify_with_the_standin_key() {
         a.body["public_key_pem"].as_str().unwrap().trim(),
         standin_pem.trim()
     );
-    let claims =
-        licensed::signer::verify_license_token(jwt, &standin_pem, "https://license-ledger.test")
-            .expect("verifies with the stand-in's key");
+    let claims = keys::verify_license_token(jwt, &standin_pem, "https://license-ledger.test")
+        .expect("verifies with the stand-in's key");
     assert_eq!(claims.sub, "alice");
     assert_eq!(
         jsonwebtoken::decode_header(jwt).unwrap().kid.as_deref(),

@@ -202,7 +202,7 @@ async fn the_token_verifies_offline_and_through_the_jwks() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let jwt = a.body["license_token"].as_str().unwrap();
     let pem = a.body["public_key_pem"].as_str().unwrap();
-    let claims = licensed::signer::verify_license_token(jwt, pem, "https://license-ledger.test")
+    let claims = keys::verify_license_token(jwt, pem, "https://license-ledger.test")
         .expect("verifies with the PEM");
     assert_eq!(claims.sub, "alice");
     assert_eq!(claims.tenant, "acme");
@@ -224,7 +224,7 @@ async fn the_token_verifies_offline_and_through_the_jwks() {
         .iter()
         .find(|k| k["kid"] == kid.as_str())
         .expect("kid published");
-    licensed::signer::verify_license_token_jwk(
+    keys::verify_license_token_jwk(
         jwt,
         jwk["n"].as_str().unwrap(),
         jwk["e"].as_str().unwrap(),
@@ -237,12 +237,9 @@ async fn the_token_verifies_offline_and_through_the_jwks() {
     let mut payload: Value = serde_json::from_slice(&base64_url(&parts[1])).unwrap();
     payload["sub"] = Value::from("mallory");
     parts[1] = base64_encode(&serde_json::to_vec(&payload).unwrap());
-    assert!(licensed::signer::verify_license_token(
-        &parts.join("."),
-        pem,
-        "https://license-ledger.test"
-    )
-    .is_err());
+    assert!(
+        keys::verify_license_token(&parts.join("."), pem, "https://license-ledger.test").is_err()
+    );
 
     let tok = sys
         .app
@@ -313,7 +310,7 @@ async fn without_a_signer_acquire_answers_202_and_the_token_arrives_later() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let r = fetched.expect("the signer mints the token once it runs");
-    let claims = licensed::signer::verify_license_token(
+    let claims = keys::verify_license_token(
         r.body["license_token"].as_str().unwrap(),
         r.body["public_key_pem"].as_str().unwrap(),
         "https://license-ledger.test",

@@ -3,7 +3,7 @@
 use crate::support::{checkpointed, ledger, signer, tmp_path};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use replay::keys::TrustedKeys;
+use replay::keys;
 use replay::offline::verify_file;
 
 #[tokio::test]
@@ -47,7 +47,7 @@ async fn an_export_verifies_offline_and_any_byte_change_fails() {
     assert!(text.contains("content does not match its hash"), "{text}");
 
     // Any single-byte change anywhere is detected.
-    let keys = TrustedKeys::from_file(&signer().1, false).unwrap();
+    let keys = keys::from_file(&signer().1, false).unwrap();
     let scratch = tmp_path("mutant.jsonl");
     let mut runner = TestRunner::new(Config {
         cases: 96,
