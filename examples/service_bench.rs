@@ -14,7 +14,7 @@
 //! NATS), as a client on the same host would.
 
 use clap::Parser;
-use licensed::app::{self, Components};
+use licensed::app::{App, Components};
 use licensed::auth::dev_issuer::{DevIssuer, DEV_AUDIENCE, DEV_ISSUER};
 use licensed::config::Config;
 use licensed::signer::LocalPemSigner;
@@ -35,12 +35,6 @@ struct Args {
     /// Concurrent acquire clients.
     #[arg(long, default_value_t = 16)]
     acquire_clients: usize,
-}
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    config: Config,
 }
 
 /// Latencies of one run.
@@ -122,46 +116,24 @@ async fn main() -> anyhow::Result<()> {
     let router = issuer.router();
     tokio::spawn(async move { axum::serve(jwks_listener, router).await });
     let key_path = std::env::temp_dir().join(format!("ll-bench-{id}.pem"));
-    let config = Cli::parse_from([
-        "licensed",
-        "--database-url",
-        &db.url,
-        "--database-schema",
-        &db.schema,
-        "--nats-stream",
-        &stream,
-        "--nats-subject-prefix",
-        &prefix,
-        "--auth-jwks-url",
-        &jwks_url,
-        "--auth-issuer",
-        DEV_ISSUER,
-        "--auth-audience",
-        DEV_AUDIENCE,
-        "--signing-key-path",
-        &key_path.display().to_string(),
-        "--rate-limit-per-minute",
-        "100000000",
-        "--db-max-connections",
-        "32",
-        "--listen-addr",
-        "127.0.0.1:0",
-    ])
-    .config;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let shared = app::connect_all(&config, Components::all()).await?;
-    let auth = app::authenticator(&config);
+    let config = Config {
+        database_url: db.url.clone().into(),
+        database_schema: Some(db.schema.clone()),
+        nats_stream: stream.clone(),
+        nats_subject_prefix: prefix.clone(),
+        auth_jwks_url: jwks_url,
+        auth_issuer: DEV_ISSUER.into(),
+        auth_audience: DEV_AUDIENCE.into(),
+        signing_key_path: key_path.display().to_string(),
+        rate_limit_per_minute: 100_000_000,
+        db_max_connections: 32,
+        listen_addr: "127.0.0.1:0".parse()?,
+        ..Config::default()
+    };
+    let app = App::build(config, Components::all()).await?;
+    let base = format!("http://{}", app.local_addr()?);
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app::run(
-        config,
-        shared,
-        Components::all(),
-        Some(listener),
-        Some(auth),
-        None,
-        shutdown.clone(),
-    ));
+    let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;

@@ -13,13 +13,13 @@
 use crate::auth::{AuthConfig, Authenticator};
 use crate::config::{Config, SignerBackendKind};
 use crate::http::{self, ratelimit::RateLimitConfig, AppState};
-use publisher::PublisherConfig;
 use crate::service::Licenses;
 use crate::signer::{self, SignerBackendConfig, SignerConfig, SigningBackend, TokenMinter};
 use crate::workers::token_waiters::TokenWaiters;
 use crate::workers::{checkpoint, reap, sign};
 use anyhow::Context as _;
 use events::store::{connect, EventStore, GroupCommitConfig};
+use publisher::PublisherConfig;
 use secrecy::ExposeSecret as _;
 use std::future::Future;
 use std::net::SocketAddr;

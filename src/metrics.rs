@@ -79,12 +79,22 @@ fn registry() -> &'static Registry {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(EVENTS_APPENDED, "Events appended to the log by this process");
+    describe_counter!(
+        EVENTS_APPENDED,
+        "Events appended to the log by this process"
+    );
     describe_counter!(PUBLISHED, "Events published to JetStream");
     describe_counter!(PUBLISH_ERRORS, "Failed JetStream publish attempts");
-    describe_gauge!(PUBLISH_LAG, Unit::Seconds, "Commit-to-publish delay of the last batch");
+    describe_gauge!(
+        PUBLISH_LAG,
+        Unit::Seconds,
+        "Commit-to-publish delay of the last batch"
+    );
     describe_counter!(ACQUIRES, "Acquires that took a seat");
-    describe_counter!(ACQUIRES_EXISTING, "Acquires that returned an existing session");
+    describe_counter!(
+        ACQUIRES_EXISTING,
+        "Acquires that returned an existing session"
+    );
     describe_counter!(DENIALS, "Acquires turned away");
     describe_counter!(HEARTBEATS, "Heartbeats recorded");
     describe_counter!(RELEASES, "Sessions released");
@@ -95,7 +105,11 @@ fn describe() {
     describe_gauge!(LOG_HEAD, "Highest committed position");
     describe_gauge!(CONSUMER_POSITION, "Last position handled by a log consumer");
     describe_gauge!(CONSUMER_LAG, "Positions behind the head");
-    describe_gauge!(CONSUMER_STALLED, Unit::Seconds, "Time waiting on an open transaction");
+    describe_gauge!(
+        CONSUMER_STALLED,
+        Unit::Seconds,
+        "Time waiting on an open transaction"
+    );
 }
 
 /// Installs the recorder (once per process; later calls do nothing).

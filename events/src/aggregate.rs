@@ -17,8 +17,7 @@ use crate::envelope::{decode, new_event, new_event_with_id};
 use crate::license::LicenseState;
 use crate::session::SessionState;
 use crate::store::{
-    AppendError, AppendResult, EventStore, ExpectedVersion, RecordedEvent, StoreError,
-    StreamAppend,
+    AppendError, AppendResult, EventStore, ExpectedVersion, RecordedEvent, StoreError, StreamAppend,
 };
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -139,7 +138,12 @@ impl<T> Changes<T> {
     }
 
     /// Also appends `events` to `stream`, expecting `expected`.
-    pub fn also(mut self, stream: String, expected: ExpectedVersion, events: Vec<LicenseEvent>) -> Self {
+    pub fn also(
+        mut self,
+        stream: String,
+        expected: ExpectedVersion,
+        events: Vec<LicenseEvent>,
+    ) -> Self {
         if !events.is_empty() {
             self.also.push((stream, expected, events));
         }
@@ -272,7 +276,10 @@ where
         if changes.is_empty() {
             return Ok(changes.outcome);
         }
-        match store.append(appends(stream, state, metadata, &changes)).await {
+        match store
+            .append(appends(stream, state, metadata, &changes))
+            .await
+        {
             Ok(result) => {
                 fold_written(stream, state, &changes.events, &result);
                 return Ok(changes.outcome);
@@ -339,7 +346,9 @@ impl crate::license::Decision {
         let session = self.session_stream();
         let changes = Changes::new(self.license_events, self.outcome);
         match session {
-            Some(session) => changes.also(session.stream_name(), session_expected, self.session_events),
+            Some(session) => {
+                changes.also(session.stream_name(), session_expected, self.session_events)
+            }
             None => changes,
         }
     }

@@ -15,11 +15,11 @@
 use chrono::TimeDelta;
 use clap::Parser;
 use events::catalog::LicenseEvent;
+use events::envelope::{new_event, now, Metadata};
 use events::ids::{HardwareId, ProductId, SessionId, TenantId, UserId};
 use events::store::{EventStore, ExpectedVersion, GroupCommitConfig};
-use events::testing::TestDb;
-use events::envelope::{new_event, now, Metadata};
 use events::testing::Ledger;
+use events::testing::TestDb;
 use projections::{ProjectorStats, RedisProjection};
 use publisher::PublisherConfig;
 use std::sync::atomic::Ordering;

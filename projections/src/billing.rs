@@ -6,10 +6,10 @@
 //! `event_id` (the `Nats-Msg-Id`), so a redelivery never bills twice.
 //! [`consume`] is the JetStream side used by `examples/billing_consumer.rs`.
 
-use events::envelope::Envelope;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull};
 use chrono::{DateTime, Utc};
+use events::envelope::Envelope;
 use futures::StreamExt;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -38,7 +38,10 @@ impl SeatHours {
             .get("session_id")
             .and_then(|v| v.as_str())
             .map(str::to_owned);
-        let tenant = event.meta().tenant_id.map_or_else(|| "_".to_owned(), |t| t.to_string());
+        let tenant = event
+            .meta()
+            .tenant_id
+            .map_or_else(|| "_".to_owned(), |t| t.to_string());
         match (event.event_type.as_str(), session) {
             ("SeatAcquired", Some(session)) => {
                 self.open

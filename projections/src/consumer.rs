@@ -15,12 +15,12 @@
 //!   error drops the message stream and re-opens it after a short backoff,
 //!   resuming from the durable consumer's ack floor.
 
-use events::envelope::Envelope;
 use crate::projection::{Applied, ProjectionError, RedisProjection};
 use crate::rebuild::rebuild_with_stats;
 use crate::stats::ProjectorStats;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer::pull};
+use events::envelope::Envelope;
 use events::store::EventStore;
 use futures::{FutureExt, StreamExt};
 use std::sync::Arc;

@@ -3,9 +3,9 @@
 //! Postgres log (`read_stream`) and apply them first, then the event; a
 //! later version is never applied before an earlier one.
 
-use events::envelope::Envelope;
 use crate::projection::{Applied, ProjectionError, RedisProjection};
 use crate::stats::ProjectorStats;
+use events::envelope::Envelope;
 use events::store::EventStore;
 
 impl RedisProjection {

@@ -12,9 +12,9 @@
 //! ([`LicenseEvent::from_stored`]); this module only maps the facts onto
 //! keys. Must not: read the log or talk to NATS.
 
-use events::envelope::Envelope;
 use crate::keys;
 use events::catalog::LicenseEvent;
+use events::envelope::Envelope;
 use events::ids::{parse_stream, StreamKind};
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
@@ -321,7 +321,9 @@ fn session_of(event: &Envelope, decoded: Option<&LicenseEvent>) -> Option<Uuid> 
     if let Some(StreamKind::Session(id)) = parse_stream(&event.stream) {
         return Some(id.as_uuid());
     }
-    decoded.and_then(LicenseEvent::session_id).map(|s| s.as_uuid())
+    decoded
+        .and_then(LicenseEvent::session_id)
+        .map(|s| s.as_uuid())
 }
 
 fn decode(event: &Envelope) -> Option<LicenseEvent> {

@@ -7,10 +7,10 @@
 //! prefix from interleaving; a live consumer that finds the sentinel gone
 //! while another process rebuilds waits for it instead of starting its own.
 
-use events::envelope::Envelope;
 use crate::keys;
 use crate::projection::{Applied, ProjectionError, RedisProjection};
 use crate::stats::ProjectorStats;
+use events::envelope::Envelope;
 use events::store::EventStore;
 use redis::AsyncCommands;
 use std::sync::atomic::Ordering;

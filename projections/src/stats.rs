@@ -3,8 +3,8 @@
 //! the `metrics` facade as they move, so `/metrics` of a projector process
 //! exports them.
 
-use events::envelope::Envelope;
 use crate::projection::Applied;
+use events::envelope::Envelope;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Events applied to the Redis projection.

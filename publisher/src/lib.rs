@@ -16,13 +16,13 @@
 //!
 //! Must not: decide anything, or publish an event that is not committed.
 
-use events::store::SubscriptionStats;
-use std::sync::Arc;
 use anyhow::Context as _;
 use async_nats::jetstream::{self, message::PublishMessage};
 use events::envelope::Envelope;
+use events::store::SubscriptionStats;
 use events::store::{EventStore, RecordedEvent};
 use futures::{FutureExt, StreamExt};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 

@@ -202,10 +202,12 @@ pub fn verify_file(path: &Path, keys: &TrustedKeys) -> anyhow::Result<OfflineRep
             }
             (_, Line::Event(r)) => {
                 let position = r.position;
-                let (Some(prev), Some(hash), 0) =
-                    (hash32(&r.prev_hash), hash32(&r.hash), trailer)
+                let (Some(prev), Some(hash), 0) = (hash32(&r.prev_hash), hash32(&r.hash), trailer)
                 else {
-                    fail(&mut report, format!("line {n}: event with a malformed hash, or after the checkpoints"));
+                    fail(
+                        &mut report,
+                        format!("line {n}: event with a malformed hash, or after the checkpoints"),
+                    );
                     break;
                 };
                 if folded.last().is_some_and(|(p, _)| *p >= position) {

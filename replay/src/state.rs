@@ -9,9 +9,9 @@
 use crate::history::license_events;
 use crate::time::fmt_time;
 use chrono::{DateTime, Utc};
+use events::aggregate;
 use events::ids::LicenseId;
 use events::license::{self, LicenseState};
-use events::aggregate;
 use events::session::{current_deadline, SessionState};
 use events::store::EventStore;
 use serde::Serialize;

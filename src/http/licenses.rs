@@ -129,22 +129,18 @@ pub async fn acquire(
         .await?;
     let outcome = licenses.acquire(&actor, license_id, hardware_id, key).await;
     let response = match outcome? {
-        Acquisition::Denied { reason, .. } => {
-            Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "no-seat",
-                format!("acquire denied: {}", reason.as_str()),
-            )
-            .with("reason", reason.as_str()))
-        }
+        Acquisition::Denied { reason, .. } => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "no-seat",
+            format!("acquire denied: {}", reason.as_str()),
+        )
+        .with("reason", reason.as_str())),
         Acquisition::Granted {
             license_id,
             session_id,
             expires_at,
             existing: _,
-        } => {
-            Ok(granted(&state, &actor, license_id, session_id, expires_at).await?)
-        }
+        } => Ok(granted(&state, &actor, license_id, session_id, expires_at).await?),
     };
     metrics::observe_latency("acquire", started.elapsed());
     response

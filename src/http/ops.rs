@@ -24,13 +24,10 @@ pub async fn health() -> Json<Value> {
     responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is down", body = Problem, content_type = "application/problem+json")))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
     let timeout = Duration::from_secs(2);
-    let pg = tokio::time::timeout(
-        timeout,
-        state.licenses.store().ping(),
-    )
-    .await
-    .map(|r| r.is_ok())
-    .unwrap_or(false);
+    let pg = tokio::time::timeout(timeout, state.licenses.store().ping())
+        .await
+        .map(|r| r.is_ok())
+        .unwrap_or(false);
     let redis = match state.redis.clone() {
         Some(mut conn) => {
             tokio::time::timeout(timeout, redis::cmd("PING").query_async::<String>(&mut conn))

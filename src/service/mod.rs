@@ -119,7 +119,12 @@ pub struct Licenses {
 }
 
 /// The metadata of events of license `id`, written on behalf of `actor`.
-fn metadata(tenant: TenantId, id: LicenseId, product: ProductId, actor: Option<&Actor>) -> Metadata {
+fn metadata(
+    tenant: TenantId,
+    id: LicenseId,
+    product: ProductId,
+    actor: Option<&Actor>,
+) -> Metadata {
     Metadata {
         actor: actor.map(|a| a.user.to_string()),
         correlation_id: actor.and_then(|a| a.correlation_id.clone()),
@@ -190,9 +195,12 @@ impl Licenses {
         // Tenant and product never change once issued; an issue brings its own.
         let meta = match (&state.issued, command(&state)?.0) {
             (Some(info), _) => metadata(info.tenant_id.clone(), id, info.product.clone(), actor),
-            (None, LicenseCommand::Issue { tenant_id, product, .. }) => {
-                metadata(tenant_id, id, product, actor)
-            }
+            (
+                None,
+                LicenseCommand::Issue {
+                    tenant_id, product, ..
+                },
+            ) => metadata(tenant_id, id, product, actor),
             (None, _) => return Err(ServiceError::NotFound("license")),
         };
         if actor.is_some_and(|a| Some(&a.tenant) != meta.tenant_id.as_ref()) {

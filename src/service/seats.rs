@@ -44,7 +44,11 @@ impl Licenses {
                 expires_at,
                 existing,
             } => {
-                let counter = if existing { metrics::ACQUIRES_EXISTING } else { metrics::ACQUIRES };
+                let counter = if existing {
+                    metrics::ACQUIRES_EXISTING
+                } else {
+                    metrics::ACQUIRES
+                };
                 ::metrics::counter!(counter).increment(1);
                 self.sessions.remember_license(session_id, license_id);
                 let expires_at = if existing {

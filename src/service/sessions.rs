@@ -255,4 +255,3 @@ impl Licenses {
         Ok(view)
     }
 }
-

@@ -120,10 +120,15 @@ pub async fn handle(
         return Ok(false); // not ours (filtered by subject, but be strict)
     };
     let meta = envelope.meta();
-    let (Some(tenant), Some(license), Some(product)) =
-        (meta.tenant_id.clone(), meta.license_id, meta.product.clone())
-    else {
-        anyhow::bail!("SeatAcquired {} without tenant, license or product metadata", envelope.event_id);
+    let (Some(tenant), Some(license), Some(product)) = (
+        meta.tenant_id.clone(),
+        meta.license_id,
+        meta.product.clone(),
+    ) else {
+        anyhow::bail!(
+            "SeatAcquired {} without tenant, license or product metadata",
+            envelope.event_id
+        );
     };
     let stream = session_id.stream_name();
     let mut state: SessionState = aggregate::load(store, &stream).await?;
@@ -151,22 +156,17 @@ pub async fn handle(
     };
     let event_id = Uuid::new_v5(&TOKEN_EVENT_NAMESPACE, session_id.to_string().as_bytes());
     let key_id = minter.key_id().to_owned();
-    let recorded = aggregate::execute(
-        store,
-        &stream,
-        &mut state,
-        &metadata.to_value(),
-        |state| {
-            // Empty when a token is already recorded (a redelivery, or another signer won).
-            session::decide_token(state, session_id, key_id.clone(), token.clone())
-                .map(|events| Changes::new(events, ()).with_event_id(event_id))
-        },
-    )
+    let recorded = aggregate::execute(store, &stream, &mut state, &metadata.to_value(), |state| {
+        // Empty when a token is already recorded (a redelivery, or another signer won).
+        session::decide_token(state, session_id, key_id.clone(), token.clone())
+            .map(|events| Changes::new(events, ()).with_event_id(event_id))
+    })
     .await;
     match recorded {
         Ok(_) => Ok(state.token.as_ref().is_some_and(|t| t.token == token)),
         // The session ended meanwhile: its token is not needed any more.
         Err(aggregate::ExecuteError::Rejected(_)) => Ok(false),
-        Err(other) => Err(anyhow::Error::new(other).context(format!("recording the token of session {session_id}"))),
+        Err(other) => Err(anyhow::Error::new(other)
+            .context(format!("recording the token of session {session_id}"))),
     }
 }

@@ -3,8 +3,7 @@
 //! prefix) and Redis, with a dev token issuer serving its JWKS on its own
 //! listener. Tests run in parallel without seeing each other.
 
-use clap::Parser;
-use licensed::app::{self, Components};
+use licensed::app::{App, Components};
 use licensed::auth::dev_issuer::{DevIssuer, DEV_AUDIENCE, DEV_ISSUER};
 use licensed::config::Config;
 use reqwest::StatusCode;
@@ -15,12 +14,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    config: Config,
-}
 
 /// One RSA-4096 signing key per test process (generating one takes a while).
 pub fn signing_key_path() -> PathBuf {
@@ -80,48 +73,27 @@ impl Names {
     }
 }
 
-/// The configuration of one test app.
-pub async fn config(db: &events::testing::TestDb, names: &Names, extra: &[&str]) -> Config {
+/// The configuration of one test app: the defaults, pointed at the test's
+/// schema, stream, subject and key prefixes, the dev issuer and the shared
+/// test signing key, listening on a free port.
+pub async fn config(db: &events::testing::TestDb, names: &Names) -> Config {
     let (_, jwks_url) = issuer().await;
-    let key = signing_key_path();
-    let mut args: Vec<String> = vec![
-        "licensed".into(),
-        "--database-url".into(),
-        db.url.clone(),
-        "--database-schema".into(),
-        db.schema.clone(),
-        "--nats-stream".into(),
-        names.stream.clone(),
-        "--nats-subject-prefix".into(),
-        names.prefix.clone(),
-        "--auth-jwks-url".into(),
-        jwks_url,
-        "--auth-issuer".into(),
-        DEV_ISSUER.into(),
-        "--auth-audience".into(),
-        DEV_AUDIENCE.into(),
-        "--signing-key-path".into(),
-        key.display().to_string(),
-        "--token-issuer".into(),
-        "https://license-ledger.test".into(),
-        "--rate-limit-per-minute".into(),
-        "100000".into(),
-        "--reaper-interval-ms".into(),
-        "200".into(),
-        "--listen-addr".into(),
-        "127.0.0.1:0".into(),
-        "--redis-prefix".into(),
-        format!("{}:", names.prefix),
-    ];
-    // A flag given in `extra` replaces the default above.
-    let mut merged = vec![args.remove(0)];
-    for pair in args.chunks(2) {
-        if !extra.contains(&pair[0].as_str()) {
-            merged.extend_from_slice(pair);
-        }
+    Config {
+        database_url: db.url.clone().into(),
+        database_schema: Some(db.schema.clone()),
+        nats_stream: names.stream.clone(),
+        nats_subject_prefix: names.prefix.clone(),
+        auth_jwks_url: jwks_url,
+        auth_issuer: DEV_ISSUER.into(),
+        auth_audience: DEV_AUDIENCE.into(),
+        signing_key_path: signing_key_path().display().to_string(),
+        token_issuer: "https://license-ledger.test".into(),
+        rate_limit_per_minute: 100_000,
+        reaper_interval_ms: 200,
+        listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        redis_prefix: format!("{}:", names.prefix),
+        ..Config::default()
     }
-    merged.extend(extra.iter().map(|s| s.to_string()));
-    Cli::parse_from(merged).config
 }
 
 /// A running instance.
@@ -143,24 +115,12 @@ impl TestApp {
     }
 }
 
-/// Starts `components` with `config`.
+/// Builds and starts `components` with `config`, as `main` does.
 pub async fn start(config: Config, components: Components) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shared = app::connect_all(&config, components)
-        .await
-        .expect("connect the services");
-    let auth = components.serve.then(|| app::authenticator(&config));
+    let app = App::build(config, components).await.expect("build the app");
+    let addr = app.local_addr().expect("bound address");
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(app::run(
-        config,
-        shared,
-        components,
-        Some(listener),
-        auth,
-        None,
-        shutdown.clone(),
-    ));
+    let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         addr,
         http: reqwest::Client::new(),
@@ -178,13 +138,15 @@ pub struct System {
 
 impl System {
     pub async fn start() -> Self {
-        Self::start_with(&[]).await
+        Self::start_with(|_| {}).await
     }
 
-    pub async fn start_with(extra: &[&str]) -> Self {
+    /// Starts with the test configuration changed by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let db = events::testing::TestDb::new().await;
         let names = Names::random();
-        let config = config(&db, &names, extra).await;
+        let mut config = config(&db, &names).await;
+        tweak(&mut config);
         let app = start(config, Components::all()).await;
         Self { db, names, app }
     }

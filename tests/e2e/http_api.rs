@@ -387,12 +387,10 @@ async fn health_ready_openapi_and_swagger() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_and_rate_limits() {
-    let sys = System::start_with(&[
-        "--allowed-origins",
-        "https://app.example",
-        "--rate-limit-per-minute",
-        "60",
-    ])
+    let sys = System::start_with(|c| {
+        c.allowed_origins = vec!["https://app.example".into()];
+        c.rate_limit_per_minute = 60;
+    })
     .await;
     let alice = token("alice", "acme", false).await;
     let preflight = sys

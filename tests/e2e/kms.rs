@@ -4,6 +4,7 @@
 use crate::harness::{self, token, Names};
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use licensed::app::Components;
+use licensed::config::{Config, SignerBackendKind};
 use licensed::signer::kms_standin::{KmsStandin, StandinVersion, STANDIN_KEY_NAME};
 use reqwest::{Method, StatusCode};
 use std::sync::Arc;
@@ -17,21 +18,13 @@ async fn kms_standin_signer_mints_tokens_that_verify_with_the_standin_key() {
     let db = events::testing::TestDb::new().await;
     let names = Names::random();
     let version = standin.version_name(0);
-    let config = harness::config(
-        &db,
-        &names,
-        &[
-            "--signer-backend",
-            "kms",
-            "--kms-key-version",
-            &version,
-            "--kms-key-name",
-            standin.key_name(),
-            "--kms-endpoint",
-            standin.endpoint(),
-        ],
-    )
-    .await;
+    let config = Config {
+        signer_backend: SignerBackendKind::Kms,
+        kms_key_version: Some(version.clone()),
+        kms_key_name: Some(standin.key_name().to_owned()),
+        kms_endpoint: Some(standin.endpoint().to_owned()),
+        ..harness::config(&db, &names).await
+    };
     let app = harness::start(config, Components::all()).await;
     let license = app.issue("acme", 2, 360).await;
     let alice = token("alice", "acme", false).await;

@@ -57,7 +57,7 @@ async fn workload(licenses: Arc<Licenses>, rounds: usize) {
 async fn every_event_reaches_jetstream_once_in_order_across_a_publisher_crash() {
     let db = events::testing::TestDb::new().await;
     let names = Names::random();
-    let config = harness::config(&db, &names, &[]).await;
+    let config = harness::config(&db, &names).await;
     let publish = Components {
         publish: true,
         ..Components::default()

@@ -38,7 +38,7 @@ async fn race(apps: &[&harness::TestApp], license: &str, tenant: &str) -> (usize
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_hundred_concurrent_acquires_for_ten_seats() {
-    let sys = System::start_with(&["--acquire-token-wait-ms", "200"]).await;
+    let sys = System::start_with(|c| c.acquire_token_wait_ms = 200).await;
     let license = sys.app.issue("acme", 10, 360).await;
     let (granted, denied) = race(&[&sys.app], &license, "acme").await;
     assert_eq!((granted, denied), (10, 190));
@@ -49,8 +49,9 @@ async fn two_hundred_concurrent_acquires_for_ten_seats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_sharing_the_database_never_over_allocate() {
-    let sys = System::start_with(&["--acquire-token-wait-ms", "200"]).await;
-    let config = harness::config(&sys.db, &sys.names, &["--acquire-token-wait-ms", "200"]).await;
+    let sys = System::start_with(|c| c.acquire_token_wait_ms = 200).await;
+    let mut config = harness::config(&sys.db, &sys.names).await;
+    config.acquire_token_wait_ms = 200;
     let second = harness::start(
         config,
         Components {
@@ -272,7 +273,8 @@ fn base64_encode(b: &[u8]) -> String {
 async fn without_a_signer_acquire_answers_202_and_the_token_arrives_later() {
     let db = events::testing::TestDb::new().await;
     let names = harness::Names::random();
-    let config = harness::config(&db, &names, &["--acquire-token-wait-ms", "300"]).await;
+    let mut config = harness::config(&db, &names).await;
+    config.acquire_token_wait_ms = 300;
     let no_signer = Components {
         serve: true,
         publish: true,

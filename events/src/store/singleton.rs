@@ -27,7 +27,10 @@ impl SingletonLock {
 impl EventStore {
     /// Takes the advisory lock named `name` if it is free (`None`: another
     /// process holds it; try again later).
-    pub async fn try_lock_singleton(&self, name: &str) -> Result<Option<SingletonLock>, StoreError> {
+    pub async fn try_lock_singleton(
+        &self,
+        name: &str,
+    ) -> Result<Option<SingletonLock>, StoreError> {
         let mut conn = self.pool.acquire().await?.detach();
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
             .bind(name)

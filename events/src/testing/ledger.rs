@@ -64,9 +64,13 @@ impl Ledger {
         };
         let meta = Metadata::license(tenant_id.clone(), id, product.clone());
         let mut state = LicenseState::default();
-        aggregate::execute(&self.store, &id.stream_name(), &mut state, &meta.to_value(), |s| {
-            decide(s, command.clone()).map(|d| d.into_changes(ExpectedVersion::Any))
-        })
+        aggregate::execute(
+            &self.store,
+            &id.stream_name(),
+            &mut state,
+            &meta.to_value(),
+            |s| decide(s, command.clone()).map(|d| d.into_changes(ExpectedVersion::Any)),
+        )
         .await?;
         Ok(id)
     }
@@ -107,10 +111,12 @@ impl Ledger {
             idempotency_key: None,
             now: now(),
         };
-        Ok(match self.command(id, command, ExpectedVersion::Any).await? {
-            Outcome::Acquired { session_id, .. } => Some(session_id),
-            _ => None,
-        })
+        Ok(
+            match self.command(id, command, ExpectedVersion::Any).await? {
+                Outcome::Acquired { session_id, .. } => Some(session_id),
+                _ => None,
+            },
+        )
     }
 
     /// Records a heartbeat of `session` (of license `id`); returns the new deadline.

@@ -236,11 +236,7 @@ pub async fn workload(l: &Ledger) -> Workload {
 }
 
 /// Asserts Redis's counts match the pure fold of each license stream.
-pub async fn assert_matches_fold(
-    l: &Ledger,
-    projection: &RedisProjection,
-    licenses: &[LicenseId],
-) {
+pub async fn assert_matches_fold(l: &Ledger, projection: &RedisProjection, licenses: &[LicenseId]) {
     for id in licenses {
         let state = l.license(*id).await.unwrap();
         let usage = projection

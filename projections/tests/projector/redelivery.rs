@@ -3,8 +3,8 @@
 
 use crate::common::*;
 use async_nats::jetstream::{self, consumer::pull, message::PublishMessage};
-use futures::StreamExt;
 use events::envelope::Envelope;
+use futures::StreamExt;
 use projections::{Applied, ProjectorStats};
 use proptest::prelude::*;
 use std::sync::atomic::Ordering;
