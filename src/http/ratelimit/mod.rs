@@ -27,32 +27,31 @@
 //! Must not: verify tokens, log them, or keep state outside this process
 //! (each replica limits on its own; the limit is per replica).
 
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use governor::clock::{Clock, DefaultClock, Reference};
 use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
-use governor::state::keyed::{DashMapStateStore, ShrinkableKeyedStateStore};
-use governor::state::StateStore;
+use governor::state::keyed::DashMapStateStore;
 use governor::Quota;
 
-use crate::auth::{bearer_token, Caller};
 use crate::problem::Problem;
+
+mod key;
+mod store;
+
+pub use key::request_key;
+use store::BoundedStore;
 
 /// How often full buckets are dropped from memory.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(10);
-/// Tokens longer than this are not peeked at.
-const MAX_PEEK_BYTES: usize = 8 * 1024;
 /// Shared by new keys while the table is full; no request key looks like it
 /// (they all start with `user:`, `ip:` or are `anonymous`).
 const OVERFLOW_KEY: &str = "overflow";
@@ -103,57 +102,9 @@ pub struct Decision {
     pub retry_after: Duration,
 }
 
-/// Governor's dashmap store with a ceiling on the number of keys.
-struct BoundedStore {
-    map: DashMapStateStore<String>,
-    max_keys: usize,
-    overflow: String,
-    /// Whether the "table full" warning was logged since the last prune.
-    warned_full: AtomicBool,
-}
-
-impl StateStore for BoundedStore {
-    type Key = String;
-
-    fn measure_and_replace<T, F, E>(&self, key: &String, f: F) -> Result<T, E>
-    where
-        F: Fn(Option<Nanos>) -> Result<(T, Nanos), E>,
-    {
-        // `contains_key` locks one shard; `len` (all shards) only for new keys.
-        let key = if self.map.contains_key(key) || self.map.len() < self.max_keys {
-            key
-        } else {
-            if !self.warned_full.swap(true, Ordering::Relaxed) {
-                tracing::warn!("rate-limit table full; new keys share the overflow bucket");
-            }
-            &self.overflow
-        };
-        self.map.measure_and_replace(key, f)
-    }
-}
-
-impl ShrinkableKeyedStateStore<String> for BoundedStore {
-    fn retain_recent(&self, drop_below: Nanos) {
-        self.map.retain_recent(drop_below);
-        self.warned_full.store(false, Ordering::Relaxed);
-    }
-
-    fn shrink_to_fit(&self) {
-        self.map.shrink_to_fit();
-    }
-
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-}
-
 type Keyed<C> = governor::RateLimiter<String, BoundedStore, C, StateInformationMiddleware>;
 
-struct Shared<C: Clock> {
+struct Limits<C: Clock> {
     keyed: Keyed<C>,
     epoch: C::Instant,
     /// Nanoseconds after `epoch` when the next prune is due.
@@ -166,7 +117,7 @@ struct Shared<C: Clock> {
 pub struct RateLimiter<C: Clock = DefaultClock> {
     config: RateLimitConfig,
     interval: Duration,
-    shared: Arc<Shared<C>>,
+    shared: Arc<Limits<C>>,
 }
 
 impl RateLimiter {
@@ -196,7 +147,7 @@ impl<C: Clock> RateLimiter<C> {
         Self {
             config,
             interval: quota.replenish_interval(),
-            shared: Arc::new(Shared {
+            shared: Arc::new(Limits {
                 keyed,
                 epoch,
                 next_prune: AtomicU64::new(Nanos::from(PRUNE_EVERY).as_u64()),
@@ -272,37 +223,6 @@ fn ceil_secs(d: Duration) -> u64 {
     d.as_secs() + u64::from(d.subsec_nanos() > 0)
 }
 
-/// The rate-limit key of a request (see the module doc for the order).
-pub fn request_key(request: &Request) -> String {
-    if let Some(caller) = request.extensions().get::<Caller>() {
-        return user_key(&caller.tenant_id, &caller.user_id);
-    }
-    if let Some(key) = peek_user(request.headers()) {
-        return key;
-    }
-    match request.extensions().get::<ConnectInfo<SocketAddr>>() {
-        Some(ConnectInfo(addr)) => format!("ip:{}", addr.ip()),
-        None => "anonymous".to_owned(),
-    }
-}
-
-fn user_key(tenant: &str, sub: &str) -> String {
-    format!("user:{tenant}/{sub}")
-}
-
-/// `sub` + tenant from the bearer token's payload, unverified. Only values
-/// that pass the real format rules are used, which bounds key length.
-fn peek_user(headers: &HeaderMap) -> Option<String> {
-    let token = bearer_token(headers)?;
-    if token.len() > MAX_PEEK_BYTES {
-        return None;
-    }
-    let payload = token.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let claims: crate::auth::claims::UserClaims = serde_json::from_slice(&bytes).ok()?;
-    Some(user_key(claims.tenant().ok()?, claims.subject().ok()?))
-}
-
 /// The middleware: counts the request, answers 429 when over the limit,
 /// and adds the `RateLimit-*` headers to every response.
 pub async fn layer(State(limiter): State<RateLimiter>, request: Request, next: Next) -> Response {
@@ -342,8 +262,11 @@ mod tests {
     use axum::extract::connect_info::MockConnectInfo;
     use axum::routing::get;
     use axum::Router;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
     use governor::clock::FakeRelativeClock;
     use serde_json::json;
+    use std::net::SocketAddr;
     use tower::ServiceExt;
 
     fn limiter(per_minute: u32, burst: u32) -> RateLimiter {
@@ -361,7 +284,7 @@ mod tests {
     }
 
     /// An unsigned token: the limiter only peeks, it never verifies.
-    fn token(sub: &str, tenant: &str) -> String {
+    pub(super) fn token(sub: &str, tenant: &str) -> String {
         let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
         format!(
             "{}.{}.sig",
@@ -483,30 +406,6 @@ mod tests {
         assert_eq!(
             call(&by_ip, None).await.status(),
             StatusCode::TOO_MANY_REQUESTS
-        );
-    }
-
-    #[test]
-    fn keys_prefer_a_verified_caller_then_the_peeked_token_then_the_ip() {
-        let mut request = Request::get("/")
-            .header(
-                header::AUTHORIZATION,
-                format!("Bearer {}", token("bob", "acme")),
-            )
-            .body(Body::empty())
-            .unwrap();
-        assert_eq!(request_key(&request), "user:acme/bob");
-        request.extensions_mut().insert(Caller {
-            user_id: "carol".into(),
-            tenant_id: "t".into(),
-            is_admin: false,
-        });
-        assert_eq!(request_key(&request), "user:t/carol");
-        let bad = token("a\u{1}", "acme");
-        let request = Request::get("/").header(header::AUTHORIZATION, format!("Bearer {bad}"));
-        assert_eq!(
-            request_key(&request.body(Body::empty()).unwrap()),
-            "anonymous"
         );
     }
 }
