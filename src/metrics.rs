@@ -70,6 +70,22 @@ fn registry() -> &'static Registry {
             tracing::warn!("a metrics recorder was already installed");
         }
         describe();
+        // Registered at zero so that every counter is exported from the start.
+        for name in [
+            EVENTS_APPENDED,
+            PUBLISHED,
+            PUBLISH_ERRORS,
+            ACQUIRES,
+            ACQUIRES_EXISTING,
+            DENIALS,
+            HEARTBEATS,
+            RELEASES,
+            EXPIRIES,
+            TOKENS_MINTED,
+            SIGN_ERRORS,
+        ] {
+            metrics::counter!(name).absolute(0);
+        }
         Registry {
             handle,
             subscriptions: Mutex::default(),

@@ -8,6 +8,7 @@
 use crate::keys::{SignatureCheck, TrustedKeys};
 use events::audit::{checkpoint_message, parse_head, RunningHash, HEAD_LEN};
 use events::catalog::LicenseEvent;
+use events::envelope::Envelope;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -29,15 +30,11 @@ pub struct Claim {
 }
 
 impl Claim {
-    /// Parses a stored event; `None` when it is not a well-formed `CheckpointSigned`.
-    pub fn from_stored(
-        position: Option<i64>,
-        stream_version: i64,
-        event_type: &str,
-        schema: i32,
-        data: &serde_json::Value,
-    ) -> Option<Self> {
-        match LicenseEvent::from_stored(event_type, schema, data).ok()? {
+    /// Reads an event; `None` when it is not a well-formed `CheckpointSigned`.
+    /// `position` is where the claim itself sits (`None` when it does not count).
+    pub fn from_envelope(position: Option<i64>, event: &Envelope) -> Option<Self> {
+        let stream_version = event.stream_version;
+        match event.event().ok()? {
             LicenseEvent::CheckpointSigned {
                 up_to_position,
                 chain_head,

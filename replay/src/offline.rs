@@ -218,13 +218,7 @@ pub fn verify_file(path: &Path, keys: &TrustedKeys) -> anyhow::Result<OfflineRep
                     break;
                 }
                 chains.check(&r, &prev, &hash);
-                if let Some(claim) = Claim::from_stored(
-                    Some(position),
-                    r.stream_version,
-                    &r.event_type,
-                    r.schema_version,
-                    &r.data,
-                ) {
+                if let Some(claim) = Claim::from_envelope(Some(position), &r) {
                     report.checkpoints.push(CheckpointCheck {
                         claim,
                         status: Status::NotCovered,
@@ -234,13 +228,7 @@ pub fn verify_file(path: &Path, keys: &TrustedKeys) -> anyhow::Result<OfflineRep
                 report.events += 1;
             }
             (_, Line::Checkpoint(r)) => {
-                let claim = Claim::from_stored(
-                    None,
-                    r.stream_version,
-                    &r.event_type,
-                    r.schema_version,
-                    &r.data,
-                );
+                let claim = Claim::from_envelope(None, &r);
                 let (Some(prev), Some(hash), Some(claim)) =
                     (hash32(&r.prev_hash), hash32(&r.hash), claim)
                 else {

@@ -10,6 +10,7 @@ use crate::checkpoints::{
 };
 use crate::keys::TrustedKeys;
 use events::audit::{RunningHash, CHECKPOINT_STREAM};
+use events::envelope::Envelope;
 use events::store::{Break, EventStore};
 use futures::TryStreamExt as _;
 use serde::Serialize;
@@ -172,13 +173,7 @@ pub async fn load_claims(store: &EventStore) -> anyhow::Result<Vec<CheckpointChe
     loop {
         let batch = store.read_stream(CHECKPOINT_STREAM, from, 10_000).await?;
         for e in &batch {
-            let claim = Claim::from_stored(
-                Some(e.position),
-                e.stream_version,
-                &e.event_type,
-                e.schema_version,
-                &e.data,
-            );
+            let claim = Claim::from_envelope(Some(e.position), &Envelope::from(e));
             out.push(match claim {
                 Some(claim) => CheckpointCheck {
                     claim,

@@ -19,7 +19,7 @@
 pub mod kms;
 pub mod kms_standin;
 pub mod local;
-pub mod token;
+pub mod mint;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ use keys::{KeyError, PublicKey};
 pub use keys::LicenseClaims;
 pub use kms::KmsSigner;
 pub use local::LocalPemSigner;
-pub use token::TokenMinter;
+pub use mint::TokenMinter;
 
 /// Everything that can go wrong while loading keys, signing or verifying.
 ///

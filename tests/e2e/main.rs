@@ -4,6 +4,7 @@
 mod harness;
 mod http_api;
 mod kms;
+mod metrics;
 mod nats;
 mod seats;
 mod usage;
