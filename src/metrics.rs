@@ -70,22 +70,6 @@ fn registry() -> &'static Registry {
             tracing::warn!("a metrics recorder was already installed");
         }
         describe();
-        // Registered at zero so that every counter is exported from the start.
-        for name in [
-            EVENTS_APPENDED,
-            PUBLISHED,
-            PUBLISH_ERRORS,
-            ACQUIRES,
-            ACQUIRES_EXISTING,
-            DENIALS,
-            HEARTBEATS,
-            RELEASES,
-            EXPIRIES,
-            TOKENS_MINTED,
-            SIGN_ERRORS,
-        ] {
-            metrics::counter!(name).absolute(0);
-        }
         Registry {
             handle,
             subscriptions: Mutex::default(),
@@ -93,30 +77,38 @@ fn registry() -> &'static Registry {
     })
 }
 
+/// Every counter with its help text; each is exported from the start (at 0).
+const COUNTERS: [(&str, &str); 11] = [
+    (
+        EVENTS_APPENDED,
+        "Events appended to the log by this process",
+    ),
+    (PUBLISHED, "Events published to JetStream"),
+    (PUBLISH_ERRORS, "Failed JetStream publish attempts"),
+    (ACQUIRES, "Acquires that took a seat"),
+    (
+        ACQUIRES_EXISTING,
+        "Acquires that returned an existing session",
+    ),
+    (DENIALS, "Acquires turned away"),
+    (HEARTBEATS, "Heartbeats recorded"),
+    (RELEASES, "Sessions released"),
+    (EXPIRIES, "Sessions expired by the reaper"),
+    (TOKENS_MINTED, "License tokens minted"),
+    (SIGN_ERRORS, "Signing failures"),
+];
+
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(
-        EVENTS_APPENDED,
-        "Events appended to the log by this process"
-    );
-    describe_counter!(PUBLISHED, "Events published to JetStream");
-    describe_counter!(PUBLISH_ERRORS, "Failed JetStream publish attempts");
+    for (name, help) in COUNTERS {
+        describe_counter!(name, help);
+        metrics::counter!(name).absolute(0);
+    }
     describe_gauge!(
         PUBLISH_LAG,
         Unit::Seconds,
         "Commit-to-publish delay of the last batch"
     );
-    describe_counter!(ACQUIRES, "Acquires that took a seat");
-    describe_counter!(
-        ACQUIRES_EXISTING,
-        "Acquires that returned an existing session"
-    );
-    describe_counter!(DENIALS, "Acquires turned away");
-    describe_counter!(HEARTBEATS, "Heartbeats recorded");
-    describe_counter!(RELEASES, "Sessions released");
-    describe_counter!(EXPIRIES, "Sessions expired by the reaper");
-    describe_counter!(TOKENS_MINTED, "License tokens minted");
-    describe_counter!(SIGN_ERRORS, "Signing failures");
     describe_histogram!(REQUEST_DURATION, Unit::Seconds, "Command latency");
     describe_gauge!(LOG_HEAD, "Highest committed position");
     describe_gauge!(CONSUMER_POSITION, "Last position handled by a log consumer");

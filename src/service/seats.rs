@@ -132,12 +132,7 @@ impl Licenses {
         license_id: LicenseId,
         session: SessionId,
     ) -> Result<bool, ServiceError> {
-        let Some(acquired_deadline) = self
-            .with_session_license(license_id, session, |state| {
-                state.sessions.get(&session).map(|live| live.expires_at)
-            })
-            .await?
-        else {
+        let Some(acquired_deadline) = self.acquired_deadline(license_id, session).await? else {
             return Ok(false);
         };
         self.sessions.forget(session);
@@ -177,12 +172,7 @@ impl Licenses {
         let Some(license_id) = self.sessions.license_of(&self.store, session).await? else {
             return Ok(None);
         };
-        let Some(acquired_deadline) = self
-            .with_session_license(license_id, session, |state| {
-                state.sessions.get(&session).map(|live| live.expires_at)
-            })
-            .await?
-        else {
+        let Some(acquired_deadline) = self.acquired_deadline(license_id, session).await? else {
             return Ok(None);
         };
         let view = self.sessions.view(&self.store, session).await?;
@@ -191,5 +181,17 @@ impl Licenses {
             .closed
             .is_none()
             .then(|| current_deadline(acquired_deadline, &view.state)))
+    }
+
+    /// The deadline a live session got at acquire (`None`: not live).
+    async fn acquired_deadline(
+        &self,
+        license_id: LicenseId,
+        session: SessionId,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, ServiceError> {
+        self.with_session_license(license_id, session, |state| {
+            state.sessions.get(&session).map(|live| live.expires_at)
+        })
+        .await
     }
 }

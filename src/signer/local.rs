@@ -166,16 +166,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// Replaces one character of a base64url segment with another valid one.
-    fn alter(segment: &str) -> String {
-        let mut chars: Vec<char> = segment.chars().collect();
-        let i = chars.len() / 2;
-        chars[i] = if chars[i] == 'A' { 'B' } else { 'A' };
-        chars.into_iter().collect()
-    }
-
     #[tokio::test]
-    async fn local_round_trip_verifies_with_pem_and_jwk_and_rejects_alterations() {
+    async fn minted_tokens_verify_with_pem_and_jwk() {
         let signer = Arc::new(LocalPemSigner::from_pem(&TEST_KEY_PEM).unwrap());
         assert!(signer.key_id().starts_with("local-") && signer.key_id().len() == 22);
         let minter = TokenMinter::new(signer.clone(), "https://ledger.test");
@@ -193,13 +185,7 @@ pub(crate) mod tests {
         let via_jwk =
             verify_license_token_jwk(&token, &public.n, &public.e, "https://ledger.test").unwrap();
         assert_eq!(via_jwk, claims);
-
-        let parts: Vec<&str> = token.split('.').collect();
-        let bad_payload = format!("{}.{}.{}", parts[0], alter(parts[1]), parts[2]);
-        let bad_signature = format!("{}.{}.{}", parts[0], parts[1], alter(parts[2]));
-        for bad in [bad_payload, bad_signature] {
-            assert!(verify_license_token(&bad, &public.pem, "https://ledger.test").is_err());
-        }
+        // Altered tokens and other issuers are refused: see the `keys` crate's tests.
         assert!(verify_license_token(&token, &public.pem, "https://other.test").is_err());
     }
 

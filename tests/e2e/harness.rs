@@ -109,6 +109,12 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The body of `GET path`, as text.
+    pub async fn text(&self, path: &str) -> String {
+        let res = self.http.get(self.url(path)).send().await.expect("request");
+        res.text().await.expect("body")
+    }
+
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(10), self.task).await;

@@ -368,16 +368,7 @@ async fn health_ready_openapi_and_swagger() {
         .await
         .unwrap();
     assert_eq!(swagger.status(), StatusCode::OK);
-    let metrics = sys
-        .app
-        .http
-        .get(sys.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = sys.app.text("/metrics").await;
     assert!(metrics.contains("ledger_acquires_total"));
     let unknown = sys.app.call(Method::GET, "/nope", None, None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
