@@ -64,7 +64,7 @@ struct Version {
     algorithm: &'static str,
 }
 
-struct Shared {
+struct Standin {
     key_name: String,
     versions: Vec<Version>,
     fault: Mutex<StandinFault>,
@@ -74,7 +74,7 @@ struct Shared {
 /// A running KMS REST stand-in.
 pub struct KmsStandin {
     endpoint: String,
-    shared: Arc<Shared>,
+    shared: Arc<Standin>,
     server: tokio::task::JoinHandle<()>,
 }
 
@@ -112,7 +112,7 @@ impl KmsStandin {
                 })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Standin {
             key_name,
             versions,
             fault: Mutex::new(StandinFault::None),
@@ -203,7 +203,7 @@ fn crc32c_string(data: &[u8]) -> String {
     crc32c::crc32c(data).to_string()
 }
 
-impl Shared {
+impl Standin {
     fn version(&self, name: &str) -> Result<&Version, StandinError> {
         let version = self
             .versions
@@ -227,7 +227,7 @@ impl Shared {
     }
 }
 
-async fn get_route(State(shared): State<Arc<Shared>>, Path(path): Path<String>) -> Response {
+async fn get_route(State(shared): State<Arc<Standin>>, Path(path): Path<String>) -> Response {
     if let Some(name) = path.strip_suffix("/publicKey") {
         return match shared.version(name) {
             Ok(v) => Json(json!({
@@ -263,7 +263,7 @@ async fn get_route(State(shared): State<Arc<Shared>>, Path(path): Path<String>) 
 }
 
 async fn post_route(
-    State(shared): State<Arc<Shared>>,
+    State(shared): State<Arc<Standin>>,
     Path(path): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -277,7 +277,7 @@ async fn post_route(
     }
 }
 
-fn asymmetric_sign(shared: &Shared, name: &str, body: &[u8]) -> Result<Value, StandinError> {
+fn asymmetric_sign(shared: &Standin, name: &str, body: &[u8]) -> Result<Value, StandinError> {
     let invalid = |message: &str| error(StatusCode::BAD_REQUEST, "INVALID_ARGUMENT", message);
     let version = shared.version(name)?;
     let request: Value = serde_json::from_slice(body).map_err(|_| invalid("body is not JSON"))?;

@@ -8,7 +8,7 @@
 //!
 //! The publisher (`licensed publish`) is the `publisher` crate and the
 //! projector (`licensed project`) the `projections` crate. Workers are started and
-//! supervised by [`crate::app::App`].
+//! supervised by `App` (`src/app.rs`).
 
 pub mod checkpoint;
 pub mod reap;
