@@ -337,19 +337,30 @@ fn fold_written<A: Aggregate>(
 
 impl crate::license::Decision {
     /// The changes of a license decision: its license events on the license
-    /// stream, its session events (a release's or an expiry's close marker)
-    /// on the session stream, expecting `session_expected` there.
+    /// stream, its session events (close markers) on their session streams.
+    /// The first session stream (the one a release or an expiry closes) is
+    /// expected at `session_expected`; the others (sessions a suspension or a
+    /// seat reduction revokes) at any version.
     pub fn into_changes(
         self,
         session_expected: ExpectedVersion,
     ) -> Changes<crate::license::Outcome> {
-        let session = self.session_stream();
-        let changes = Changes::new(self.license_events, self.outcome);
-        match session {
-            Some(session) => {
-                changes.also(session.stream_name(), session_expected, self.session_events)
-            }
-            None => changes,
+        let sessions = self.sessions();
+        let mut changes = Changes::new(self.license_events, self.outcome);
+        for (i, session) in sessions.into_iter().enumerate() {
+            let events = self
+                .session_events
+                .iter()
+                .filter(|e| e.session_id() == Some(session))
+                .cloned()
+                .collect();
+            let expected = if i == 0 {
+                session_expected
+            } else {
+                ExpectedVersion::Any
+            };
+            changes = changes.also(session.stream_name(), expected, events);
         }
+        changes
     }
 }

@@ -14,6 +14,13 @@
 //! session stream, take [`current_deadline`], and decide
 //! `LicenseCommand::Expire` only if that deadline has passed.
 //!
+//! Tokens follow their seat: the first token is minted from `SeatAcquired`;
+//! a heartbeat that finds the current token past half its life appends
+//! `TokenRenewalDue` next to its `HeartbeatRecorded`, and the signer answers
+//! it with a new `TokenIssued`. Nothing is minted for a closed session, and a
+//! token recorded here always precedes the close marker (stream version), so
+//! every token of a session was signed while it lived.
+//!
 //! Must not: do I/O, read clocks, or decide allocation. Whether the caller
 //! may touch the session at all is a license-stream question:
 //! [`LicenseState::live_session`] first, then [`decide_heartbeat`].
@@ -34,6 +41,8 @@ pub struct SessionToken {
     pub key_id: String,
     /// The compact JWS.
     pub token: String,
+    /// Its `exp` (`None` for tokens recorded before renewal existed).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// The state of one session stream.
@@ -46,8 +55,10 @@ pub struct SessionState {
     pub closed: Option<CloseReason>,
     /// Deadline of the latest heartbeat; `None` before the first one.
     pub expires_at: Option<DateTime<Utc>>,
-    /// The token, once the signer has minted it.
+    /// The token, once the signer has minted it (the latest one).
     pub token: Option<SessionToken>,
+    /// A renewal was asked for and not answered yet.
+    pub renewal_due: bool,
 }
 
 impl Default for SessionState {
@@ -57,6 +68,7 @@ impl Default for SessionState {
             closed: None,
             expires_at: None,
             token: None,
+            renewal_due: false,
         }
     }
 }
@@ -79,12 +91,20 @@ pub fn apply(mut state: SessionState, event: &LicenseEvent) -> SessionState {
         // Latest wins: each heartbeat sets the deadline it computed.
         LicenseEvent::HeartbeatRecorded { expires_at, .. } => state.expires_at = Some(*expires_at),
         LicenseEvent::SessionClosed { reason, .. } => state.closed = Some(*reason),
-        LicenseEvent::TokenIssued { key_id, token, .. } => {
+        LicenseEvent::TokenIssued {
+            key_id,
+            token,
+            expires_at,
+            ..
+        } => {
             state.token = Some(SessionToken {
                 key_id: key_id.clone(),
                 token: token.clone(),
+                expires_at: *expires_at,
             });
+            state.renewal_due = false;
         }
+        LicenseEvent::TokenRenewalDue { .. } => state.renewal_due = true,
         _ => {}
     }
     state
@@ -96,7 +116,9 @@ pub fn current_deadline(acquired_expires_at: DateTime<Utc>, state: &SessionState
     state.expires_at.unwrap_or(acquired_expires_at)
 }
 
-/// Decides a heartbeat: extends the deadline to `now + ttl`.
+/// Decides a heartbeat: extends the deadline to `now + ttl`, and asks for
+/// a token renewal when the current token has less than half of
+/// `token_ttl` left (once: not while a renewal is pending).
 ///
 /// Append the result to `session-<id>` with expected version
 /// `state.version`. A heartbeat after the deadline but before the reaper
@@ -105,37 +127,61 @@ pub fn decide_heartbeat(
     state: &SessionState,
     session_id: SessionId,
     ttl: TimeDelta,
+    token_ttl: TimeDelta,
     now: DateTime<Utc>,
 ) -> Result<Vec<LicenseEvent>, DomainError> {
     if state.closed.is_some() {
         return Err(DomainError::SessionNotFound);
     }
-    Ok(vec![LicenseEvent::HeartbeatRecorded {
+    let mut events = vec![LicenseEvent::HeartbeatRecorded {
         session_id,
         expires_at: now + ttl,
-    }])
+    }];
+    if renewal_due(state, token_ttl, now) {
+        events.push(LicenseEvent::TokenRenewalDue { session_id });
+    }
+    Ok(events)
+}
+
+/// Whether a heartbeat at `now` should ask for a new token: there is one,
+/// none is pending, and it is past half its life (or its expiry is unknown).
+pub fn renewal_due(state: &SessionState, token_ttl: TimeDelta, now: DateTime<Utc>) -> bool {
+    let Some(token) = &state.token else {
+        return false; // the first token is minted from the acquisition
+    };
+    !state.renewal_due && token.expires_at.is_none_or(|exp| exp - now < token_ttl / 2)
+}
+
+/// What authorizes a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    /// The session's `SeatAcquired`: the first token.
+    Acquired,
+    /// A `TokenRenewalDue` of the session stream.
+    Renewal,
 }
 
 /// Decides recording a minted token. Idempotent for a redelivered signer
-/// message (a token already recorded gives no events); a closed session
-/// gets `SessionNotFound` (the token is not needed any more).
+/// message: a first token when one is recorded, or a renewal when none is
+/// pending, gives no events. A closed session gets `SessionNotFound` (the
+/// token is not needed any more and must not be recorded).
 pub fn decide_token(
     state: &SessionState,
-    session_id: SessionId,
-    key_id: String,
-    token: String,
+    grant: Grant,
+    issued: LicenseEvent,
 ) -> Result<Vec<LicenseEvent>, DomainError> {
     if state.closed.is_some() {
         return Err(DomainError::SessionNotFound);
     }
-    if state.token.is_some() {
-        return Ok(vec![]);
-    }
-    Ok(vec![LicenseEvent::TokenIssued {
-        session_id,
-        key_id,
-        token,
-    }])
+    let wanted = match grant {
+        Grant::Acquired => state.token.is_none(),
+        Grant::Renewal => state.renewal_due,
+    };
+    Ok(if wanted && matches!(issued, LicenseEvent::TokenIssued { .. }) {
+        vec![issued]
+    } else {
+        vec![]
+    })
 }
 
 #[cfg(test)]
@@ -151,6 +197,21 @@ mod tests {
         TimeDelta::seconds(360)
     }
 
+    fn token_ttl() -> TimeDelta {
+        TimeDelta::seconds(300)
+    }
+
+    fn issued(id: SessionId, token: &str, exp: DateTime<Utc>) -> LicenseEvent {
+        LicenseEvent::TokenIssued {
+            session_id: id,
+            key_id: "k1".into(),
+            token: token.into(),
+            jti: None,
+            expires_at: Some(exp),
+            authorized_by: None,
+        }
+    }
+
     #[test]
     fn heartbeat_extends_the_deadline() {
         let id = SessionId::new();
@@ -158,7 +219,7 @@ mod tests {
         let state = SessionState::default();
         assert_eq!(current_deadline(t(360), &state), t(360));
         // When it heartbeats at t=100
-        let events = decide_heartbeat(&state, id, ttl(), t(100)).unwrap();
+        let events = decide_heartbeat(&state, id, ttl(), token_ttl(), t(100)).unwrap();
         // Then the deadline moves to t=460, and the stream version to 0
         assert_eq!(
             events,
@@ -194,7 +255,7 @@ mod tests {
     #[test]
     fn heartbeat_after_close_fails() {
         let id = SessionId::new();
-        for reason in [CloseReason::Released, CloseReason::Expired] {
+        for reason in [CloseReason::Released, CloseReason::Expired, CloseReason::Revoked] {
             // Given a closed session
             let state = SessionState::fold(&[LicenseEvent::SessionClosed {
                 session_id: id,
@@ -202,7 +263,7 @@ mod tests {
             }]);
             // When it heartbeats, then it is not found
             assert_eq!(
-                decide_heartbeat(&state, id, ttl(), t(1)),
+                decide_heartbeat(&state, id, ttl(), token_ttl(), t(1)),
                 Err(DomainError::SessionNotFound)
             );
             assert_eq!(state.closed, Some(reason));
@@ -213,18 +274,20 @@ mod tests {
     fn token_is_recorded_once_and_not_after_close() {
         let id = SessionId::new();
         let state = SessionState::default();
-        let events = decide_token(&state, id, "k1".into(), "a.b.c".into()).unwrap();
-        assert_eq!(events.len(), 1);
+        let first = issued(id, "a.b.c", t(300));
+        let events = decide_token(&state, Grant::Acquired, first.clone()).unwrap();
+        assert_eq!(events, vec![first]);
         let state = SessionState::fold(&events);
         let expected = SessionToken {
             key_id: "k1".into(),
             token: "a.b.c".into(),
+            expires_at: Some(t(300)),
         };
         assert_eq!(state.token.as_ref(), Some(&expected));
-        assert_eq!(
-            decide_token(&state, id, "k1".into(), "x.y.z".into()),
-            Ok(vec![])
-        );
+        let again = issued(id, "x.y.z", t(300));
+        assert_eq!(decide_token(&state, Grant::Acquired, again.clone()), Ok(vec![]));
+        // No renewal was asked for: nothing to record either.
+        assert_eq!(decide_token(&state, Grant::Renewal, again.clone()), Ok(vec![]));
         let closed = apply(
             state,
             &LicenseEvent::SessionClosed {
@@ -233,9 +296,34 @@ mod tests {
             },
         );
         assert_eq!(
-            decide_token(&closed, id, "k".into(), "t".into()),
+            decide_token(&closed, Grant::Acquired, again),
             Err(DomainError::SessionNotFound)
         );
+    }
+
+    #[test]
+    fn renewal_is_asked_once_past_half_life_and_answered_once() {
+        let id = SessionId::new();
+        // Given a token minted at t=0, valid until t=300
+        let state = SessionState::fold(&[issued(id, "a", t(300))]);
+        // When heartbeats come before half its life, no renewal is asked
+        let early = decide_heartbeat(&state, id, ttl(), token_ttl(), t(140)).unwrap();
+        assert_eq!(early.len(), 1);
+        // Past half its life, one is
+        let late = decide_heartbeat(&state, id, ttl(), token_ttl(), t(160)).unwrap();
+        assert_eq!(late[1], LicenseEvent::TokenRenewalDue { session_id: id });
+        let pending = late.iter().fold(state, apply);
+        assert!(pending.renewal_due);
+        // ... and not again while it is pending
+        let again = decide_heartbeat(&pending, id, ttl(), token_ttl(), t(200)).unwrap();
+        assert_eq!(again.len(), 1);
+        // The signer answers it once; the new token clears the request
+        let renewed = issued(id, "b", t(460));
+        let events = decide_token(&pending, Grant::Renewal, renewed.clone()).unwrap();
+        let state = events.iter().fold(pending, apply);
+        assert!(!state.renewal_due);
+        assert_eq!(state.token.as_ref().and_then(|t| t.expires_at), Some(t(460)));
+        assert_eq!(decide_token(&state, Grant::Renewal, renewed), Ok(vec![]));
     }
 
     #[test]
@@ -243,7 +331,10 @@ mod tests {
         let id = SessionId::new();
         let state = apply(
             SessionState::default(),
-            &LicenseEvent::SeatReleased { session_id: id },
+            &LicenseEvent::SeatReleased {
+                session_id: id,
+                tokens_valid_until: None,
+            },
         );
         assert_eq!(state, SessionState::default());
     }

@@ -50,6 +50,22 @@ pub enum CloseReason {
     Released,
     /// Ended by the reaper after its deadline passed without a heartbeat.
     Expired,
+    /// Ended by the license (suspension or a seat reduction).
+    Revoked,
+}
+
+/// Why the license ended a live session.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    /// The license was suspended.
+    Suspended,
+    /// The seat count was lowered below the live sessions (newest ended first).
+    SeatsReduced,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Which kind of stream an event is written to.
@@ -81,6 +97,14 @@ pub enum LicenseEvent {
         session_ttl_secs: u32,
         /// No new seats after this instant; `None` = perpetual.
         valid_until: Option<DateTime<Utc>>,
+        /// Lifetime of each license token, seconds (`None`: the default,
+        /// never longer than the session TTL).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token_ttl_secs: Option<u32>,
+        /// Strict seat accounting: a freed seat is not granted again while a
+        /// token issued for it may still be unexpired.
+        #[serde(default, skip_serializing_if = "is_false")]
+        strict_seats: bool,
     },
     /// An admin changed the seat count (license stream).
     SeatsChanged {
@@ -120,6 +144,10 @@ pub enum LicenseEvent {
     SeatReleased {
         /// The ended session.
         session_id: SessionId,
+        /// No token of the session is valid after this instant (the end plus
+        /// one token lifetime); absent on events written before tokens were renewed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokens_valid_until: Option<DateTime<Utc>>,
     },
     /// The reaper ended a session whose deadline passed (license stream).
     SessionExpired {
@@ -127,6 +155,19 @@ pub enum LicenseEvent {
         session_id: SessionId,
         /// The deadline that passed.
         deadline: DateTime<Utc>,
+        /// As in `SeatReleased`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokens_valid_until: Option<DateTime<Utc>>,
+    },
+    /// The license ended a live session: suspension, or a seat reduction
+    /// below the live sessions (license stream).
+    SessionRevoked {
+        /// The ended session.
+        session_id: SessionId,
+        /// Why.
+        reason: RevokeReason,
+        /// As in `SeatReleased`.
+        tokens_valid_until: DateTime<Utc>,
     },
     /// A client heartbeat extended its session (session stream).
     HeartbeatRecorded {
@@ -144,7 +185,13 @@ pub enum LicenseEvent {
         /// Released or expired.
         reason: CloseReason,
     },
-    /// The signer minted the session's license token (session stream).
+    /// A heartbeat found the session's token past half its life: the signer
+    /// is asked for a renewal (session stream).
+    TokenRenewalDue {
+        /// The session.
+        session_id: SessionId,
+    },
+    /// The signer minted the session's license token, first or renewed (session stream).
     TokenIssued {
         /// The session.
         session_id: SessionId,
@@ -152,6 +199,15 @@ pub enum LicenseEvent {
         key_id: String,
         /// The compact JWS.
         token: String,
+        /// The token's `jti`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        jti: Option<uuid::Uuid>,
+        /// The token's `exp`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<DateTime<Utc>>,
+        /// Log position of the event that authorized it (`SeatAcquired` or `TokenRenewalDue`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authorized_by: Option<i64>,
     },
     /// The log's chain head was signed (stream `checkpoints`).
     CheckpointSigned {
@@ -176,8 +232,10 @@ pub const EVENT_TYPES: &[(&str, i32)] = &[
     ("AcquireDenied", 1),
     ("SeatReleased", 1),
     ("SessionExpired", 1),
+    ("SessionRevoked", 1),
     ("HeartbeatRecorded", 1),
     ("SessionClosed", 1),
+    ("TokenRenewalDue", 1),
     ("TokenIssued", 1),
     ("CheckpointSigned", 1),
 ];
@@ -224,8 +282,10 @@ impl LicenseEvent {
             Self::AcquireDenied { .. } => "AcquireDenied",
             Self::SeatReleased { .. } => "SeatReleased",
             Self::SessionExpired { .. } => "SessionExpired",
+            Self::SessionRevoked { .. } => "SessionRevoked",
             Self::HeartbeatRecorded { .. } => "HeartbeatRecorded",
             Self::SessionClosed { .. } => "SessionClosed",
+            Self::TokenRenewalDue { .. } => "TokenRenewalDue",
             Self::TokenIssued { .. } => "TokenIssued",
             Self::CheckpointSigned { .. } => "CheckpointSigned",
         }
@@ -246,9 +306,11 @@ impl LicenseEvent {
             | Self::SeatAcquired { .. }
             | Self::AcquireDenied { .. }
             | Self::SeatReleased { .. }
-            | Self::SessionExpired { .. } => StreamCategory::License,
+            | Self::SessionExpired { .. }
+            | Self::SessionRevoked { .. } => StreamCategory::License,
             Self::HeartbeatRecorded { .. }
             | Self::SessionClosed { .. }
+            | Self::TokenRenewalDue { .. }
             | Self::TokenIssued { .. } => StreamCategory::Session,
             Self::CheckpointSigned { .. } => StreamCategory::Checkpoints,
         }
@@ -258,10 +320,12 @@ impl LicenseEvent {
     pub fn session_id(&self) -> Option<SessionId> {
         match self {
             Self::SeatAcquired { session_id, .. }
-            | Self::SeatReleased { session_id }
+            | Self::SeatReleased { session_id, .. }
             | Self::SessionExpired { session_id, .. }
+            | Self::SessionRevoked { session_id, .. }
             | Self::HeartbeatRecorded { session_id, .. }
             | Self::SessionClosed { session_id, .. }
+            | Self::TokenRenewalDue { session_id }
             | Self::TokenIssued { session_id, .. } => Some(*session_id),
             _ => None,
         }

@@ -18,7 +18,9 @@ pub(crate) fn samples() -> Vec<LicenseEvent> {
             seats: 10,
             session_ttl_secs: 360,
             valid_until: Some(at),
-        },
+        token_ttl_secs: None,
+        strict_seats: false,
+    },
         LicenseEvent::SeatsChanged { seats: 5 },
         LicenseEvent::LicenseSuspended {
             reason: "unpaid invoice".into(),
@@ -36,10 +38,19 @@ pub(crate) fn samples() -> Vec<LicenseEvent> {
             hardware_id,
             reason: DenialReason::NoSeats,
         },
-        LicenseEvent::SeatReleased { session_id },
+        LicenseEvent::SeatReleased {
+            session_id,
+            tokens_valid_until: Some(at),
+        },
         LicenseEvent::SessionExpired {
             session_id,
             deadline: at,
+            tokens_valid_until: Some(at),
+        },
+        LicenseEvent::SessionRevoked {
+            session_id,
+            reason: RevokeReason::Suspended,
+            tokens_valid_until: at,
         },
         LicenseEvent::HeartbeatRecorded {
             session_id,
@@ -49,10 +60,14 @@ pub(crate) fn samples() -> Vec<LicenseEvent> {
             session_id,
             reason: CloseReason::Expired,
         },
+        LicenseEvent::TokenRenewalDue { session_id },
         LicenseEvent::TokenIssued {
             session_id,
             key_id: "1".into(),
             token: "a.b.c".into(),
+            jti: Some(Uuid::from_u128(9)),
+            expires_at: Some(at),
+            authorized_by: Some(41),
         },
         LicenseEvent::CheckpointSigned {
             up_to_position: 42,
@@ -85,7 +100,8 @@ fn wire_names_are_snake_case() {
     let denied = &samples()[5];
     assert_eq!(denied.data()["reason"], "no_seats");
     assert_eq!(DenialReason::LicenseExpired.as_str(), "license_expired");
-    assert_eq!(samples()[9].data()["reason"], "expired");
+    assert_eq!(samples()[10].data()["reason"], "expired");
+    assert_eq!(samples()[8].data()["reason"], "suspended");
     assert_eq!(samples()[3].data(), serde_json::json!({}));
 }
 
@@ -120,7 +136,9 @@ fn stored_garbage_is_rejected_with_a_typed_error() {
 fn categories_and_session_ids() {
     for event in samples() {
         let expected = match event.event_type() {
-            "HeartbeatRecorded" | "SessionClosed" | "TokenIssued" => StreamCategory::Session,
+            "HeartbeatRecorded" | "SessionClosed" | "TokenRenewalDue" | "TokenIssued" => {
+                StreamCategory::Session
+            }
             "CheckpointSigned" => StreamCategory::Checkpoints,
             _ => StreamCategory::License,
         };

@@ -7,7 +7,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{DomainError, LicenseState, MAX_REASON_CHARS, SEATS_RANGE, SESSION_TTL_RANGE};
-use crate::catalog::{CloseReason, DenialReason, LicenseEvent};
+use crate::catalog::{CloseReason, DenialReason, LicenseEvent, RevokeReason};
 use crate::ids::{HardwareId, IdempotencyKey, LicenseId, ProductId, SessionId, TenantId, UserId};
 
 /// What a caller asks of a license.
@@ -27,17 +27,26 @@ pub enum LicenseCommand {
         session_ttl_secs: u32,
         /// No new seats after this instant.
         valid_until: Option<DateTime<Utc>>,
+        /// Token lifetime in seconds, 1..=`session_ttl_secs` (`None`: the default).
+        token_ttl_secs: Option<u32>,
+        /// Strict seat accounting.
+        strict_seats: bool,
     },
-    /// Set the seat count (admin). Going below the sessions in use is
-    /// allowed: they keep running, new acquires are denied until enough end.
+    /// Set the seat count (admin). Going below the live sessions revokes
+    /// the newest ones (their renewal stops; their seats stay held by their
+    /// tokens under strict accounting).
     ChangeSeats {
         /// New seat count, in [`SEATS_RANGE`].
         seats: u32,
+        /// The caller's clock.
+        now: DateTime<Utc>,
     },
-    /// Deny new acquires (admin). Live sessions keep running.
+    /// Deny new acquires and revoke every live session (admin).
     Suspend {
         /// Why, 1..=[`MAX_REASON_CHARS`] characters.
         reason: String,
+        /// The caller's clock.
+        now: DateTime<Utc>,
     },
     /// Lift a suspension (admin).
     Reinstate,
@@ -61,6 +70,8 @@ pub enum LicenseCommand {
         session_id: SessionId,
         /// The caller; `None` = admin (may release any session).
         user_id: Option<UserId>,
+        /// The caller's clock.
+        now: DateTime<Utc>,
     },
     /// End a session whose deadline passed (the reaper).
     Expire {
@@ -88,7 +99,13 @@ pub enum Outcome {
         existing: bool,
     },
     /// The acquire was turned away; the `AcquireDenied` event is still appended.
-    Denied(DenialReason),
+    Denied {
+        /// Why.
+        reason: DenialReason,
+        /// When a seat frees, if that is known (strict accounting: when the
+        /// tokens holding the seats lapse).
+        retry_at: Option<DateTime<Utc>>,
+    },
     /// Any other command succeeded (possibly as a no-op with no events).
     Done,
 }
@@ -122,11 +139,23 @@ impl Decision {
         Self::license(Vec::new(), outcome)
     }
 
-    /// The session whose stream `session_events` go to.
+    /// The first session whose stream `session_events` go to (the one a
+    /// release or an expiry closes).
     pub fn session_stream(&self) -> Option<SessionId> {
         self.session_events
             .first()
             .and_then(LicenseEvent::session_id)
+    }
+
+    /// Every session whose stream `session_events` go to, in order.
+    pub fn sessions(&self) -> Vec<SessionId> {
+        let mut out: Vec<SessionId> = Vec::new();
+        for id in self.session_events.iter().filter_map(LicenseEvent::session_id) {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        out
     }
 
     /// `true` when there is nothing to append.
@@ -145,6 +174,8 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
         seats,
         session_ttl_secs,
         valid_until,
+        token_ttl_secs,
+        strict_seats,
     } = cmd
     {
         if state.issued.is_some() {
@@ -154,6 +185,14 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
         if !SESSION_TTL_RANGE.contains(&session_ttl_secs) {
             return Err(DomainError::InvalidSessionTtl(session_ttl_secs));
         }
+        if let Some(token_ttl_secs) = token_ttl_secs {
+            if !(1..=session_ttl_secs).contains(&token_ttl_secs) {
+                return Err(DomainError::InvalidTokenTtl {
+                    token_ttl_secs,
+                    session_ttl_secs,
+                });
+            }
+        }
         let event = E::LicenseIssued {
             tenant_id,
             license_id,
@@ -161,35 +200,44 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
             seats,
             session_ttl_secs,
             valid_until,
+            token_ttl_secs,
+            strict_seats,
         };
         return Ok(Decision::license(vec![event], Outcome::Done));
     }
     let info = state.issued.as_ref().ok_or(DomainError::NotIssued)?;
     match cmd {
         LicenseCommand::Issue { .. } => Err(DomainError::AlreadyIssued),
-        LicenseCommand::ChangeSeats { seats } => {
+        LicenseCommand::ChangeSeats { seats, now } => {
             check_seats(seats)?;
-            let events = if seats == info.seats {
-                vec![]
-            } else {
-                vec![E::SeatsChanged { seats }]
-            };
-            Ok(Decision::license(events, Outcome::Done))
+            if seats == info.seats {
+                return Ok(Decision::nothing(Outcome::Done));
+            }
+            // The newest sessions beyond the new count are revoked.
+            let mut newest: Vec<_> = state.sessions.iter().collect();
+            newest.sort_by_key(|(_, live)| std::cmp::Reverse(live.acquired_version));
+            let excess = state.sessions.len().saturating_sub(seats as usize);
+            let revoked = newest.into_iter().take(excess).map(|(id, _)| *id);
+            let mut decision = revoke(info, revoked, RevokeReason::SeatsReduced, now);
+            decision.license_events.insert(0, E::SeatsChanged { seats });
+            Ok(decision)
         }
-        LicenseCommand::Suspend { reason } => {
+        LicenseCommand::Suspend { reason, now } => {
             let reason = reason.trim();
             if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
                 return Err(DomainError::InvalidReason);
             }
             // Suspending twice is a no-op: the first reason stands.
-            let events = if state.suspended {
-                vec![]
-            } else {
-                vec![E::LicenseSuspended {
-                    reason: reason.to_owned(),
-                }]
+            if state.suspended {
+                return Ok(Decision::nothing(Outcome::Done));
+            }
+            let live = state.sessions.keys().copied();
+            let mut decision = revoke(info, live, RevokeReason::Suspended, now);
+            let suspended = E::LicenseSuspended {
+                reason: reason.to_owned(),
             };
-            Ok(Decision::license(events, Outcome::Done))
+            decision.license_events.insert(0, suspended);
+            Ok(decision)
         }
         LicenseCommand::Reinstate => {
             let events = if state.suspended {
@@ -231,7 +279,7 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
                 Some(DenialReason::LicenseExpired)
             } else if state.suspended {
                 Some(DenialReason::Suspended)
-            } else if state.sessions.len() >= info.seats as usize {
+            } else if state.seats_held(now) >= info.seats as usize {
                 Some(DenialReason::NoSeats)
             } else {
                 None
@@ -242,7 +290,9 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
                     hardware_id,
                     reason,
                 };
-                return Ok(Decision::license(vec![event], Outcome::Denied(reason)));
+                let retry_at = state.seat_frees_at(now);
+                let outcome = Outcome::Denied { reason, retry_at };
+                return Ok(Decision::license(vec![event], outcome));
             }
             let expires_at = now + info.session_ttl();
             let event = E::SeatAcquired {
@@ -264,10 +314,14 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
         LicenseCommand::Release {
             session_id,
             user_id,
+            now,
         } => {
             state.live_session(session_id, user_id.as_ref())?;
             Ok(Decision {
-                license_events: vec![E::SeatReleased { session_id }],
+                license_events: vec![E::SeatReleased {
+                    session_id,
+                    tokens_valid_until: Some(info.tokens_valid_until(now)),
+                }],
                 session_events: vec![E::SessionClosed {
                     session_id,
                     reason: CloseReason::Released,
@@ -288,6 +342,7 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
                 license_events: vec![E::SessionExpired {
                     session_id,
                     deadline,
+                    tokens_valid_until: Some(info.tokens_valid_until(now)),
                 }],
                 session_events: vec![E::SessionClosed {
                     session_id,
@@ -297,6 +352,29 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
             })
         }
     }
+}
+
+/// Revokes `sessions`: a `SessionRevoked` each on the license stream and a
+/// close marker each on their session streams.
+fn revoke(
+    info: &super::LicenseInfo,
+    sessions: impl Iterator<Item = SessionId>,
+    reason: RevokeReason,
+    now: DateTime<Utc>,
+) -> Decision {
+    let mut decision = Decision::nothing(Outcome::Done);
+    for session_id in sessions {
+        decision.license_events.push(LicenseEvent::SessionRevoked {
+            session_id,
+            reason,
+            tokens_valid_until: info.tokens_valid_until(now),
+        });
+        decision.session_events.push(LicenseEvent::SessionClosed {
+            session_id,
+            reason: CloseReason::Revoked,
+        });
+    }
+    decision
 }
 
 fn check_seats(seats: u32) -> Result<(), DomainError> {

@@ -33,6 +33,11 @@ pub const SEATS_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
 pub const SESSION_TTL_RANGE: std::ops::RangeInclusive<u32> = 1..=604_800;
 /// Default session TTL in seconds.
 pub const DEFAULT_SESSION_TTL_SECS: u32 = 360;
+/// Default license-token lifetime in seconds (capped at the session TTL).
+pub const DEFAULT_TOKEN_TTL_SECS: u32 = 300;
+/// Clock skew allowed between the service's replicas and the signer when
+/// bounding how long an ended session's tokens may still be valid.
+pub const CLOCK_SKEW_SECS: i64 = 5;
 /// Longest suspension reason, in characters.
 pub const MAX_REASON_CHARS: usize = 1_000;
 
@@ -68,6 +73,14 @@ pub enum DomainError {
     /// `Expire` before the session's deadline.
     #[error("session is live until {0}")]
     NotYetExpired(DateTime<Utc>),
+    /// Token TTL outside 1..=session TTL.
+    #[error("token_ttl_secs must be between 1 and the session TTL ({session_ttl_secs}), got {token_ttl_secs}")]
+    InvalidTokenTtl {
+        /// What was asked.
+        token_ttl_secs: u32,
+        /// The license's session TTL.
+        session_ttl_secs: u32,
+    },
 }
 
 /// Terms of an issued license.
@@ -85,6 +98,10 @@ pub struct LicenseInfo {
     pub session_ttl_secs: u32,
     /// No new seats after this instant; `None` = perpetual.
     pub valid_until: Option<DateTime<Utc>>,
+    /// Lifetime of each license token in seconds (default applied, at most the session TTL).
+    pub token_ttl_secs: u32,
+    /// Strict seat accounting (see [`LicenseState::seats_held`]).
+    pub strict_seats: bool,
 }
 
 impl LicenseInfo {
@@ -92,6 +109,24 @@ impl LicenseInfo {
     pub fn session_ttl(&self) -> TimeDelta {
         TimeDelta::seconds(i64::from(self.session_ttl_secs))
     }
+
+    /// The token lifetime as a duration.
+    pub fn token_ttl(&self) -> TimeDelta {
+        TimeDelta::seconds(i64::from(self.token_ttl_secs))
+    }
+
+    /// Until when the tokens of a session that ends at `now` may be valid:
+    /// every token was signed while the session lived, so it expires within
+    /// one token lifetime of the end (plus the allowed clock skew).
+    pub fn tokens_valid_until(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + self.token_ttl() + TimeDelta::seconds(CLOCK_SKEW_SECS)
+    }
+}
+
+/// The token lifetime a license gets: the requested one, or the default
+/// capped at the session TTL.
+pub fn effective_token_ttl(requested: Option<u32>, session_ttl_secs: u32) -> u32 {
+    requested.unwrap_or(DEFAULT_TOKEN_TTL_SECS.min(session_ttl_secs))
 }
 
 /// A session holding a seat, as of its `SeatAcquired`.
@@ -106,6 +141,8 @@ pub struct LiveSession {
     pub expires_at: DateTime<Utc>,
     /// The acquire's `Idempotency-Key`, if any.
     pub idempotency_key: Option<IdempotencyKey>,
+    /// License-stream version of its `SeatAcquired` (acquire order).
+    pub acquired_version: i64,
 }
 
 /// The state of one license, folded from its stream.
@@ -124,6 +161,9 @@ pub struct LicenseState {
     idempotency: BTreeMap<(UserId, IdempotencyKey), SessionId>,
     /// (user, hardware id) -> live session; O(log n) duplicate check.
     holders: BTreeMap<(UserId, HardwareId), SessionId>,
+    /// Ended sessions whose tokens may still be valid, until when. Pruned as
+    /// later events show those instants passed.
+    pub token_holds: BTreeMap<SessionId, DateTime<Utc>>,
 }
 
 impl Default for LicenseState {
@@ -135,6 +175,7 @@ impl Default for LicenseState {
             sessions: BTreeMap::new(),
             idempotency: BTreeMap::new(),
             holders: BTreeMap::new(),
+            token_holds: BTreeMap::new(),
         }
     }
 }
@@ -148,6 +189,57 @@ impl LicenseState {
     /// Current seat count (0 before issue).
     pub fn seats(&self) -> u32 {
         self.issued.as_ref().map_or(0, |info| info.seats)
+    }
+
+    /// Seats held at `now`: live sessions, plus, with strict accounting,
+    /// ended sessions whose tokens may still be valid.
+    pub fn seats_held(&self, now: DateTime<Utc>) -> usize {
+        let strict = self.issued.as_ref().is_some_and(|i| i.strict_seats);
+        let held_by_tokens = if strict {
+            self.token_holds.values().filter(|until| **until > now).count()
+        } else {
+            0
+        };
+        self.sessions.len() + held_by_tokens
+    }
+
+    /// With strict accounting, when a seat frees if none is free at `now`
+    /// because of token holds (`None`: not strict, a seat is free, or live
+    /// sessions alone fill the license).
+    pub fn seat_frees_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let info = self.issued.as_ref().filter(|i| i.strict_seats)?;
+        let seats = info.seats as usize;
+        if self.sessions.len() >= seats || self.seats_held(now) < seats {
+            return None;
+        }
+        let mut untils: Vec<_> = self.token_holds.values().filter(|u| **u > now).collect();
+        untils.sort();
+        // Holds that must lapse before live + holds drops below the seats.
+        let excess = self.seats_held(now) - seats;
+        untils.get(excess).map(|u| **u)
+    }
+
+    fn end_session(&mut self, session_id: &SessionId, tokens_valid_until: Option<DateTime<Utc>>) {
+        if let Some(s) = self.sessions.remove(session_id) {
+            // Indexes only hold live sessions; drop entries pointing here.
+            let holder = (s.user_id.clone(), s.hardware_id);
+            if self.holders.get(&holder) == Some(session_id) {
+                self.holders.remove(&holder);
+            }
+            if let Some(key) = s.idempotency_key {
+                let entry = (s.user_id, key);
+                if self.idempotency.get(&entry) == Some(session_id) {
+                    self.idempotency.remove(&entry);
+                }
+            }
+        }
+        if let (Some(until), Some(info)) = (tokens_valid_until, &self.issued) {
+            // The event happened at `until - token lifetime - skew`: holds that
+            // lapsed before then are gone for good.
+            let at = until - info.token_ttl() - TimeDelta::seconds(CLOCK_SKEW_SECS);
+            self.token_holds.retain(|_, u| *u > at);
+            self.token_holds.insert(*session_id, until);
+        }
     }
 
     /// Live sessions of `user_id` (all live sessions when `None`, for admins).
@@ -217,6 +309,8 @@ pub fn apply(mut state: LicenseState, event: &LicenseEvent) -> LicenseState {
             seats,
             session_ttl_secs,
             valid_until,
+            token_ttl_secs,
+            strict_seats,
         } => {
             state.issued = Some(LicenseInfo {
                 tenant_id: tenant_id.clone(),
@@ -225,6 +319,8 @@ pub fn apply(mut state: LicenseState, event: &LicenseEvent) -> LicenseState {
                 seats: *seats,
                 session_ttl_secs: *session_ttl_secs,
                 valid_until: *valid_until,
+                token_ttl_secs: effective_token_ttl(*token_ttl_secs, *session_ttl_secs),
+                strict_seats: *strict_seats,
             });
         }
         LicenseEvent::SeatsChanged { seats } => {
@@ -253,28 +349,28 @@ pub fn apply(mut state: LicenseState, event: &LicenseEvent) -> LicenseState {
                 hardware_id: hardware_id.clone(),
                 expires_at: *expires_at,
                 idempotency_key: idempotency_key.clone(),
+                acquired_version: state.version,
             };
             state.sessions.insert(*session_id, session);
         }
-        LicenseEvent::SeatReleased { session_id }
-        | LicenseEvent::SessionExpired { session_id, .. } => {
-            if let Some(s) = state.sessions.remove(session_id) {
-                // Indexes only hold live sessions; drop entries pointing here.
-                let holder = (s.user_id.clone(), s.hardware_id);
-                if state.holders.get(&holder) == Some(session_id) {
-                    state.holders.remove(&holder);
-                }
-                if let Some(key) = s.idempotency_key {
-                    let entry = (s.user_id, key);
-                    if state.idempotency.get(&entry) == Some(session_id) {
-                        state.idempotency.remove(&entry);
-                    }
-                }
-            }
+        LicenseEvent::SeatReleased {
+            session_id,
+            tokens_valid_until,
         }
+        | LicenseEvent::SessionExpired {
+            session_id,
+            tokens_valid_until,
+            ..
+        } => state.end_session(session_id, *tokens_valid_until),
+        LicenseEvent::SessionRevoked {
+            session_id,
+            tokens_valid_until,
+            ..
+        } => state.end_session(session_id, Some(*tokens_valid_until)),
         LicenseEvent::AcquireDenied { .. }
         | LicenseEvent::HeartbeatRecorded { .. }
         | LicenseEvent::SessionClosed { .. }
+        | LicenseEvent::TokenRenewalDue { .. }
         | LicenseEvent::TokenIssued { .. }
         | LicenseEvent::CheckpointSigned { .. } => {}
     }

@@ -1,6 +1,9 @@
 //! Property tests: random command sequences against the license and session
 //! aggregates, checking the seat invariant, fold = step-by-step state, and
-//! that every produced event survives the log's storage format.
+//! that every produced event survives the log's storage format. With strict
+//! seat accounting, every grant is also checked against an independent model
+//! of the tokens that may still be valid: no seat is granted while the
+//! tokens of live or ended sessions could outnumber the seats.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -19,6 +22,8 @@ enum Step {
         seats: u32,
         ttl: u32,
         valid_for: Option<i64>,
+        token_ttl: Option<u32>,
+        strict: bool,
     },
     ChangeSeats(u32),
     Suspend,
@@ -43,8 +48,8 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        1 => (0u32..=4, 1u32..=600, proptest::option::of(0i64..3_000))
-            .prop_map(|(seats, ttl, valid_for)| Step::Issue { seats, ttl, valid_for }),
+        1 => (0u32..=4, 1u32..=600, proptest::option::of(0i64..3_000), proptest::option::of(1u32..=700), any::<bool>())
+            .prop_map(|(seats, ttl, valid_for, token_ttl, strict)| Step::Issue { seats, ttl, valid_for, token_ttl, strict }),
         1 => (0u32..=5).prop_map(Step::ChangeSeats),
         1 => Just(Step::Suspend),
         1 => Just(Step::Reinstate),
@@ -77,6 +82,9 @@ struct World {
     license_log: Vec<LicenseEvent>,
     sessions: BTreeMap<SessionId, (SessionState, Vec<LicenseEvent>)>,
     next_id: u128,
+    /// The model: when each ended session ended (its tokens were all signed
+    /// before, so they lapse within one token lifetime).
+    ended_at: BTreeMap<SessionId, DateTime<Utc>>,
 }
 
 impl World {
@@ -91,6 +99,8 @@ impl World {
                 seats,
                 ttl,
                 valid_for,
+                token_ttl,
+                strict,
             } => LicenseCommand::Issue {
                 tenant_id: TenantId::parse("t").unwrap(),
                 license_id: LicenseId::from_uuid(Uuid::from_u128(1)),
@@ -98,9 +108,17 @@ impl World {
                 seats,
                 session_ttl_secs: ttl,
                 valid_until: valid_for.map(|s| t0() + TimeDelta::seconds(s)),
+                token_ttl_secs: token_ttl,
+                strict_seats: strict,
             },
-            Step::ChangeSeats(seats) => LicenseCommand::ChangeSeats { seats },
-            Step::Suspend => LicenseCommand::Suspend { reason: "r".into() },
+            Step::ChangeSeats(seats) => LicenseCommand::ChangeSeats {
+                seats,
+                now: self.now,
+            },
+            Step::Suspend => LicenseCommand::Suspend {
+                reason: "r".into(),
+                now: self.now,
+            },
             Step::Reinstate => LicenseCommand::Reinstate,
             Step::Acquire { user: u, hw, key } => {
                 self.next_id += 1;
@@ -116,6 +134,7 @@ impl World {
             Step::Release { pick, by } => LicenseCommand::Release {
                 session_id: self.pick_live(pick).unwrap_or_else(SessionId::new),
                 user_id: by.map(user),
+                now: self.now,
             },
             Step::Expire { pick } => {
                 let session_id = self.pick_live(pick)?;
@@ -150,9 +169,10 @@ impl World {
             return;
         }
         let id = *self.sessions.keys().nth(pick % n).unwrap();
-        let ttl = self.state.issued.as_ref().unwrap().session_ttl();
+        let info = self.state.issued.as_ref().unwrap();
+        let (ttl, token_ttl) = (info.session_ttl(), info.token_ttl());
         let (sstate, log) = self.sessions.get_mut(&id).unwrap();
-        match session::decide_heartbeat(sstate, id, ttl, self.now) {
+        match session::decide_heartbeat(sstate, id, ttl, token_ttl, self.now) {
             Ok(events) => {
                 assert!(
                     self.state.sessions.contains_key(&id),
@@ -192,20 +212,38 @@ impl World {
                 );
                 assert!(!before.suspended);
                 assert!(!before.sessions.contains_key(session_id));
+                // (c) strict: live sessions plus ended ones whose tokens may
+                // still be valid stay below the seats when a seat is granted.
+                let info = before.issued.as_ref().unwrap();
+                if info.strict_seats {
+                    let lapse = info.token_ttl() + TimeDelta::seconds(CLOCK_SKEW_SECS);
+                    let held = self
+                        .ended_at
+                        .values()
+                        .filter(|end| **end + lapse > self.now)
+                        .count();
+                    assert!(
+                        before.sessions.len() + held < info.seats as usize,
+                        "strict: a seat granted while {held} ended sessions' tokens may be valid"
+                    );
+                }
                 self.sessions.entry(*session_id).or_default();
+            }
+            if let Some(id) = event.session_id() {
+                if before.sessions.contains_key(&id) && !matches!(event, LicenseEvent::SeatAcquired { .. }) {
+                    self.ended_at.insert(id, self.now);
+                }
             }
             self.state = apply(self.state.clone(), event);
         }
         self.license_log
             .extend(decision.license_events.iter().cloned());
-        if let Some(id) = decision.session_stream() {
+        for e in &decision.session_events {
+            round_trips(e);
+            let id = e.session_id().expect("session events name their session");
             let (sstate, log) = self.sessions.entry(id).or_default();
-            for e in &decision.session_events {
-                round_trips(e);
-                assert_eq!(e.session_id(), Some(id));
-                *sstate = session::apply(sstate.clone(), e);
-            }
-            log.extend(decision.session_events.iter().cloned());
+            *sstate = session::apply(sstate.clone(), e);
+            log.push(e.clone());
         }
     }
 
@@ -232,7 +270,7 @@ proptest! {
 
     #[test]
     fn seats_hold_and_fold_reproduces_state(
-        issue in (1u32..=4, 1u32..=600),
+        issue in (1u32..=4, 1u32..=600, any::<bool>()),
         steps in proptest::collection::vec(step(), 0..80),
     ) {
         let mut world = World {
@@ -241,9 +279,10 @@ proptest! {
             license_log: Vec::new(),
             sessions: BTreeMap::new(),
             next_id: 1_000,
+            ended_at: BTreeMap::new(),
         };
-        let (seats, ttl) = issue;
-        world.run(&Step::Issue { seats, ttl, valid_for: None });
+        let (seats, ttl, strict) = issue;
+        world.run(&Step::Issue { seats, ttl, valid_for: None, token_ttl: None, strict });
         for step in &steps {
             world.run(step);
             world.check_invariants();

@@ -3,7 +3,7 @@
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
 use super::*;
-use crate::catalog::{CloseReason, DenialReason, LicenseEvent};
+use crate::catalog::{CloseReason, DenialReason, LicenseEvent, RevokeReason};
 
 fn t(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_740_000_000 + secs, 0).unwrap()
@@ -25,7 +25,9 @@ fn issued(seats: u32) -> LicenseEvent {
         seats,
         session_ttl_secs: 360,
         valid_until: Some(t(10_000)),
-    }
+    token_ttl_secs: None,
+    strict_seats: false,
+}
 }
 
 fn acquired(session_id: SessionId, u: &str, h: &str, key: Option<&str>) -> LicenseEvent {
@@ -55,7 +57,7 @@ fn given(events: &[LicenseEvent], cmd: LicenseCommand) -> Result<Decision, Domai
 
 fn denial(decision: &Decision) -> Option<DenialReason> {
     match decision.outcome {
-        Outcome::Denied(reason) => Some(reason),
+        Outcome::Denied { reason, .. } => Some(reason),
         _ => None,
     }
 }
@@ -68,7 +70,9 @@ fn issue(seats: u32, session_ttl_secs: u32) -> LicenseCommand {
         seats,
         session_ttl_secs,
         valid_until: None,
-    }
+    token_ttl_secs: None,
+    strict_seats: false,
+}
 }
 
 #[test]
@@ -165,7 +169,7 @@ fn idempotency_key_gets_the_existing_session() {
 fn no_seats_is_a_denial_event() {
     let events = [issued(1), acquired(SessionId::new(), "u1", "h1", None)];
     let decision = given(&events, acquire("u2", "h2", None, t(5))).unwrap();
-    assert_eq!(decision.outcome, Outcome::Denied(DenialReason::NoSeats));
+    assert_eq!(decision.outcome, Outcome::Denied { reason: DenialReason::NoSeats, retry_at: None });
     assert_eq!(
         decision.license_events,
         vec![LicenseEvent::AcquireDenied {
@@ -180,9 +184,7 @@ fn no_seats_is_a_denial_event() {
 fn suspended_license_denies_until_reinstated() {
     let suspend = given(
         &[issued(5)],
-        LicenseCommand::Suspend {
-            reason: " unpaid ".into(),
-        },
+        LicenseCommand::Suspend { reason: " unpaid ".into(), now: t(0) },
     )
     .unwrap();
     assert_eq!(
@@ -197,14 +199,12 @@ fn suspended_license_denies_until_reinstated() {
     assert_eq!(denial(&decision), Some(DenialReason::Suspended));
     assert!(given(
         &events,
-        LicenseCommand::Suspend {
-            reason: "again".into()
-        }
+        LicenseCommand::Suspend { reason: "again".into(), now: t(0) }
     )
     .unwrap()
     .is_empty());
     assert_eq!(
-        given(&events, LicenseCommand::Suspend { reason: " ".into() }),
+        given(&events, LicenseCommand::Suspend { reason: " ".into(), now: t(0) }),
         Err(DomainError::InvalidReason)
     );
     events.extend(
@@ -237,14 +237,15 @@ fn expired_license_denies() {
 fn release_frees_the_seat_and_closes_the_session_stream() {
     let s1 = SessionId::new();
     let mut events = vec![issued(1), acquired(s1, "u1", "h1", Some("k1"))];
-    let release = LicenseCommand::Release {
-        session_id: s1,
-        user_id: Some(user("u1")),
-    };
+    let release = LicenseCommand::Release { session_id: s1, user_id: Some(user("u1")), now: t(1) };
     let decision = given(&events, release.clone()).unwrap();
     assert_eq!(
         decision.license_events,
-        vec![LicenseEvent::SeatReleased { session_id: s1 }]
+        vec![LicenseEvent::SeatReleased {
+            session_id: s1,
+            // one default token lifetime (300 s) and the skew allowance after t(1)
+            tokens_valid_until: Some(t(306))
+        }]
     );
     assert_eq!(
         decision.session_events,
@@ -273,17 +274,11 @@ fn release_frees_the_seat_and_closes_the_session_stream() {
 fn release_by_another_user_is_not_found_but_admin_may() {
     let s1 = SessionId::new();
     let events = [issued(1), acquired(s1, "u1", "h1", None)];
-    let theirs = LicenseCommand::Release {
-        session_id: s1,
-        user_id: Some(user("u2")),
-    };
+    let theirs = LicenseCommand::Release { session_id: s1, user_id: Some(user("u2")), now: t(1) };
     assert_eq!(given(&events, theirs), Err(DomainError::SessionNotFound));
     assert!(given(
         &events,
-        LicenseCommand::Release {
-            session_id: s1,
-            user_id: None
-        }
+        LicenseCommand::Release { session_id: s1, user_id: None, now: t(1) }
     )
     .is_ok());
 }
@@ -320,7 +315,8 @@ fn expire_ends_a_session_past_its_deadline_only() {
         decision.license_events,
         vec![LicenseEvent::SessionExpired {
             session_id: s1,
-            deadline: t(400)
+            deadline: t(400),
+            tokens_valid_until: Some(t(707))
         }]
     );
     assert_eq!(
@@ -337,36 +333,144 @@ fn expire_ends_a_session_past_its_deadline_only() {
 }
 
 #[test]
-fn lowering_seats_keeps_sessions_but_denies_new_ones() {
+fn lowering_seats_revokes_the_newest_sessions_and_denies_new_ones() {
     let (s1, s2) = (SessionId::new(), SessionId::new());
     let mut events = vec![
         issued(2),
         acquired(s1, "u1", "h1", None),
         acquired(s2, "u2", "h2", None),
     ];
-    let decision = given(&events, LicenseCommand::ChangeSeats { seats: 1 }).unwrap();
+    let lower = LicenseCommand::ChangeSeats { seats: 1, now: t(0) };
+    let decision = given(&events, lower).unwrap();
+    // The newest session (s2) is revoked; its stream is closed in the same append.
     assert_eq!(
         decision.license_events,
-        vec![LicenseEvent::SeatsChanged { seats: 1 }]
+        vec![
+            LicenseEvent::SeatsChanged { seats: 1 },
+            LicenseEvent::SessionRevoked {
+                session_id: s2,
+                reason: RevokeReason::SeatsReduced,
+                tokens_valid_until: t(305),
+            }
+        ]
     );
+    assert_eq!(decision.sessions(), vec![s2]);
     events.extend(decision.license_events);
     let state = LicenseState::fold(&events);
     assert_eq!(
         (state.seats(), state.sessions.len(), state.version),
-        (1, 2, 3)
+        (1, 1, 4)
     );
+    assert!(state.sessions.contains_key(&s1));
     assert_eq!(
         denial(&given(&events, acquire("u3", "h3", None, t(1))).unwrap()),
         Some(DenialReason::NoSeats)
     );
-    assert!(given(&events, LicenseCommand::ChangeSeats { seats: 1 })
-        .unwrap()
-        .is_empty());
-    let too_many = LicenseCommand::ChangeSeats { seats: 100_001 };
+    let same = LicenseCommand::ChangeSeats { seats: 1, now: t(0) };
+    assert!(given(&events, same).unwrap().is_empty());
+    let too_many = LicenseCommand::ChangeSeats {
+        seats: 100_001,
+        now: t(0),
+    };
     assert_eq!(
         given(&events, too_many),
         Err(DomainError::InvalidSeats(100_001))
     );
+}
+
+#[test]
+fn suspension_revokes_every_live_session() {
+    let (s1, s2) = (SessionId::new(), SessionId::new());
+    let events = vec![
+        issued(2),
+        acquired(s1, "u1", "h1", None),
+        acquired(s2, "u2", "h2", None),
+    ];
+    let suspend = LicenseCommand::Suspend {
+        reason: "unpaid".into(),
+        now: t(10),
+    };
+    let decision = given(&events, suspend).unwrap();
+    assert_eq!(decision.license_events.len(), 3);
+    let mut closed = decision.sessions();
+    closed.sort();
+    let mut both = vec![s1, s2];
+    both.sort();
+    assert_eq!(closed, both);
+    assert!(decision.session_events.iter().all(|e| matches!(
+        e,
+        LicenseEvent::SessionClosed {
+            reason: CloseReason::Revoked,
+            ..
+        }
+    )));
+    let state = LicenseState::fold(events.iter().chain(&decision.license_events));
+    assert!(state.sessions.is_empty() && state.suspended);
+}
+
+fn strict(seats: u32, token_ttl_secs: u32) -> LicenseEvent {
+    LicenseEvent::LicenseIssued {
+        tenant_id: TenantId::parse("acme").unwrap(),
+        license_id: LicenseId::new(),
+        product: ProductId::parse("cad").unwrap(),
+        seats,
+        session_ttl_secs: 360,
+        valid_until: None,
+        token_ttl_secs: Some(token_ttl_secs),
+        strict_seats: true,
+    }
+}
+
+#[test]
+fn strict_seats_stay_held_by_tokens_until_they_lapse() {
+    let s1 = SessionId::new();
+    // Given a strict one-seat license with 60 s tokens, released at t=10
+    let mut events = vec![strict(1, 60), acquired(s1, "u1", "h1", None)];
+    let release = LicenseCommand::Release {
+        session_id: s1,
+        user_id: None,
+        now: t(10),
+    };
+    events.extend(given(&events, release).unwrap().license_events);
+    // Then another machine is denied until the token may have lapsed (t=75),
+    // and told when
+    let early = given(&events, acquire("u2", "h2", None, t(74))).unwrap();
+    assert_eq!(
+        early.outcome,
+        Outcome::Denied {
+            reason: DenialReason::NoSeats,
+            retry_at: Some(t(75))
+        }
+    );
+    let later = given(&events, acquire("u2", "h2", None, t(76))).unwrap();
+    assert!(matches!(later.outcome, Outcome::Acquired { existing: false, .. }));
+    // Without strict accounting the seat is free at once.
+    let mut lax = vec![issued(1), acquired(s1, "u1", "h1", None)];
+    let release = LicenseCommand::Release {
+        session_id: s1,
+        user_id: None,
+        now: t(10),
+    };
+    lax.extend(given(&lax, release).unwrap().license_events);
+    let now = given(&lax, acquire("u2", "h2", None, t(11))).unwrap();
+    assert!(matches!(now.outcome, Outcome::Acquired { .. }));
+}
+
+#[test]
+fn token_ttl_must_fit_the_session_ttl() {
+    let mut cmd = issue(1, 60);
+    if let LicenseCommand::Issue { token_ttl_secs, .. } = &mut cmd {
+        *token_ttl_secs = Some(61);
+    }
+    assert_eq!(
+        given(&[], cmd),
+        Err(DomainError::InvalidTokenTtl {
+            token_ttl_secs: 61,
+            session_ttl_secs: 60
+        })
+    );
+    let state = LicenseState::fold(&given(&[], issue(1, 60)).unwrap().license_events);
+    assert_eq!(state.issued.unwrap().token_ttl_secs, 60);
 }
 
 #[test]

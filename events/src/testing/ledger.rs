@@ -13,7 +13,7 @@ use crate::ids::{HardwareId, LicenseId, ProductId, SessionId, TenantId, UserId};
 use crate::license::{decide, DomainError, LicenseCommand, LicenseState, Outcome};
 use crate::session::{self, SessionState};
 use crate::store::{EventStore, ExpectedVersion};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 
 /// What a test command failed with.
 pub type LedgerError = ExecuteError<DomainError>;
@@ -61,6 +61,8 @@ impl Ledger {
             seats,
             session_ttl_secs,
             valid_until: None,
+            token_ttl_secs: None,
+            strict_seats: false,
         };
         let meta = Metadata::license(tenant_id.clone(), id, product.clone());
         let mut state = LicenseState::default();
@@ -130,12 +132,12 @@ impl Ledger {
             .issued
             .ok_or(ExecuteError::Rejected(DomainError::NotIssued))?;
         let meta = Metadata::license(info.tenant_id.clone(), id, info.product.clone());
-        let ttl = TimeDelta::seconds(i64::from(info.session_ttl_secs));
+        let (ttl, token_ttl) = (info.session_ttl(), info.token_ttl());
         let stream = session.stream_name();
         let mut state: SessionState = aggregate::load(&self.store, &stream).await?;
         let stamped = now();
         aggregate::execute(&self.store, &stream, &mut state, &meta.to_value(), |s| {
-            session::decide_heartbeat(s, session, ttl, stamped).map(|e| Changes::new(e, ()))
+            session::decide_heartbeat(s, session, ttl, token_ttl, stamped).map(|e| Changes::new(e, ()))
         })
         .await?;
         Ok(stamped + ttl)
@@ -147,6 +149,7 @@ impl Ledger {
         let command = LicenseCommand::Release {
             session_id: session,
             user_id: None,
+            now: now(),
         };
         self.command(id, command, expected).await.map(|_| ())
     }
