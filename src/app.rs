@@ -330,6 +330,7 @@ impl App {
             redis_prefix: config.redis_prefix.clone(),
             nats: c.nats.clone(),
             token_wait: Duration::from_millis(config.acquire_token_wait_ms),
+            token_issuer: config.token_issuer.clone(),
         };
         let per_minute = config.rate_limit_per_minute;
         let limits = RateLimitConfig {

@@ -33,6 +33,8 @@ pub const EXPIRIES: &str = "ledger_expiries_total";
 pub const TOKENS_MINTED: &str = "ledger_tokens_minted_total";
 /// Signing failures.
 pub const SIGN_ERRORS: &str = "ledger_sign_errors_total";
+/// Signer messages that did not match the log (forged or altered): nothing minted.
+pub const SIGN_REJECTED: &str = "ledger_sign_rejected_total";
 /// Command latency, label `op` = acquire | heartbeat | release.
 pub const REQUEST_DURATION: &str = "ledger_request_duration_seconds";
 /// Highest committed position of the log.
@@ -78,7 +80,7 @@ fn registry() -> &'static Registry {
 }
 
 /// Every counter with its help text; each is exported from the start (at 0).
-const COUNTERS: [(&str, &str); 11] = [
+const COUNTERS: [(&str, &str); 12] = [
     (
         EVENTS_APPENDED,
         "Events appended to the log by this process",
@@ -96,6 +98,10 @@ const COUNTERS: [(&str, &str); 11] = [
     (EXPIRIES, "Sessions expired by the reaper"),
     (TOKENS_MINTED, "License tokens minted"),
     (SIGN_ERRORS, "Signing failures"),
+    (
+        SIGN_REJECTED,
+        "Signer messages that did not match the log: nothing minted",
+    ),
 ];
 
 fn describe() {

@@ -177,11 +177,13 @@ pub fn decide_token(
         Grant::Acquired => state.token.is_none(),
         Grant::Renewal => state.renewal_due,
     };
-    Ok(if wanted && matches!(issued, LicenseEvent::TokenIssued { .. }) {
-        vec![issued]
-    } else {
-        vec![]
-    })
+    Ok(
+        if wanted && matches!(issued, LicenseEvent::TokenIssued { .. }) {
+            vec![issued]
+        } else {
+            vec![]
+        },
+    )
 }
 
 #[cfg(test)]
@@ -255,7 +257,11 @@ mod tests {
     #[test]
     fn heartbeat_after_close_fails() {
         let id = SessionId::new();
-        for reason in [CloseReason::Released, CloseReason::Expired, CloseReason::Revoked] {
+        for reason in [
+            CloseReason::Released,
+            CloseReason::Expired,
+            CloseReason::Revoked,
+        ] {
             // Given a closed session
             let state = SessionState::fold(&[LicenseEvent::SessionClosed {
                 session_id: id,
@@ -285,9 +291,15 @@ mod tests {
         };
         assert_eq!(state.token.as_ref(), Some(&expected));
         let again = issued(id, "x.y.z", t(300));
-        assert_eq!(decide_token(&state, Grant::Acquired, again.clone()), Ok(vec![]));
+        assert_eq!(
+            decide_token(&state, Grant::Acquired, again.clone()),
+            Ok(vec![])
+        );
         // No renewal was asked for: nothing to record either.
-        assert_eq!(decide_token(&state, Grant::Renewal, again.clone()), Ok(vec![]));
+        assert_eq!(
+            decide_token(&state, Grant::Renewal, again.clone()),
+            Ok(vec![])
+        );
         let closed = apply(
             state,
             &LicenseEvent::SessionClosed {
@@ -322,7 +334,10 @@ mod tests {
         let events = decide_token(&pending, Grant::Renewal, renewed.clone()).unwrap();
         let state = events.iter().fold(pending, apply);
         assert!(!state.renewal_due);
-        assert_eq!(state.token.as_ref().and_then(|t| t.expires_at), Some(t(460)));
+        assert_eq!(
+            state.token.as_ref().and_then(|t| t.expires_at),
+            Some(t(460))
+        );
         assert_eq!(decide_token(&state, Grant::Renewal, renewed), Ok(vec![]));
     }
 

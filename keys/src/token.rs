@@ -39,6 +39,17 @@ pub struct LicenseClaims {
     pub nbf: i64,
     /// Expires at.
     pub exp: i64,
+    /// Token id (new for every renewal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// Log position of the event that granted or renewed the seat
+    /// (`SeatAcquired` or `TokenRenewalDue`): ties the token to the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos: Option<i64>,
+    /// Server time at signing, milliseconds since the epoch: a client that
+    /// sees its clock below the last `srv` it saw knows the clock was set back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srv: Option<i64>,
 }
 
 /// Verifies a license token against an SPKI (or PKCS#1) public key PEM:
@@ -108,6 +119,9 @@ mod tests {
             iat: now,
             nbf: now,
             exp: now + 360,
+            jti: Some("j-1".into()),
+            pos: Some(7),
+            srv: Some(now * 1000),
         }
     }
 

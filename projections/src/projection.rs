@@ -380,8 +380,9 @@ fn license_op(event: &Envelope, decoded: Option<LicenseEvent>, license: Uuid) ->
                 event.recorded_at.format("%Y-%m-%d").to_string(),
             ]
         }
-        Some(LicenseEvent::SeatReleased { session_id })
-        | Some(LicenseEvent::SessionExpired { session_id, .. }) => {
+        Some(LicenseEvent::SeatReleased { session_id, .. })
+        | Some(LicenseEvent::SessionExpired { session_id, .. })
+        | Some(LicenseEvent::SessionRevoked { session_id, .. }) => {
             vec![s(&"ended"), s(&session_id)]
         }
         _ => vec![s(&"none")],

@@ -78,6 +78,8 @@ fn generate(target: usize) -> (Vec<u8>, Vec<u8>, usize) {
             seats: 10,
             session_ttl_secs: 360,
             valid_until: None,
+            token_ttl_secs: None,
+            strict_seats: false,
         };
         push(&ls, &issued, &meta, &mut rows);
         count += 1;
@@ -108,7 +110,10 @@ fn generate(target: usize) -> (Vec<u8>, Vec<u8>, usize) {
             }
             push(
                 &ls,
-                &LicenseEvent::SeatReleased { session_id },
+                &LicenseEvent::SeatReleased {
+                    session_id,
+                    tokens_valid_until: Some(exp),
+                },
                 &meta,
                 &mut rows,
             );

@@ -68,7 +68,7 @@ pub struct LicenseReport {
     pub acquisitions: u64,
     /// `AcquireDenied` events in the window, by reason.
     pub denials: BTreeMap<String, u64>,
-    /// Sessions ended by `SeatReleased` in the window.
+    /// Sessions ended by `SeatReleased` (or revoked by the license) in the window.
     pub releases: u64,
     /// Sessions ended by `SessionExpired` in the window.
     pub expiries: u64,
@@ -145,8 +145,9 @@ pub fn license_report(
                 open.insert(*session_id, (user_id.to_string(), e.at));
                 report.acquisitions += u64::from(inside(e.at));
             }
-            LicenseEvent::SeatReleased { session_id }
+            LicenseEvent::SeatReleased { session_id, .. }
             | LicenseEvent::SessionExpired { session_id, .. }
+            | LicenseEvent::SessionRevoked { session_id, .. }
                 if held_before && !held_after =>
             {
                 if let Some((user, start)) = open.remove(session_id) {
@@ -156,7 +157,9 @@ pub fn license_report(
                 }
                 if inside(e.at) {
                     match e.event {
-                        LicenseEvent::SeatReleased { .. } => report.releases += 1,
+                        LicenseEvent::SeatReleased { .. } | LicenseEvent::SessionRevoked { .. } => {
+                            report.releases += 1
+                        }
                         _ => report.expiries += 1,
                     }
                 }

@@ -4,6 +4,7 @@ use super::error::{invalid, ApiJson};
 use super::{actor, AppState};
 use crate::auth::{AdminCaller, Caller};
 use crate::problem::Problem;
+use crate::service::Terms;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -29,6 +30,10 @@ pub struct LicenseView {
     pub seats_in_use: usize,
     /// Session TTL without heartbeats, seconds.
     pub session_ttl_secs: u32,
+    /// Lifetime of each license token, seconds.
+    pub token_ttl_secs: u32,
+    /// Strict seat accounting.
+    pub strict_seats: bool,
     /// End of validity, if any.
     pub valid_until: Option<DateTime<Utc>>,
     /// Whether acquires are refused.
@@ -47,6 +52,8 @@ impl LicenseView {
             seats: info.seats,
             seats_in_use: state.sessions.len(),
             session_ttl_secs: info.session_ttl_secs,
+            token_ttl_secs: info.token_ttl_secs,
+            strict_seats: info.strict_seats,
             valid_until: info.valid_until,
             suspended: state.suspended,
             version: state.version,
@@ -90,13 +97,23 @@ pub struct IssueRequest {
     pub session_ttl_secs: Option<u32>,
     /// End of validity.
     pub valid_until: Option<DateTime<Utc>>,
+    /// Lifetime of each license token, seconds (1 to the session TTL;
+    /// default 300, capped at the session TTL). Tokens are renewed while the
+    /// session lives.
+    pub token_ttl_secs: Option<u32>,
+    /// Strict seat accounting (default false): a freed seat is not granted
+    /// again while a token issued for it may still be valid; denied clients
+    /// get `Retry-After`. Without it, a released seat's token may overlap
+    /// its next holder's for at most one token lifetime.
+    #[serde(default)]
+    pub strict_seats: bool,
 }
 
 /// Body of `PUT /admin/licenses/{id}/seats`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SeatsRequest {
-    /// New seat count (1-100000). Lowering it below the seats in use ends no session; new acquires are denied until enough are released.
+    /// New seat count (1-100000). Lowering it below the live sessions revokes the newest ones (their next heartbeat gets 404 and their tokens are not renewed).
     pub seats: u32,
 }
 
@@ -160,11 +177,15 @@ pub async fn issue(
 ) -> Result<(StatusCode, Json<LicenseView>), Problem> {
     let actor = actor(&caller, &headers)?;
     let product = ProductId::parse(&body.product).map_err(|e| invalid("product", e))?;
-    let ttl = body.session_ttl_secs.unwrap_or(DEFAULT_SESSION_TTL_SECS);
-    let license = state
-        .licenses
-        .issue(&actor, product, body.seats, ttl, body.valid_until)
-        .await?;
+    let terms = Terms {
+        product,
+        seats: body.seats,
+        session_ttl_secs: body.session_ttl_secs.unwrap_or(DEFAULT_SESSION_TTL_SECS),
+        valid_until: body.valid_until,
+        token_ttl_secs: body.token_ttl_secs,
+        strict_seats: body.strict_seats,
+    };
+    let license = state.licenses.issue_terms(&actor, terms).await?;
     Ok((StatusCode::CREATED, view(&license)?))
 }
 
@@ -180,11 +201,14 @@ pub async fn change_seats(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SeatsRequest>,
 ) -> Result<Json<LicenseView>, Problem> {
-    let cmd = LicenseCommand::ChangeSeats { seats: body.seats };
+    let cmd = LicenseCommand::ChangeSeats {
+        seats: body.seats,
+        now: events::envelope::now(),
+    };
     administer(&state, &caller, &headers, &id, cmd).await
 }
 
-/// Suspend a license: acquires are denied, live sessions continue (admin).
+/// Suspend a license: acquires are denied and every live session is revoked (its next heartbeat gets 404, its token is not renewed) (admin).
 #[utoipa::path(post, path = "/api/v1/admin/licenses/{license_id}/suspend", tag = "admin", request_body = SuspendRequest,
     params(("license_id" = Uuid, Path)),
     responses((status = 200, body = LicenseView), (status = 404, body = Problem, content_type = "application/problem+json")),
@@ -198,6 +222,7 @@ pub async fn suspend(
 ) -> Result<Json<LicenseView>, Problem> {
     let cmd = LicenseCommand::Suspend {
         reason: body.reason,
+        now: events::envelope::now(),
     };
     administer(&state, &caller, &headers, &id, cmd).await
 }

@@ -12,6 +12,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
+use events::catalog::DenialReason;
 use events::ids::{HardwareId, IdempotencyKey, LicenseId, SessionId};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -56,13 +57,26 @@ pub struct AcquirePending {
     pub token_url: String,
 }
 
-/// A session's new deadline.
+/// A session's new deadline and its current license token.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HeartbeatResponse {
     /// The session.
     pub session_id: Uuid,
     /// The new deadline.
     pub expires_at: DateTime<Utc>,
+    /// The session's current license token (renewed ahead of its expiry while
+    /// the session lives; absent until the first one is minted).
+    pub license_token: Option<String>,
+    /// Key id (`kid`) of the key that signed it (see `/.well-known/jwks.json`).
+    pub key_id: Option<String>,
+    /// The token's `exp`.
+    pub token_expires_at: Option<DateTime<Utc>>,
+    /// A renewed token was asked for and is being minted: the next heartbeat carries it.
+    pub token_renewal_pending: bool,
+    /// Heartbeat at least this often (seconds) to keep both the seat and an unexpired token.
+    pub heartbeat_interval_secs: i64,
+    /// The server's clock now (a client can detect its own clock set back).
+    pub server_time: DateTime<Utc>,
 }
 
 /// A minted license token.
@@ -129,12 +143,9 @@ pub async fn acquire(
         .await?;
     let outcome = licenses.acquire(&actor, license_id, hardware_id, key).await;
     let response = match outcome? {
-        Acquisition::Denied { reason, .. } => Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "no-seat",
-            format!("acquire denied: {}", reason.as_str()),
-        )
-        .with("reason", reason.as_str())),
+        Acquisition::Denied {
+            reason, retry_at, ..
+        } => Err(denied(reason, retry_at)),
         Acquisition::Granted {
             license_id,
             session_id,
@@ -144,6 +155,25 @@ pub async fn acquire(
     };
     metrics::observe_latency("acquire", started.elapsed());
     response
+}
+
+/// 403 for a denied acquire; with strict seat accounting, `Retry-After`
+/// says when the tokens holding the seats lapse.
+fn denied(reason: DenialReason, retry_at: Option<DateTime<Utc>>) -> Problem {
+    let mut problem = Problem::new(
+        StatusCode::FORBIDDEN,
+        "no-seat",
+        format!("acquire denied: {}", reason.as_str()),
+    )
+    .with("reason", reason.as_str());
+    if let Some(at) = retry_at {
+        let secs = (at - Utc::now()).num_seconds().max(0) + 1;
+        problem = problem.with("retry_at", at);
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            problem = problem.with_header(header::RETRY_AFTER, v);
+        }
+    }
+    problem
 }
 
 /// Waits (bounded) for the session's token; 200 with it, or 202 with where to fetch it.
@@ -157,10 +187,14 @@ async fn granted(
     let waiting = state.waiters.register(session_id);
     let minted = match state.licenses.session(actor, session_id).await?.state.token {
         Some(t) => Some((t.key_id, t.token)),
-        None => tokio::time::timeout(state.token_wait, waiting)
-            .await
-            .ok()
-            .and_then(Result::ok),
+        None => match tokio::time::timeout(state.token_wait, waiting).await {
+            // What NATS brought is only a hint: hand it out only if it is
+            // ours, for this session (a forged message changes nothing).
+            Ok(Ok((kid, token))) if state.verify_session_token(&kid, &token, session_id).await => {
+                Some((kid, token))
+            }
+            _ => None,
+        },
     };
     let minted = match minted {
         Some(m) => Some(m),
@@ -226,11 +260,21 @@ pub async fn heartbeat(
     let started = Instant::now();
     let actor = actor(&caller, &headers)?;
     let session = parse_session(&session_id)?;
-    let expires_at = state.licenses.heartbeat(&actor, session).await?;
+    let beat = state.licenses.heartbeat(&actor, session).await?;
     metrics::observe_latency("heartbeat", started.elapsed());
+    let now = Utc::now();
+    // Often enough to see a renewal (asked at half the token's life) before
+    // the token expires, and to keep the session.
+    let interval = (beat.token_ttl / 4).min((beat.expires_at - now) / 3);
     Ok(Json(HeartbeatResponse {
         session_id: session.as_uuid(),
-        expires_at,
+        expires_at: beat.expires_at,
+        token_expires_at: beat.token.as_ref().and_then(|t| t.expires_at),
+        key_id: beat.token.as_ref().map(|t| t.key_id.clone()),
+        license_token: beat.token.map(|t| t.token),
+        token_renewal_pending: beat.renewal_due,
+        heartbeat_interval_secs: interval.num_seconds().max(1),
+        server_time: now,
     }))
 }
 

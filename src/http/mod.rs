@@ -16,6 +16,7 @@ use axum::extract::{DefaultBodyLimit, FromRef};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
+use events::ids::SessionId;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -45,6 +46,8 @@ pub struct AppState {
     pub nats: Option<async_nats::Client>,
     /// How long acquire waits for the token before answering 202.
     pub token_wait: Duration,
+    /// `iss` of the license tokens this service mints.
+    pub token_issuer: String,
 }
 
 impl FromRef<AppState> for events::store::EventStore {
@@ -77,6 +80,26 @@ impl AppState {
             tracing::error!(%key_id, "a token was signed by a key that is not published");
             Problem::internal()
         })
+    }
+}
+
+impl AppState {
+    /// Whether `token` is a license token signed by one of our keys (`kid`)
+    /// for `session`: what the token waiters hear on NATS is only a hint.
+    pub async fn verify_session_token(&self, kid: &str, token: &str, session: SessionId) -> bool {
+        let Ok(keys) = self.signer.public_keys().await else {
+            return false;
+        };
+        let Some(key) = keys.iter().find(|k| k.kid == kid) else {
+            return false;
+        };
+        match keys::verify_license_token(token, &key.pem, &self.token_issuer) {
+            Ok(claims) => claims.sid == session.to_string(),
+            Err(err) => {
+                tracing::warn!(error = %err, %session, "a TokenIssued message that does not verify was ignored");
+                false
+            }
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use events::store::{AppendError, EventStore, ExpectedVersion, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-pub use sessions::SessionView;
+pub use sessions::{Heartbeat, SessionView};
 
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +105,26 @@ pub enum Acquisition {
         license_id: LicenseId,
         /// Why.
         reason: DenialReason,
+        /// When a seat frees, when known (strict seat accounting).
+        retry_at: Option<chrono::DateTime<chrono::Utc>>,
     },
+}
+
+/// The terms of a new license.
+#[derive(Debug, Clone)]
+pub struct Terms {
+    /// Licensed product.
+    pub product: ProductId,
+    /// Concurrent seats.
+    pub seats: u32,
+    /// Session TTL without heartbeats, seconds.
+    pub session_ttl_secs: u32,
+    /// No new seats after this instant.
+    pub valid_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// License-token lifetime, seconds (`None`: the default).
+    pub token_ttl_secs: Option<u32>,
+    /// Strict seat accounting.
+    pub strict_seats: bool,
 }
 
 /// A cached license state behind the mutex that serializes its commands.
@@ -206,7 +225,7 @@ impl Licenses {
         if actor.is_some_and(|a| Some(&a.tenant) != meta.tenant_id.as_ref()) {
             return Err(ServiceError::NotFound("license"));
         }
-        let mut touched = None;
+        let mut touched = Vec::new();
         let outcome = aggregate::execute(
             &self.store,
             &id.stream_name(),
@@ -215,18 +234,18 @@ impl Licenses {
             |state| {
                 let (cmd, session_expected) = command(state)?;
                 let decision = decide(state, cmd)?;
-                touched = decision.session_stream();
+                touched = decision.sessions();
                 Ok(decision.into_changes(session_expected.unwrap_or(ExpectedVersion::Any)))
             },
         )
         .await;
-        if let Some(session) = touched {
+        for session in touched {
             self.sessions.forget(session);
         }
         Ok(outcome?)
     }
 
-    /// Issues a new license to the admin's tenant.
+    /// Issues a new license to the admin's tenant (default token terms).
     pub async fn issue(
         &self,
         actor: &Actor,
@@ -235,6 +254,23 @@ impl Licenses {
         session_ttl_secs: u32,
         valid_until: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<LicenseState, ServiceError> {
+        let terms = Terms {
+            product,
+            seats,
+            session_ttl_secs,
+            valid_until,
+            token_ttl_secs: None,
+            strict_seats: false,
+        };
+        self.issue_terms(actor, terms).await
+    }
+
+    /// Issues a new license with `terms` to the admin's tenant.
+    pub async fn issue_terms(
+        &self,
+        actor: &Actor,
+        terms: Terms,
+    ) -> Result<LicenseState, ServiceError> {
         let id = LicenseId::new();
         let tenant = actor.tenant.clone();
         self.run(id, Some(actor), |_| {
@@ -242,10 +278,12 @@ impl Licenses {
                 LicenseCommand::Issue {
                     tenant_id: tenant.clone(),
                     license_id: id,
-                    product: product.clone(),
-                    seats,
-                    session_ttl_secs,
-                    valid_until,
+                    product: terms.product.clone(),
+                    seats: terms.seats,
+                    session_ttl_secs: terms.session_ttl_secs,
+                    valid_until: terms.valid_until,
+                    token_ttl_secs: terms.token_ttl_secs,
+                    strict_seats: terms.strict_seats,
                 },
                 None,
             ))

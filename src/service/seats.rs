@@ -64,9 +64,13 @@ impl Licenses {
                     existing,
                 })
             }
-            Outcome::Denied(reason) => {
+            Outcome::Denied { reason, retry_at } => {
                 ::metrics::counter!(metrics::DENIALS).increment(1);
-                Ok(Acquisition::Denied { license_id, reason })
+                Ok(Acquisition::Denied {
+                    license_id,
+                    reason,
+                    retry_at,
+                })
             }
             Outcome::Done => Err(ServiceError::Contention),
         }
@@ -88,6 +92,7 @@ impl Licenses {
                         LicenseCommand::Release {
                             session_id: session,
                             user_id: user.clone(),
+                            now: now(),
                         },
                         Some(expected),
                     ))

@@ -13,10 +13,23 @@ use events::aggregate;
 use events::envelope::now;
 use events::ids::{LicenseId, SessionId, UserId};
 use events::license::{LicenseInfo, LicenseState};
-use events::session::{decide_heartbeat, SessionState};
+use events::session::{decide_heartbeat, SessionState, SessionToken};
 use events::store::EventStore;
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+/// What a heartbeat answers.
+#[derive(Debug, Clone)]
+pub struct Heartbeat {
+    /// The new deadline.
+    pub expires_at: DateTime<Utc>,
+    /// The session's current token (`None` until the signer minted the first).
+    pub token: Option<SessionToken>,
+    /// A renewal is asked for and not answered yet.
+    pub renewal_due: bool,
+    /// The license's token lifetime.
+    pub token_ttl: chrono::TimeDelta,
+}
 
 /// A session as a caller may see it.
 #[derive(Debug, Clone)]
@@ -182,12 +195,14 @@ impl Licenses {
         Ok(f(&state))
     }
 
-    /// Records a heartbeat; returns the new deadline.
+    /// Records a heartbeat (asking for a token renewal when the current
+    /// token is past half its life); returns the new deadline and the
+    /// session's current token.
     pub async fn heartbeat(
         &self,
         actor: &Actor,
         session: SessionId,
-    ) -> Result<DateTime<Utc>, ServiceError> {
+    ) -> Result<Heartbeat, ServiceError> {
         let (license_id, info) = self.owned_session(actor, session).await?;
         let meta = metadata(
             info.tenant_id.clone(),
@@ -195,7 +210,7 @@ impl Licenses {
             info.product.clone(),
             Some(actor),
         );
-        let ttl = info.session_ttl();
+        let (ttl, token_ttl) = (info.session_ttl(), info.token_ttl());
         let mut state = self.sessions.state(&self.store, session).await?;
         let stamped = now();
         let written = aggregate::execute(
@@ -204,7 +219,7 @@ impl Licenses {
             &mut state,
             &meta.to_value(),
             |state| {
-                decide_heartbeat(state, session, ttl, stamped)
+                decide_heartbeat(state, session, ttl, token_ttl, stamped)
                     .map(|events| aggregate::Changes::new(events, ()))
                     .map_err(|_| ServiceError::NotFound("session"))
             },
@@ -212,10 +227,15 @@ impl Licenses {
         .await;
         match written {
             Ok(()) => {
-                let deadline = state.expires_at.unwrap_or(stamped + ttl);
+                let beat = Heartbeat {
+                    expires_at: state.expires_at.unwrap_or(stamped + ttl),
+                    token: state.token.clone(),
+                    renewal_due: state.renewal_due,
+                    token_ttl,
+                };
                 self.sessions.store_state(session, state);
                 ::metrics::counter!(crate::metrics::HEARTBEATS).increment(1);
-                Ok(deadline)
+                Ok(beat)
             }
             Err(err) => {
                 self.sessions.forget(session);

@@ -163,6 +163,9 @@ pub(crate) mod tests {
             iat: now,
             nbf: now,
             exp: now + 360,
+            jti: Some("j-1".into()),
+            pos: Some(7),
+            srv: Some(now * 1000),
         }
     }
 

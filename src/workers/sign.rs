@@ -1,19 +1,31 @@
-//! The signer worker: a durable JetStream consumer of `SeatAcquired` that
-//! mints each session's license token and records it as `TokenIssued` in
-//! the session stream.
+//! The signer worker: mints license tokens from the log and records them
+//! as `TokenIssued` in the session stream.
 //!
-//! Scales out: replicas share one durable consumer. Idempotent: the token
-//! event has a deterministic id and the session stream is checked first, so
-//! a redelivered acquisition (or two replicas racing) records one token. A
-//! message is acknowledged only once the token is in the log.
+//! Two durable JetStream consumers (NATS 2.9 takes one filter subject per
+//! consumer): `*.SeatAcquired` (the first token) and `*.TokenRenewalDue`
+//! (renewals, asked by heartbeats past half the token's life). A message is
+//! only a hint: the worker looks its event up in the log by stream and
+//! version and mints nothing unless the logged event is the same, to the
+//! byte (id, data, metadata, time, hash). Claims come from the log, never
+//! from the message; the session must still be open and the request still
+//! unanswered. A message that does not match is counted
+//! (`ledger_sign_rejected_total`), logged and terminated (not redelivered).
+//!
+//! Scales out: replicas share the durable consumers. Idempotent: the token
+//! event's id is derived from the authorizing event's id and the session
+//! stream is checked first (through the seam), so a redelivered message or
+//! two racing replicas record one token. A message is acknowledged only once
+//! the token is in the log (or nothing is owed).
 
 use crate::metrics;
 use crate::signer::{LicenseClaims, TokenMinter};
 use async_nats::jetstream::{self, consumer::pull, AckKind};
-use events::aggregate::{self, Changes};
+use events::aggregate::{self, Changes, ExecuteError};
 use events::catalog::LicenseEvent;
-use events::envelope::{subject_filter, Envelope};
-use events::session::{self, SessionState};
+use events::envelope::{decode, subject_filter, Envelope, Metadata};
+use events::ids::LicenseId;
+use events::license::effective_token_ttl;
+use events::session::{decide_token, Grant, SessionState};
 use events::store::EventStore;
 use futures::StreamExt;
 use std::sync::Arc;
@@ -26,6 +38,27 @@ const TOKEN_EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x6c69_6365_6e73_652d_746f_6
 
 /// Tokens signed concurrently per worker (RSA signing runs on blocking threads).
 const CONCURRENCY: usize = 8;
+
+/// What became of one message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// A token was minted and recorded.
+    Minted,
+    /// Nothing was owed (already minted, session ended, not ours).
+    Nothing,
+}
+
+/// Why a message was not served.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The message does not match the log (forged, altered, or unknown):
+    /// nothing is minted and it is not redelivered.
+    #[error("rejected: {0}")]
+    Rejected(String),
+    /// A technical failure: redelivered later.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
 
 /// Runs the signer worker until `shutdown`.
 pub async fn run(
@@ -48,25 +81,19 @@ pub async fn run(
             }
         }
     };
-    let durable = format!("{stream}-signer");
-    let consumer: jetstream::consumer::PullConsumer = stream_handle
-        .get_or_create_consumer(
-            &durable,
-            pull::Config {
-                durable_name: Some(durable.clone()),
-                filter_subject: subject_filter(&subject_prefix, "SeatAcquired"),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(30),
-                max_ack_pending: 1024,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("creating the signer consumer: {e}"))?;
-    let messages = consumer
-        .messages()
-        .await
-        .map_err(|e| anyhow::anyhow!("signer consumer: {e}"))?;
+    let first = consumer(
+        &stream_handle,
+        format!("{stream}-signer"),
+        subject_filter(&subject_prefix, "SeatAcquired"),
+    )
+    .await?;
+    let renewals = consumer(
+        &stream_handle,
+        format!("{stream}-signer-renewals"),
+        subject_filter(&subject_prefix, "TokenRenewalDue"),
+    )
+    .await?;
+    let messages = futures::stream::select(first, renewals);
     let minter = Arc::new(minter);
     messages
         .take_until(shutdown.cancelled())
@@ -80,20 +107,26 @@ pub async fn run(
                         return;
                     }
                 };
-                match handle(&store, &minter, &message.payload).await {
-                    Ok(minted) => {
-                        if minted {
+                let ack = match handle(&store, &minter, &message.payload).await {
+                    Ok(handled) => {
+                        if handled == Handled::Minted {
                             ::metrics::counter!(metrics::TOKENS_MINTED).increment(1);
                         }
-                        if let Err(err) = message.ack().await {
-                            tracing::warn!(error = %err, "ack failed; the acquisition will be redelivered");
-                        }
+                        AckKind::Ack
                     }
-                    Err(err) => {
+                    Err(SignError::Rejected(why)) => {
+                        ::metrics::counter!(metrics::SIGN_REJECTED).increment(1);
+                        tracing::warn!(subject = %message.subject, %why, "a message that does not match the log was rejected; nothing minted");
+                        AckKind::Term
+                    }
+                    Err(SignError::Failed(err)) => {
                         ::metrics::counter!(metrics::SIGN_ERRORS).increment(1);
                         tracing::error!(error = %format!("{err:#}"), "minting a token failed; redelivering later");
-                        let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(2)))).await;
+                        AckKind::Nak(Some(Duration::from_secs(2)))
                     }
+                };
+                if let Err(err) = message.ack_with(ack).await {
+                    tracing::warn!(error = %err, "ack failed; the message will be redelivered");
                 }
             }
         })
@@ -101,41 +134,109 @@ pub async fn run(
     Ok(())
 }
 
-/// Mints and records the token of one acquisition. Returns whether a token
-/// was minted (false: it was already recorded, or the session ended).
+/// A durable pull consumer of `filter`, as a message stream.
+async fn consumer(
+    stream: &jetstream::stream::Stream,
+    durable: String,
+    filter: String,
+) -> anyhow::Result<pull::Stream> {
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &durable,
+            pull::Config {
+                durable_name: Some(durable.clone()),
+                filter_subject: filter,
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: 1024,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the signer consumer {durable}: {e}"))?;
+    consumer
+        .messages()
+        .await
+        .map_err(|e| anyhow::anyhow!("signer consumer {durable}: {e}"))
+}
+
+/// The logged event a message names, if the message is exactly that event.
+async fn logged(store: &EventStore, message: &Envelope) -> Result<Envelope, SignError> {
+    let found = store
+        .event_at(&message.stream, message.stream_version)
+        .await
+        .map_err(anyhow::Error::from)?
+        .map(Envelope::from);
+    match found {
+        Some(logged) if logged == *message => Ok(logged),
+        Some(_) => Err(SignError::Rejected(format!(
+            "{} version {} differs from the log",
+            message.stream, message.stream_version
+        ))),
+        None => Err(SignError::Rejected(format!(
+            "{} has no version {}",
+            message.stream, message.stream_version
+        ))),
+    }
+}
+
+/// Mints and records the token a `SeatAcquired` or `TokenRenewalDue`
+/// message asks for, from the log's own copy of that event.
 pub async fn handle(
     store: &EventStore,
     minter: &TokenMinter,
     payload: &[u8],
-) -> anyhow::Result<bool> {
-    let envelope = Envelope::from_json(payload)?;
+) -> Result<Handled, SignError> {
+    let message = Envelope::from_json(payload).map_err(|e| SignError::Rejected(e.to_string()))?;
+    let authorizing = logged(store, &message).await?;
+    let event = authorizing
+        .event()
+        .map_err(|e| SignError::Rejected(e.to_string()))?;
+    let (grant, session_id) = match event {
+        LicenseEvent::SeatAcquired { session_id, .. } => (Grant::Acquired, session_id),
+        LicenseEvent::TokenRenewalDue { session_id } => (Grant::Renewal, session_id),
+        _ => return Ok(Handled::Nothing), // not ours (filtered by subject, but be strict)
+    };
+    // Who holds the seat: the session's acquisition, as logged.
+    let acquisition = store
+        .acquisition_of(session_id)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| SignError::Rejected(format!("session {session_id} was never acquired")))?;
     let LicenseEvent::SeatAcquired {
-        session_id,
         user_id,
         hardware_id,
-        expires_at,
         ..
-    } = envelope.event()?
+    } = decode(&acquisition).map_err(anyhow::Error::from)?
     else {
-        return Ok(false); // not ours (filtered by subject, but be strict)
+        return Err(SignError::Rejected("not an acquisition".into()));
     };
-    let meta = envelope.meta();
+    let meta = Metadata::of(&acquisition);
     let (Some(tenant), Some(license), Some(product)) = (
         meta.tenant_id.clone(),
         meta.license_id,
         meta.product.clone(),
     ) else {
-        anyhow::bail!(
-            "SeatAcquired {} without tenant, license or product metadata",
-            envelope.event_id
-        );
+        return Err(SignError::Rejected(format!(
+            "acquisition of {session_id} without tenant, license or product"
+        )));
     };
+    let token_ttl = token_ttl_secs(store, license).await?;
     let stream = session_id.stream_name();
-    let mut state: SessionState = aggregate::load(store, &stream).await?;
-    if state.token.is_some() || state.closed.is_some() {
-        return Ok(false);
+    let mut state: SessionState = aggregate::load(store, &stream)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let owed = match grant {
+        Grant::Acquired => state.token.is_none(),
+        Grant::Renewal => state.renewal_due,
+    };
+    if state.closed.is_some() || !owed {
+        return Ok(Handled::Nothing);
     }
-    let now = chrono::Utc::now().timestamp();
+    let now = chrono::Utc::now();
+    let jti = Uuid::new_v4();
+    let expires_at =
+        events::store::hash::to_micros(now) + chrono::TimeDelta::seconds(i64::from(token_ttl));
     let claims = LicenseClaims {
         iss: minter.issuer().to_owned(),
         sub: user_id.to_string(),
@@ -144,29 +245,58 @@ pub async fn handle(
         product: product.to_string(),
         sid: session_id.to_string(),
         hwid: hardware_id.to_string(),
-        iat: now,
-        nbf: now,
-        exp: expires_at.timestamp().max(now + 1),
+        iat: now.timestamp(),
+        nbf: now.timestamp(),
+        exp: expires_at.timestamp(),
+        jti: Some(jti.to_string()),
+        pos: Some(authorizing.position),
+        srv: Some(now.timestamp_millis()),
     };
-    let token = minter.mint(&claims).await?;
-    let metadata = events::envelope::Metadata {
-        actor: None,
-        correlation_id: meta.correlation_id,
-        ..events::envelope::Metadata::license(tenant, license, product)
+    let token = minter.mint(&claims).await.map_err(anyhow::Error::from)?;
+    let issued = LicenseEvent::TokenIssued {
+        session_id,
+        key_id: minter.key_id().to_owned(),
+        token: token.clone(),
+        jti: Some(jti),
+        expires_at: Some(chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or(expires_at)),
+        authorized_by: Some(authorizing.position),
     };
-    let event_id = Uuid::new_v5(&TOKEN_EVENT_NAMESPACE, session_id.to_string().as_bytes());
-    let key_id = minter.key_id().to_owned();
-    let recorded = aggregate::execute(store, &stream, &mut state, &metadata.to_value(), |state| {
-        // Empty when a token is already recorded (a redelivery, or another signer won).
-        session::decide_token(state, session_id, key_id.clone(), token.clone())
+    let metadata = Metadata::license(tenant, license, product).to_value();
+    let event_id = Uuid::new_v5(&TOKEN_EVENT_NAMESPACE, authorizing.event_id.as_bytes());
+    let recorded = aggregate::execute(store, &stream, &mut state, &metadata, |state| {
+        decide_token(state, grant, issued.clone())
             .map(|events| Changes::new(events, ()).with_event_id(event_id))
     })
     .await;
     match recorded {
-        Ok(_) => Ok(state.token.as_ref().is_some_and(|t| t.token == token)),
-        // The session ended meanwhile: its token is not needed any more.
-        Err(aggregate::ExecuteError::Rejected(_)) => Ok(false),
+        Ok(()) => Ok(if state.token.as_ref().is_some_and(|t| t.token == token) {
+            Handled::Minted
+        } else {
+            Handled::Nothing // another replica recorded it first
+        }),
+        // The session ended meanwhile: the token was never recorded, nor handed out.
+        Err(ExecuteError::Rejected(_)) => Ok(Handled::Nothing),
         Err(other) => Err(anyhow::Error::new(other)
-            .context(format!("recording the token of session {session_id}"))),
+            .context(format!("recording the token of session {session_id}"))
+            .into()),
+    }
+}
+
+/// The token lifetime of `license`, from its `LicenseIssued`.
+async fn token_ttl_secs(store: &EventStore, license: LicenseId) -> Result<u32, SignError> {
+    let issued = store
+        .event_at(&license.stream_name(), 0)
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| SignError::Rejected(format!("license {license} is not in the log")))?;
+    match decode(&issued).map_err(anyhow::Error::from)? {
+        LicenseEvent::LicenseIssued {
+            session_ttl_secs,
+            token_ttl_secs,
+            ..
+        } => Ok(effective_token_ttl(token_ttl_secs, session_ttl_secs)),
+        _ => Err(SignError::Rejected(format!(
+            "license {license} does not start with LicenseIssued"
+        ))),
     }
 }

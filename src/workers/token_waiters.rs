@@ -4,7 +4,9 @@
 //! NATS; every API replica listens to `<prefix>.*.*.TokenIssued` (a plain
 //! core subscription, no consumer state) and hands the token to the request
 //! waiting for that session, if it is here. A request that misses the
-//! message reads the session stream before giving up with 202.
+//! message reads the session stream before giving up with 202. What arrives
+//! here is only a hint: the request hands a token out only after verifying
+//! it with the service's own keys, for its session (`AppState::verify_session_token`).
 
 use async_nats::Client;
 use events::catalog::LicenseEvent;
@@ -71,6 +73,7 @@ impl TokenWaiters {
                 session_id,
                 key_id,
                 token,
+                ..
             })) = event
             {
                 self.deliver(session_id, (key_id, token));

@@ -18,9 +18,9 @@ pub(crate) fn samples() -> Vec<LicenseEvent> {
             seats: 10,
             session_ttl_secs: 360,
             valid_until: Some(at),
-        token_ttl_secs: None,
-        strict_seats: false,
-    },
+            token_ttl_secs: None,
+            strict_seats: false,
+        },
         LicenseEvent::SeatsChanged { seats: 5 },
         LicenseEvent::LicenseSuspended {
             reason: "unpaid invoice".into(),

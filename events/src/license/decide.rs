@@ -150,7 +150,11 @@ impl Decision {
     /// Every session whose stream `session_events` go to, in order.
     pub fn sessions(&self) -> Vec<SessionId> {
         let mut out: Vec<SessionId> = Vec::new();
-        for id in self.session_events.iter().filter_map(LicenseEvent::session_id) {
+        for id in self
+            .session_events
+            .iter()
+            .filter_map(LicenseEvent::session_id)
+        {
             if !out.contains(&id) {
                 out.push(id);
             }

@@ -196,7 +196,10 @@ impl LicenseState {
     pub fn seats_held(&self, now: DateTime<Utc>) -> usize {
         let strict = self.issued.as_ref().is_some_and(|i| i.strict_seats);
         let held_by_tokens = if strict {
-            self.token_holds.values().filter(|until| **until > now).count()
+            self.token_holds
+                .values()
+                .filter(|until| **until > now)
+                .count()
         } else {
             0
         };

@@ -230,7 +230,9 @@ impl World {
                 self.sessions.entry(*session_id).or_default();
             }
             if let Some(id) = event.session_id() {
-                if before.sessions.contains_key(&id) && !matches!(event, LicenseEvent::SeatAcquired { .. }) {
+                if before.sessions.contains_key(&id)
+                    && !matches!(event, LicenseEvent::SeatAcquired { .. })
+                {
                     self.ended_at.insert(id, self.now);
                 }
             }

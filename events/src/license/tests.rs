@@ -25,9 +25,9 @@ fn issued(seats: u32) -> LicenseEvent {
         seats,
         session_ttl_secs: 360,
         valid_until: Some(t(10_000)),
-    token_ttl_secs: None,
-    strict_seats: false,
-}
+        token_ttl_secs: None,
+        strict_seats: false,
+    }
 }
 
 fn acquired(session_id: SessionId, u: &str, h: &str, key: Option<&str>) -> LicenseEvent {
@@ -70,9 +70,9 @@ fn issue(seats: u32, session_ttl_secs: u32) -> LicenseCommand {
         seats,
         session_ttl_secs,
         valid_until: None,
-    token_ttl_secs: None,
-    strict_seats: false,
-}
+        token_ttl_secs: None,
+        strict_seats: false,
+    }
 }
 
 #[test]
@@ -169,7 +169,13 @@ fn idempotency_key_gets_the_existing_session() {
 fn no_seats_is_a_denial_event() {
     let events = [issued(1), acquired(SessionId::new(), "u1", "h1", None)];
     let decision = given(&events, acquire("u2", "h2", None, t(5))).unwrap();
-    assert_eq!(decision.outcome, Outcome::Denied { reason: DenialReason::NoSeats, retry_at: None });
+    assert_eq!(
+        decision.outcome,
+        Outcome::Denied {
+            reason: DenialReason::NoSeats,
+            retry_at: None
+        }
+    );
     assert_eq!(
         decision.license_events,
         vec![LicenseEvent::AcquireDenied {
@@ -184,7 +190,10 @@ fn no_seats_is_a_denial_event() {
 fn suspended_license_denies_until_reinstated() {
     let suspend = given(
         &[issued(5)],
-        LicenseCommand::Suspend { reason: " unpaid ".into(), now: t(0) },
+        LicenseCommand::Suspend {
+            reason: " unpaid ".into(),
+            now: t(0),
+        },
     )
     .unwrap();
     assert_eq!(
@@ -199,12 +208,21 @@ fn suspended_license_denies_until_reinstated() {
     assert_eq!(denial(&decision), Some(DenialReason::Suspended));
     assert!(given(
         &events,
-        LicenseCommand::Suspend { reason: "again".into(), now: t(0) }
+        LicenseCommand::Suspend {
+            reason: "again".into(),
+            now: t(0)
+        }
     )
     .unwrap()
     .is_empty());
     assert_eq!(
-        given(&events, LicenseCommand::Suspend { reason: " ".into(), now: t(0) }),
+        given(
+            &events,
+            LicenseCommand::Suspend {
+                reason: " ".into(),
+                now: t(0)
+            }
+        ),
         Err(DomainError::InvalidReason)
     );
     events.extend(
@@ -237,7 +255,11 @@ fn expired_license_denies() {
 fn release_frees_the_seat_and_closes_the_session_stream() {
     let s1 = SessionId::new();
     let mut events = vec![issued(1), acquired(s1, "u1", "h1", Some("k1"))];
-    let release = LicenseCommand::Release { session_id: s1, user_id: Some(user("u1")), now: t(1) };
+    let release = LicenseCommand::Release {
+        session_id: s1,
+        user_id: Some(user("u1")),
+        now: t(1),
+    };
     let decision = given(&events, release.clone()).unwrap();
     assert_eq!(
         decision.license_events,
@@ -274,11 +296,19 @@ fn release_frees_the_seat_and_closes_the_session_stream() {
 fn release_by_another_user_is_not_found_but_admin_may() {
     let s1 = SessionId::new();
     let events = [issued(1), acquired(s1, "u1", "h1", None)];
-    let theirs = LicenseCommand::Release { session_id: s1, user_id: Some(user("u2")), now: t(1) };
+    let theirs = LicenseCommand::Release {
+        session_id: s1,
+        user_id: Some(user("u2")),
+        now: t(1),
+    };
     assert_eq!(given(&events, theirs), Err(DomainError::SessionNotFound));
     assert!(given(
         &events,
-        LicenseCommand::Release { session_id: s1, user_id: None, now: t(1) }
+        LicenseCommand::Release {
+            session_id: s1,
+            user_id: None,
+            now: t(1)
+        }
     )
     .is_ok());
 }
@@ -340,7 +370,10 @@ fn lowering_seats_revokes_the_newest_sessions_and_denies_new_ones() {
         acquired(s1, "u1", "h1", None),
         acquired(s2, "u2", "h2", None),
     ];
-    let lower = LicenseCommand::ChangeSeats { seats: 1, now: t(0) };
+    let lower = LicenseCommand::ChangeSeats {
+        seats: 1,
+        now: t(0),
+    };
     let decision = given(&events, lower).unwrap();
     // The newest session (s2) is revoked; its stream is closed in the same append.
     assert_eq!(
@@ -366,7 +399,10 @@ fn lowering_seats_revokes_the_newest_sessions_and_denies_new_ones() {
         denial(&given(&events, acquire("u3", "h3", None, t(1))).unwrap()),
         Some(DenialReason::NoSeats)
     );
-    let same = LicenseCommand::ChangeSeats { seats: 1, now: t(0) };
+    let same = LicenseCommand::ChangeSeats {
+        seats: 1,
+        now: t(0),
+    };
     assert!(given(&events, same).unwrap().is_empty());
     let too_many = LicenseCommand::ChangeSeats {
         seats: 100_001,
@@ -443,7 +479,13 @@ fn strict_seats_stay_held_by_tokens_until_they_lapse() {
         }
     );
     let later = given(&events, acquire("u2", "h2", None, t(76))).unwrap();
-    assert!(matches!(later.outcome, Outcome::Acquired { existing: false, .. }));
+    assert!(matches!(
+        later.outcome,
+        Outcome::Acquired {
+            existing: false,
+            ..
+        }
+    ));
     // Without strict accounting the seat is free at once.
     let mut lax = vec![issued(1), acquired(s1, "u1", "h1", None)];
     let release = LicenseCommand::Release {

@@ -3,7 +3,8 @@
 //! scans of the whole log that audits and exports need. The first two read
 //! partial expression indexes of the events table (see the migrations).
 
-use super::{EventStore, StoreError};
+use super::read::{from_row, COLUMNS};
+use super::{EventStore, RecordedEvent, StoreError};
 use crate::ids::{LicenseId, SessionId, TenantId, UserId};
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt as _};
@@ -34,6 +35,30 @@ impl EventStore {
             .filter_map(|s| s.parse::<Uuid>().ok())
             .map(LicenseId::from_uuid)
             .collect())
+    }
+
+    /// The `SeatAcquired` event that created `session`.
+    pub async fn acquisition_of(
+        &self,
+        session: SessionId,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM events
+             WHERE event_type = 'SeatAcquired' AND data->>'session_id' = $1 LIMIT 1"
+        ))
+        .bind(session.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(from_row).transpose()?)
+    }
+
+    /// The event at `version` of `stream`, if any.
+    pub async fn event_at(
+        &self,
+        stream: &str,
+        version: i64,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        Ok(self.read_stream(stream, version, 1).await?.pop())
     }
 
     /// The license a session was acquired on, and its holder.

@@ -137,7 +137,8 @@ impl Ledger {
         let mut state: SessionState = aggregate::load(&self.store, &stream).await?;
         let stamped = now();
         aggregate::execute(&self.store, &stream, &mut state, &meta.to_value(), |s| {
-            session::decide_heartbeat(s, session, ttl, token_ttl, stamped).map(|e| Changes::new(e, ()))
+            session::decide_heartbeat(s, session, ttl, token_ttl, stamped)
+                .map(|e| Changes::new(e, ()))
         })
         .await?;
         Ok(stamped + ttl)

@@ -2,8 +2,8 @@
 //! session's span ([`SessionSpan`]) and the in-memory seat-time fold
 //! ([`SeatHours`]) used by tests and reports.
 //!
-//! A `SeatAcquired` starts a seat, the session's `SeatReleased` or
-//! `SessionExpired` ends it; the seat time is the end event's `recorded_at`
+//! A `SeatAcquired` starts a seat, the session's `SeatReleased`,
+//! `SessionExpired` or `SessionRevoked` ends it; the seat time is the end event's `recorded_at`
 //! minus the start's, billed to the tenant of the start. The first start and
 //! the first end of a session win. An end that arrives before its start (a
 //! JetStream redelivery can reorder messages) waits for it, so the totals do
@@ -36,7 +36,7 @@ pub enum Fact {
         /// The event's `recorded_at`.
         at: DateTime<Utc>,
     },
-    /// A session gave its seat back (`SeatReleased` or `SessionExpired`).
+    /// A session gave its seat back (`SeatReleased`, `SessionExpired` or `SessionRevoked`).
     Ended {
         /// The session (`data.session_id`).
         session: String,
@@ -59,8 +59,9 @@ impl Fact {
                     .map_or_else(|| UNKNOWN_TENANT.to_owned(), |t| t.to_string()),
                 at: event.recorded_at,
             },
-            Ok(LicenseEvent::SeatReleased { session_id })
-            | Ok(LicenseEvent::SessionExpired { session_id, .. }) => Self::Ended {
+            Ok(LicenseEvent::SeatReleased { session_id, .. })
+            | Ok(LicenseEvent::SessionExpired { session_id, .. })
+            | Ok(LicenseEvent::SessionRevoked { session_id, .. }) => Self::Ended {
                 session: session_id.to_string(),
                 at: event.recorded_at,
             },
@@ -214,10 +215,14 @@ mod tests {
                 expires_at: at,
                 idempotency_key: None,
             },
-            "SeatReleased" => LicenseEvent::SeatReleased { session_id },
+            "SeatReleased" => LicenseEvent::SeatReleased {
+                session_id,
+                tokens_valid_until: None,
+            },
             "SessionExpired" => LicenseEvent::SessionExpired {
                 session_id,
                 deadline: at,
+                tokens_valid_until: None,
             },
             _ => LicenseEvent::HeartbeatRecorded {
                 session_id,

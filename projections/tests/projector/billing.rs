@@ -128,8 +128,9 @@ async fn seat_hours_from_the_stream_match_the_log() {
             LicenseEvent::SeatAcquired { session_id, .. } => {
                 start.insert(session_id, recorded.recorded_at);
             }
-            LicenseEvent::SeatReleased { session_id }
-            | LicenseEvent::SessionExpired { session_id, .. } => {
+            LicenseEvent::SeatReleased { session_id, .. }
+            | LicenseEvent::SessionExpired { session_id, .. }
+            | LicenseEvent::SessionRevoked { session_id, .. } => {
                 let began = start.remove(&session_id).unwrap();
                 *want.entry(tenant).or_default() +=
                     (recorded.recorded_at - began).num_microseconds().unwrap();
@@ -144,7 +145,8 @@ async fn seat_hours_from_the_stream_match_the_log() {
         .collect();
     assert_eq!(seat_micros, want);
     assert_eq!(store.open_sessions().await.unwrap() as usize, start.len());
-    assert_eq!(totals.values().map(|t| t.sessions_closed).sum::<u64>(), 4);
+    // Two expiries, two releases, and the session the suspension revoked.
+    assert_eq!(totals.values().map(|t| t.sessions_closed).sum::<u64>(), 5);
 
     // And the pure fold of the log agrees with the store
     let mut fold = SeatHours::default();
