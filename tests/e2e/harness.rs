@@ -236,13 +236,19 @@ impl TestApp {
 
     /// Issues a license as an admin of `tenant`; returns its id.
     pub async fn issue(&self, tenant: &str, seats: u32, ttl_secs: u32) -> String {
+        let body = json!({ "product": "cad-pro", "seats": seats, "session_ttl_secs": ttl_secs });
+        self.issue_with(tenant, body).await
+    }
+
+    /// Issues a license with the body `terms` as an admin of `tenant`; returns its id.
+    pub async fn issue_with(&self, tenant: &str, terms: Value) -> String {
         let admin = token("admin", tenant, true).await;
         let a = self
             .call(
                 reqwest::Method::POST,
                 "/api/v1/admin/licenses",
                 Some(&admin),
-                Some(json!({ "product": "cad-pro", "seats": seats, "session_ttl_secs": ttl_secs })),
+                Some(terms),
             )
             .await;
         assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);

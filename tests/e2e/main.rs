@@ -7,4 +7,5 @@ mod kms;
 mod metrics;
 mod nats;
 mod seats;
+mod tokens;
 mod usage;
