@@ -121,6 +121,15 @@ impl TestApp {
     }
 }
 
+/// Every component but the signer: acquires wait for tokens nobody mints.
+pub fn no_signer() -> Components {
+    Components {
+        sign: false,
+        project: false,
+        ..Components::all()
+    }
+}
+
 /// Builds and starts `components` with `config`, as `main` does.
 pub async fn start(config: Config, components: Components) -> TestApp {
     let app = App::build(config, components).await.expect("build the app");

@@ -275,13 +275,7 @@ async fn without_a_signer_acquire_answers_202_and_the_token_arrives_later() {
     let names = harness::Names::random();
     let mut config = harness::config(&db, &names).await;
     config.acquire_token_wait_ms = 300;
-    let no_signer = Components {
-        serve: true,
-        publish: true,
-        reap: true,
-        sign: false,
-        project: false,
-    };
+    let no_signer = harness::no_signer();
     let app = harness::start(config.clone(), no_signer).await;
     let license = app.issue("acme", 2, 360).await;
     let alice = token("alice", "acme", false).await;

@@ -258,19 +258,12 @@ async fn forged_messages_on_the_event_subjects_mint_and_hand_out_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_token_issued_messages_are_never_handed_to_a_waiting_client() {
-    use licensed::app::Components;
     let db = events::testing::TestDb::new().await;
     let names = crate::harness::Names::random();
     let mut config = crate::harness::config(&db, &names).await;
     config.acquire_token_wait_ms = 2000;
     // No signer: an acquire waits for a token that only a forger offers.
-    let no_signer = Components {
-        serve: true,
-        publish: true,
-        reap: true,
-        sign: false,
-        project: false,
-    };
+    let no_signer = crate::harness::no_signer();
     let app = crate::harness::start(config, no_signer).await;
     let license = app.issue("acme", 2, 360).await;
     let alice = token("alice", "acme", false).await;

@@ -457,17 +457,23 @@ fn strict(seats: u32, token_ttl_secs: u32) -> LicenseEvent {
     }
 }
 
-#[test]
-fn strict_seats_stay_held_by_tokens_until_they_lapse() {
+/// `license` with one session acquired by u1, released at t=10.
+fn released_at_10(license: LicenseEvent) -> Vec<LicenseEvent> {
     let s1 = SessionId::new();
-    // Given a strict one-seat license with 60 s tokens, released at t=10
-    let mut events = vec![strict(1, 60), acquired(s1, "u1", "h1", None)];
+    let mut events = vec![license, acquired(s1, "u1", "h1", None)];
     let release = LicenseCommand::Release {
         session_id: s1,
         user_id: None,
         now: t(10),
     };
     events.extend(given(&events, release).unwrap().license_events);
+    events
+}
+
+#[test]
+fn strict_seats_stay_held_by_tokens_until_they_lapse() {
+    // Given a strict one-seat license with 60 s tokens, released at t=10
+    let events = released_at_10(strict(1, 60));
     // Then another machine is denied until the token may have lapsed (t=75),
     // and told when
     let early = given(&events, acquire("u2", "h2", None, t(74))).unwrap();
@@ -487,13 +493,7 @@ fn strict_seats_stay_held_by_tokens_until_they_lapse() {
         }
     ));
     // Without strict accounting the seat is free at once.
-    let mut lax = vec![issued(1), acquired(s1, "u1", "h1", None)];
-    let release = LicenseCommand::Release {
-        session_id: s1,
-        user_id: None,
-        now: t(10),
-    };
-    lax.extend(given(&lax, release).unwrap().license_events);
+    let lax = released_at_10(issued(1));
     let now = given(&lax, acquire("u2", "h2", None, t(11))).unwrap();
     assert!(matches!(now.outcome, Outcome::Acquired { .. }));
 }
