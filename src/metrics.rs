@@ -33,6 +33,8 @@ pub const EXPIRIES: &str = "ledger_expiries_total";
 pub const TOKENS_MINTED: &str = "ledger_tokens_minted_total";
 /// Signing failures.
 pub const SIGN_ERRORS: &str = "ledger_sign_errors_total";
+/// Licenses whose reaping failed in a sweep (the sweep goes on).
+pub const REAP_ERRORS: &str = "ledger_reap_errors_total";
 /// Signer messages that did not match the log (forged or altered): nothing minted.
 pub const SIGN_REJECTED: &str = "ledger_sign_rejected_total";
 /// Command latency, label `op` = acquire | heartbeat | release.
@@ -80,7 +82,7 @@ fn registry() -> &'static Registry {
 }
 
 /// Every counter with its help text; each is exported from the start (at 0).
-const COUNTERS: [(&str, &str); 12] = [
+const COUNTERS: [(&str, &str); 13] = [
     (
         EVENTS_APPENDED,
         "Events appended to the log by this process",
@@ -96,6 +98,7 @@ const COUNTERS: [(&str, &str); 12] = [
     (HEARTBEATS, "Heartbeats recorded"),
     (RELEASES, "Sessions released"),
     (EXPIRIES, "Sessions expired by the reaper"),
+    (REAP_ERRORS, "Licenses whose reaping failed in a sweep"),
     (TOKENS_MINTED, "License tokens minted"),
     (SIGN_ERRORS, "Signing failures"),
     (

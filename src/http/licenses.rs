@@ -309,6 +309,7 @@ pub async fn release(
         (status = 200, description = "The token", body = TokenResponse),
         (status = 202, description = "Not minted yet; retry after Retry-After seconds"),
         (status = 404, description = "No such session of yours", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The session has ended: no token will come", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, session = %session_id))]
@@ -321,6 +322,14 @@ pub async fn token(
     let actor = actor(&caller, &headers)?;
     let session = parse_session(&session_id)?;
     let view = state.licenses.session(&actor, session).await?;
+    if view.state.closed.is_some() {
+        // Its token is not renewed any more; waiting would never end.
+        return Err(Problem::new(
+            StatusCode::GONE,
+            "session-ended",
+            "the session has ended (released, expired or revoked)",
+        ));
+    }
     match view.state.token {
         Some(t) => {
             let public_key_pem = state.public_key_pem(&t.key_id).await?;

@@ -176,6 +176,29 @@ pub fn worker_router(store: events::store::EventStore) -> Router {
         .with_state(store)
 }
 
+/// Longest `X-Request-Id` kept (it is stored in every event's metadata).
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Drops an `X-Request-Id` that is too long or has characters outside
+/// `[A-Za-z0-9._:-]`, so that a fresh one is generated instead.
+async fn drop_invalid_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
+    let valid = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= MAX_REQUEST_ID_LEN
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+    };
+    if request
+        .headers()
+        .get("x-request-id")
+        .is_some_and(|v| !valid(v))
+    {
+        request.headers_mut().remove("x-request-id");
+    }
+    request
+}
+
 /// The whole HTTP application.
 pub fn router(
     state: AppState,
@@ -250,4 +273,5 @@ pub fn router(
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(axum::middleware::map_request(drop_invalid_request_id))
 }

@@ -59,22 +59,45 @@ impl Reaper {
         let now = Utc::now();
         let mut expired = 0;
         let mut live = std::collections::HashSet::new();
-        for &license_id in &self.licenses {
-            let (due, sessions) = licenses.due_sessions(license_id, now).await?;
-            live.extend(sessions);
-            for session in due {
-                if self.known_deadlines.get(&session).is_some_and(|d| *d > now) {
-                    continue;
-                }
-                if licenses.expire(license_id, session).await? {
-                    expired += 1;
-                    self.known_deadlines.remove(&session);
-                } else if let Some(deadline) = licenses.deadline(session).await? {
-                    self.known_deadlines.insert(session, deadline);
+        for license_id in self.licenses.clone() {
+            // One broken license (an undecodable stream, a failing append)
+            // must not stop the sweep of the others.
+            match self
+                .sweep_license(licenses, license_id, now, &mut live)
+                .await
+            {
+                Ok(n) => expired += n,
+                Err(err) => {
+                    ::metrics::counter!(metrics::REAP_ERRORS).increment(1);
+                    tracing::warn!(license = %license_id, error = %format!("{err:#}"), "reaping a license failed; continuing with the others");
                 }
             }
         }
         self.known_deadlines.retain(|s, _| live.contains(s));
+        Ok(expired)
+    }
+
+    async fn sweep_license(
+        &mut self,
+        licenses: &Licenses,
+        license_id: LicenseId,
+        now: DateTime<Utc>,
+        live: &mut std::collections::HashSet<SessionId>,
+    ) -> anyhow::Result<u64> {
+        let mut expired = 0;
+        let (due, sessions) = licenses.due_sessions(license_id, now).await?;
+        live.extend(sessions);
+        for session in due {
+            if self.known_deadlines.get(&session).is_some_and(|d| *d > now) {
+                continue;
+            }
+            if licenses.expire(license_id, session).await? {
+                expired += 1;
+                self.known_deadlines.remove(&session);
+            } else if let Some(deadline) = licenses.deadline(session).await? {
+                self.known_deadlines.insert(session, deadline);
+            }
+        }
         Ok(expired)
     }
 }

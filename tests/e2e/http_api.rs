@@ -445,3 +445,39 @@ async fn cors_and_rate_limits() {
     );
     sys.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_request_ids_are_replaced_and_control_characters_refused() {
+    let sys = System::start().await;
+    let admin = token("admin", "acme", true).await;
+    let license = sys.app.issue("acme", 1, 360).await;
+    let huge = "a".repeat(10_000);
+    let res = sys
+        .app
+        .http
+        .get(sys.app.url("/api/v1/licenses"))
+        .bearer_auth(&admin)
+        .header("x-request-id", &huge)
+        .send()
+        .await
+        .unwrap();
+    let echoed = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(
+        echoed.len() <= 128 && echoed != huge,
+        "the request id was replaced"
+    );
+    let before = count_events(&sys.db, "LicenseSuspended").await;
+    let path = format!("/api/v1/admin/licenses/{license}/suspend");
+    let nul = sys
+        .app
+        .call(
+            Method::POST,
+            &path,
+            Some(&admin),
+            Some(json!({"reason": "a\u{0}b"})),
+        )
+        .await;
+    assert_eq!(nul.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", nul.body);
+    assert_eq!(count_events(&sys.db, "LicenseSuspended").await, before);
+    sys.cleanup().await;
+}

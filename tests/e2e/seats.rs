@@ -318,3 +318,48 @@ async fn without_a_signer_acquire_answers_202_and_the_token_arrives_later() {
     harness::delete_stream(&names.stream).await;
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_broken_license_does_not_stop_the_reapers_sweep() {
+    use events::ids::{HardwareId, ProductId, TenantId, UserId};
+    use events::store::ExpectedVersion;
+    use licensed::service::{Acquisition, Actor, Licenses};
+    use licensed::workers::reap::Reaper;
+    let db = events::testing::TestDb::new().await;
+    let licenses = Licenses::new(db.store());
+    let admin = Actor {
+        tenant: TenantId::parse("acme").unwrap(),
+        user: UserId::parse("admin").unwrap(),
+        admin: true,
+        correlation_id: None,
+    };
+    let product = ProductId::parse("cad").unwrap();
+    // The first license issued is broken: its stream holds an event no build knows.
+    let broken = licenses
+        .issue(&admin, product.clone(), 1, 360, None)
+        .await
+        .unwrap();
+    let broken = broken.issued.unwrap().license_id;
+    let bogus = events::store::NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: "Bogus".into(),
+        schema_version: 1,
+        data: serde_json::json!({}),
+        metadata: serde_json::json!({}),
+    };
+    db.store()
+        .append_to(&broken.stream_name(), ExpectedVersion::Any, vec![bogus])
+        .await
+        .unwrap();
+    let short = licenses.issue(&admin, product, 1, 1, None).await.unwrap();
+    let short = short.issued.unwrap().license_id;
+    let hw = HardwareId::parse("laptop").unwrap();
+    let acquired = licenses.acquire(&admin, short, hw, None).await.unwrap();
+    assert!(matches!(acquired, Acquisition::Granted { .. }));
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    // The sweep meets the broken license first, and still expires the other's session.
+    let expired = Reaper::default().sweep(&licenses).await.unwrap();
+    assert_eq!(expired, 1);
+    assert_eq!(count_events(&db, "SessionExpired").await, 1);
+    db.drop_schema().await;
+}

@@ -228,7 +228,10 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
         }
         LicenseCommand::Suspend { reason, now } => {
             let reason = reason.trim();
-            if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+            if reason.is_empty()
+                || reason.chars().count() > MAX_REASON_CHARS
+                || reason.chars().any(char::is_control)
+            {
                 return Err(DomainError::InvalidReason);
             }
             // Suspending twice is a no-op: the first reason stands.

@@ -61,8 +61,8 @@ pub enum DomainError {
     /// TTL outside [`SESSION_TTL_RANGE`].
     #[error("session_ttl_secs must be between 1 and 604800, got {0}")]
     InvalidSessionTtl(u32),
-    /// Blank or longer than [`MAX_REASON_CHARS`].
-    #[error("reason must be 1 to 1000 characters and not blank")]
+    /// Blank, longer than [`MAX_REASON_CHARS`], or with control characters.
+    #[error("reason must be 1 to 1000 characters, not blank, without control characters")]
     InvalidReason,
     /// The caller's pre-generated session id is already live.
     #[error("session id already in use")]
