@@ -176,6 +176,22 @@ pub fn worker_router(store: events::store::EventStore) -> Router {
         .with_state(store)
 }
 
+/// Verifies the bearer token, if any, and leaves the [`Caller`] in the
+/// request extensions for the rate limiter and the handlers. Never answers
+/// itself: a missing or bad token is the handler's 401.
+async fn authenticate(
+    axum::extract::State(auth): axum::extract::State<Arc<Authenticator>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(token) = crate::auth::bearer_token(request.headers()) {
+        if let Ok(caller) = auth.verify(token).await {
+            request.extensions_mut().insert::<Caller>(caller);
+        }
+    }
+    next.run(request).await
+}
+
 /// Longest `X-Request-Id` kept (it is stored in every event's metadata).
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
@@ -234,6 +250,10 @@ pub fn router(
         .layer(axum::middleware::from_fn_with_state(
             limiter,
             ratelimit::layer,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            authenticate,
         ))
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))

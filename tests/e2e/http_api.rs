@@ -5,6 +5,7 @@ use crate::harness::{count_events, issuer, token, total_events, System};
 use licensed::auth::dev_issuer::{DEV_AUDIENCE, DEV_ISSUER};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use std::time::Duration;
 
 fn now() -> u64 {
     jsonwebtoken::get_current_timestamp()
@@ -479,5 +480,45 @@ async fn oversized_request_ids_are_replaced_and_control_characters_refused() {
         .await;
     assert_eq!(nul.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", nul.body);
     assert_eq!(count_events(&sys.db, "LicenseSuspended").await, before);
+    sys.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_tokens_naming_a_user_cannot_drain_that_users_rate_limit() {
+    let sys = System::start_with(|c| c.rate_limit_per_minute = 60).await;
+    let license = sys.app.issue("acme", 2, 360).await;
+    let alice = token("alice", "acme", false).await;
+    let a = sys.app.acquire(&alice, &license, "laptop").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let session = a.body["session_id"].as_str().unwrap().to_owned();
+    // 300 requests with tokens naming Alice, signed by a key the service does not trust
+    let forger = licensed::auth::dev_issuer::DevIssuer::generate().unwrap();
+    let forged = forger
+        .mint(
+            "alice",
+            "acme",
+            &[],
+            Duration::from_secs(3600),
+            DEV_ISSUER,
+            DEV_AUDIENCE,
+        )
+        .unwrap();
+    let mut limited = 0;
+    for _ in 0..300 {
+        let r = sys.app.heartbeat(&forged, &session).await;
+        assert_ne!(r.status, StatusCode::OK);
+        limited += usize::from(r.status == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert!(
+        limited > 200,
+        "unauthenticated load is limited per address ({limited} of 300)"
+    );
+    // Alice's real heartbeats are untouched.
+    for _ in 0..5 {
+        assert_eq!(
+            sys.app.heartbeat(&alice, &session).await.status,
+            StatusCode::OK
+        );
+    }
     sys.cleanup().await;
 }

@@ -6,15 +6,13 @@
 //! request gets 429 problem+json with `Retry-After` (seconds) and never
 //! reaches the handler.
 //!
-//! Keying policy. Authentication runs later, inside handlers, so the key is
-//! (in order): a verified [`Caller`] already in the request extensions; else
-//! an *unverified* peek at the bearer token's `sub` + tenant (a cheap base64
-//! decode of the payload, no signature check); else the peer IP
-//! (`ConnectInfo<SocketAddr>`); else `"anonymous"`. Peeking is safe: the
-//! handler still rejects a forged token, and forging subs only spreads the
-//! forger's own requests over more buckets — it cannot drain another user's
-//! bucket without also making requests under that user's name, which costs
-//! the forger the same.
+//! Keying policy. Limits apply to verified identities only: the
+//! authentication layer in front of this one verifies the bearer token (its
+//! verdicts are cached) and leaves the [`Caller`](crate::auth::Caller) in the
+//! request extensions; such a request counts against `user:<tenant>/<sub>`.
+//! Everything else — no token, a forged or expired one — counts against the
+//! client's address (`ip:<addr>`), so a forger can neither drain a victim's
+//! bucket nor get a fresh bucket per invented subject.
 //!
 //! Memory. `governor` keeps one state per key and never forgets one by
 //! itself. Here its store is capped at [`RateLimitConfig::max_buckets`] keys:
@@ -262,10 +260,7 @@ mod tests {
     use axum::extract::connect_info::MockConnectInfo;
     use axum::routing::get;
     use axum::Router;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine as _;
     use governor::clock::FakeRelativeClock;
-    use serde_json::json;
     use std::net::SocketAddr;
     use tower::ServiceExt;
 
@@ -283,20 +278,32 @@ mod tests {
         (RateLimiter::with_clock(config, clock.clone()), clock)
     }
 
-    /// An unsigned token: the limiter only peeks, it never verifies.
-    pub(super) fn token(sub: &str, tenant: &str) -> String {
-        let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
-        format!(
-            "{}.{}.sig",
-            b64(json!({"alg": "RS256"})),
-            b64(json!({"sub": sub, "tenant_id": tenant}))
-        )
+    /// Stands for a token the authentication layer verified.
+    fn token(sub: &str, tenant: &str) -> String {
+        format!("{tenant}/{sub}")
+    }
+
+    /// What the authentication layer does for a verified token (here: any
+    /// bearer `tenant/sub`; "garbage" stands for one that fails).
+    async fn verified(mut request: Request, next: Next) -> Response {
+        let caller = crate::auth::bearer_token(request.headers())
+            .and_then(|t| t.split_once('/'))
+            .map(|(tenant, sub)| crate::auth::Caller {
+                user_id: sub.into(),
+                tenant_id: tenant.into(),
+                is_admin: false,
+            });
+        if let Some(caller) = caller {
+            request.extensions_mut().insert(caller);
+        }
+        next.run(request).await
     }
 
     fn app(limiter: RateLimiter) -> Router {
         Router::new()
             .route("/", get(|| async { "ok" }))
             .layer(axum::middleware::from_fn_with_state(limiter, layer))
+            .layer(axum::middleware::from_fn(verified))
     }
 
     async fn call(app: &Router, bearer: Option<&str>) -> Response {
@@ -398,7 +405,7 @@ mod tests {
             call(&app, Some(&token("alice", "other"))).await.status(),
             StatusCode::OK
         );
-        // No usable token: keyed by peer IP.
+        // No verified token: keyed by peer IP, whatever the token claims.
         let by_ip = app
             .clone()
             .layer(MockConnectInfo(SocketAddr::from(([10, 0, 0, 7], 4000))));
