@@ -1,7 +1,8 @@
 //! The claims of a user JWT and how they become a [`Caller`].
 //!
 //! Owns the mapping from claims to identity: user = `sub`, tenant =
-//! `tenant_id` (or `firebase.tenant`, as Identity Platform issues it), admin
+//! `firebase.tenant` when Identity Platform names one (a `tenant_id` claim
+//! must then agree), else `tenant_id`, admin
 //! = `roles` contains [`ADMIN_ROLE`]. Formats follow `events::ids`
 //! (`TenantId`, `UserId`), so a verified caller's ids always parse there.
 //!
@@ -53,6 +54,9 @@ pub enum ClaimsError {
     /// The tenant claim has the wrong format.
     #[error("token tenant must be 1 to 64 characters of A-Z a-z 0-9 _ -")]
     InvalidTenant,
+    /// `tenant_id` and the identity provider's `firebase.tenant` disagree.
+    #[error("token names two different tenants (tenant_id and firebase.tenant)")]
+    ConflictingTenants,
     /// `roles` is neither a string nor an array of strings.
     #[error("token roles claim must be an array of strings")]
     InvalidRoles,
@@ -75,20 +79,33 @@ pub(crate) struct UserClaims {
     pub(crate) exp: Option<serde_json::Value>,
 }
 
+/// A tenant claim, if present (not null), checked on its own.
+fn checked(v: Option<&serde_json::Value>) -> Result<Option<&str>, ClaimsError> {
+    match v.filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(v) => {
+            let t = v.as_str().ok_or(ClaimsError::InvalidTenant)?;
+            TenantId::parse(t).map_err(|_| ClaimsError::InvalidTenant)?;
+            Ok(Some(t))
+        }
+    }
+}
+
 impl UserClaims {
-    /// The tenant claim: `tenant_id` when present (never falls back if it is
-    /// present but malformed), else `firebase.tenant`.
+    /// The tenant claim. The identity provider's `firebase.tenant` is
+    /// authoritative when present: a custom `tenant_id` cannot override it,
+    /// and a token whose two tenant claims disagree is refused. Without it,
+    /// `tenant_id`.
     pub(crate) fn tenant(&self) -> Result<&str, ClaimsError> {
-        let value = match &self.tenant_id {
-            Some(v) if !v.is_null() => v,
-            _ => match self.firebase.as_ref().and_then(|f| f.get("tenant")) {
-                Some(v) if !v.is_null() => v,
-                _ => return Err(ClaimsError::MissingTenant),
-            },
-        };
-        let tenant = value.as_str().ok_or(ClaimsError::InvalidTenant)?;
-        TenantId::parse(tenant).map_err(|_| ClaimsError::InvalidTenant)?;
-        Ok(tenant)
+        // Each claim that is present must be well-formed on its own.
+        let custom = checked(self.tenant_id.as_ref())?;
+        let provider = checked(self.firebase.as_ref().and_then(|f| f.get("tenant")))?;
+        match (custom, provider) {
+            (Some(c), Some(p)) if c != p => Err(ClaimsError::ConflictingTenants),
+            (_, Some(p)) => Ok(p),
+            (Some(c), None) => Ok(c),
+            (None, None) => Err(ClaimsError::MissingTenant),
+        }
     }
 
     /// The `sub` claim, format-checked.
@@ -140,10 +157,15 @@ mod tests {
     }
 
     #[test]
-    fn tenant_id_wins_over_firebase_tenant() {
-        let c =
-            caller(json!({"sub": "u1", "tenant_id": "a", "firebase": {"tenant": "b"}})).unwrap();
-        assert_eq!(c.tenant_id, "a");
+    fn a_custom_tenant_claim_cannot_override_the_providers() {
+        let conflicting = json!({"sub": "u1", "tenant_id": "a", "firebase": {"tenant": "b"}});
+        assert!(matches!(
+            caller(conflicting),
+            Err(ClaimsError::ConflictingTenants)
+        ));
+        let agreeing = json!({"sub": "u1", "tenant_id": "b", "firebase": {"tenant": "b"}});
+        let c = caller(agreeing).unwrap();
+        assert_eq!(c.tenant_id, "b");
         assert!(!c.is_admin);
     }
 
