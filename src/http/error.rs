@@ -2,7 +2,8 @@
 //!
 //! Policy: 4xx details tell the caller what to change; "not yours" is
 //! always 404 (a caller never learns that another user's session exists);
-//! 5xx bodies are generic and the cause is logged here, once.
+//! 5xx bodies are generic and the cause is logged here, once; a database
+//! that does not answer is 503 with `Retry-After`, not a hang or a 500.
 
 use crate::problem::Problem;
 use crate::service::ServiceError;
@@ -32,12 +33,28 @@ impl From<ServiceError> for Problem {
                 "contention",
                 "too many concurrent changes to this license; retry shortly",
             ),
+            ServiceError::Store(e) if e.is_unavailable() => unavailable(&e),
+            ServiceError::Append(e) if e.is_unavailable() => unavailable(&e),
             other => {
                 tracing::error!(error = %other, "request failed");
                 Problem::internal()
             }
         }
     }
+}
+
+/// 503: the log's database does not answer (within `ACQUIRE_TIMEOUT`).
+fn unavailable(err: &dyn std::fmt::Display) -> Problem {
+    tracing::error!(error = %err, "the event log is unavailable");
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the license log is unavailable; retry shortly",
+    )
+    .with_header(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("2"),
+    )
 }
 
 fn domain_problem(err: DomainError) -> Problem {

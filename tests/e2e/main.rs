@@ -6,6 +6,7 @@ mod http_api;
 mod kms;
 mod metrics;
 mod nats;
+mod outage;
 mod seats;
 mod tokens;
 mod usage;

@@ -347,6 +347,11 @@ pub fn connect_options(url: &str, schema: Option<&str>) -> Result<PgConnectOptio
     Ok(options)
 }
 
+/// How long a caller waits for a connection before the log counts as
+/// unavailable: requests fail fast (503) instead of hanging on a database
+/// that does not answer.
+pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A pool with the log's connection settings.
 pub async fn connect(
     url: &str,
@@ -355,6 +360,35 @@ pub async fn connect(
 ) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(max_connections)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(connect_options(url, schema)?)
         .await
+}
+
+/// True when `err` means the database cannot be reached right now (no
+/// connection within [`ACQUIRE_TIMEOUT`], a broken connection), as opposed
+/// to a query the database refused.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    matches!(
+        err,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+    )
+}
+
+impl StoreError {
+    /// The database cannot be reached right now (retry later).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Database(e) if is_unavailable(e))
+    }
+}
+
+impl AppendError {
+    /// The database cannot be reached right now (retry later).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Database(e) if is_unavailable(e))
+            || matches!(self, Self::WriterStopped)
+    }
 }
