@@ -1,11 +1,12 @@
 //! The `ledger` command line: parse, connect, dispatch, map errors to exit codes.
 //!
-//! Exit codes: 0 success (for `verify`: everything verifies), 1 verification
-//! failed, 2 bad input or an operational error (message on stderr).
+//! Exit codes: 0 success (for `verify`: everything verifies; for `seats`: no
+//! violation), 1 verification failed (or a seat violation found), 2 bad input
+//! or an operational error (message on stderr).
 
 use crate::keys::{self, TrustedKeys};
 use crate::time::parse_time;
-use crate::{export, offline, render, report, state, svg, verify};
+use crate::{export, offline, render, report, seats, state, svg, verify};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use events::ids::{LicenseId, TenantId};
@@ -14,7 +15,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Audit the License Ledger event log: verify, replay, report, export.
+/// Audit the License Ledger event log: verify, replay, prove seats, report, export.
 #[derive(Debug, Parser)]
 #[command(name = "ledger", version)]
 pub struct Cli {
@@ -29,7 +30,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Output formats of `verify` and `state`.
+/// Output formats of `verify`, `state` and `seats`.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum TextOrJson {
     /// Human-readable.
@@ -88,6 +89,19 @@ pub enum Command {
         /// The instant (RFC 3339, a date, or "now").
         #[arg(long)]
         at: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextOrJson,
+    },
+    /// Prove that no license granted more seats than it owned (and, for
+    /// strict licenses, that unexpired tokens never outnumbered its seats).
+    Seats {
+        /// One license (default: every license in the log).
+        #[arg(long, conflicts_with = "tenant")]
+        license: Option<String>,
+        /// Every license of a tenant.
+        #[arg(long)]
+        tenant: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
@@ -201,6 +215,36 @@ fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(value)? + "\n")
 }
 
+/// The licenses `--license` or `--tenant` name (`None` when neither is given).
+async fn chosen_licenses(
+    store: &EventStore,
+    license: &Option<String>,
+    tenant: &Option<String>,
+) -> anyhow::Result<Option<Vec<LicenseId>>> {
+    Ok(match (license, tenant) {
+        (Some(id), _) => Some(vec![id
+            .parse::<LicenseId>()
+            .map_err(|e| anyhow::anyhow!("--license: {e}"))?]),
+        (None, Some(t)) => {
+            let tenant = TenantId::parse(t).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
+            Some(crate::history::tenant_licenses(store, &tenant).await?)
+        }
+        (None, None) => None,
+    })
+}
+
+/// `value` as JSON, or rendered as text.
+fn text_or_json<T: serde::Serialize>(
+    format: TextOrJson,
+    value: &T,
+    render: impl FnOnce(&T) -> String,
+) -> anyhow::Result<String> {
+    match format {
+        TextOrJson::Json => json(value),
+        TextOrJson::Text => Ok(render(value)),
+    }
+}
+
 fn verdict(ok: bool) -> ExitCode {
     if ok {
         ExitCode::SUCCESS
@@ -219,11 +263,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let report = offline::verify_file(path, &keys)?;
                     (
                         report.is_ok(),
-                        if *format == TextOrJson::Json {
-                            json(&report)?
-                        } else {
-                            report.render()
-                        },
+                        text_or_json(*format, &report, |r| r.render())?,
                     )
                 }
                 None => {
@@ -231,11 +271,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let report = verify::verify_db(&store, &keys).await?;
                     (
                         report.is_ok(),
-                        if *format == TextOrJson::Json {
-                            json(&report)?
-                        } else {
-                            report.render()
-                        },
+                        text_or_json(*format, &report, |r| r.render())?,
                     )
                 }
             };
@@ -256,13 +292,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let at = parse_time(at)?;
             let store = connect(&cli).await?;
             let state = state::state_at(&store, license, at).await?;
-            let text = if *format == TextOrJson::Json {
-                json(&state)?
-            } else {
-                state.render()
-            };
+            let text = text_or_json(*format, &state, |r| r.render())?;
             output(None, text.as_bytes())?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Seats {
+            license,
+            tenant,
+            format,
+        } => {
+            let store = connect(&cli).await?;
+            let licenses = match chosen_licenses(&store, license, tenant).await? {
+                Some(ids) => ids,
+                None => store.issued_licenses(None).await?,
+            };
+            let report = seats::check(&store, &licenses).await?;
+            let text = text_or_json(*format, &report, |r| r.render())?;
+            output(None, text.as_bytes())?;
+            if !report.is_ok() {
+                eprintln!(
+                    "ledger: seat check FAILED: {} violation(s) (see above)",
+                    report.violations
+                );
+            }
+            Ok(verdict(report.is_ok()))
         }
         Command::Report {
             license,
@@ -274,17 +327,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let (from, to) = (parse_time(from)?, parse_time(to)?);
             let store = connect(&cli).await?;
-            let licenses = match (license, tenant) {
-                (Some(id), _) => vec![id
-                    .parse::<LicenseId>()
-                    .map_err(|e| anyhow::anyhow!("--license: {e}"))?],
-                (None, Some(t)) => {
-                    let tenant =
-                        TenantId::parse(t).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
-                    crate::history::tenant_licenses(&store, &tenant).await?
-                }
-                (None, None) => anyhow::bail!("pass --license or --tenant"),
-            };
+            let licenses = chosen_licenses(&store, license, tenant)
+                .await?
+                .context("pass --license or --tenant")?;
             let report = report::build(&store, &licenses, from, to).await?;
             let text = match format {
                 ReportFormat::Table => render::table(&report),

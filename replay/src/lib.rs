@@ -5,7 +5,8 @@
 //! second copy of the rules. Modules: [`verify`] (chains and signed
 //! checkpoints in the database), [`export`] and [`offline`] (JSON-lines
 //! archives checked with only a public key), [`state`] (a license at an
-//! instant), [`report`] with [`render`] and [`svg`] (usage figures).
+//! instant), [`report`] with [`render`] and [`svg`] (usage figures),
+//! [`seats`] (proof that seats and strict tokens never exceeded the seat count).
 //!
 //! Must not: write to the log (the tool is read-only), or decide anything.
 
@@ -17,6 +18,7 @@ pub mod keys;
 pub mod offline;
 pub mod render;
 pub mod report;
+pub mod seats;
 pub mod state;
 pub mod svg;
 pub mod time;

@@ -53,6 +53,41 @@ impl Ledger {
         seats: u32,
         session_ttl_secs: u32,
     ) -> Result<LicenseId, LedgerError> {
+        self.issue_with(tenant_id, product, seats, session_ttl_secs, None, false)
+            .await
+    }
+
+    /// Issues a license with strict seat accounting (a freed seat is not
+    /// granted again while a token of its session may be valid) and a token
+    /// lifetime (`None`: the default); returns its id.
+    pub async fn issue_strict(
+        &self,
+        tenant_id: &TenantId,
+        product: &ProductId,
+        seats: u32,
+        session_ttl_secs: u32,
+        token_ttl_secs: Option<u32>,
+    ) -> Result<LicenseId, LedgerError> {
+        self.issue_with(
+            tenant_id,
+            product,
+            seats,
+            session_ttl_secs,
+            token_ttl_secs,
+            true,
+        )
+        .await
+    }
+
+    async fn issue_with(
+        &self,
+        tenant_id: &TenantId,
+        product: &ProductId,
+        seats: u32,
+        session_ttl_secs: u32,
+        token_ttl_secs: Option<u32>,
+        strict_seats: bool,
+    ) -> Result<LicenseId, LedgerError> {
         let id = LicenseId::new();
         let command = LicenseCommand::Issue {
             tenant_id: tenant_id.clone(),
@@ -61,8 +96,8 @@ impl Ledger {
             seats,
             session_ttl_secs,
             valid_until: None,
-            token_ttl_secs: None,
-            strict_seats: false,
+            token_ttl_secs,
+            strict_seats,
         };
         let meta = Metadata::license(tenant_id.clone(), id, product.clone());
         let mut state = LicenseState::default();

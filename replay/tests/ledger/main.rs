@@ -1,8 +1,9 @@
 //! End-to-end tests of the `ledger` tool against real Postgres (a schema per
-//! test): tamper detection, signed checkpoints, exports, replayed state and
-//! reports.
+//! test): tamper detection, signed checkpoints, exports, replayed state,
+//! reports and the seat proof.
 
 mod export;
 mod figures;
+mod seats;
 mod support;
 mod tamper;
