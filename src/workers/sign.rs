@@ -46,6 +46,9 @@ pub enum Handled {
     Minted,
     /// Nothing was owed (already minted, session ended, not ours).
     Nothing,
+    /// Not yet: a strict license's seats are held by tokens of ended
+    /// sessions; retry after this long.
+    Deferred(Duration),
 }
 
 /// Why a message was not served.
@@ -108,6 +111,7 @@ pub async fn run(
                     }
                 };
                 let ack = match handle(&store, &minter, &message.payload).await {
+                    Ok(Handled::Deferred(wait)) => AckKind::Nak(Some(wait)),
                     Ok(handled) => {
                         if handled == Handled::Minted {
                             ::metrics::counter!(metrics::TOKENS_MINTED).increment(1);
@@ -234,6 +238,9 @@ pub async fn handle(
         return Ok(Handled::Nothing);
     }
     let now = chrono::Utc::now();
+    if let Some(wait) = strict_wait(store, license, &state, now).await? {
+        return Ok(Handled::Deferred(wait));
+    }
     let jti = Uuid::new_v4();
     let expires_at =
         events::store::hash::to_micros(now) + chrono::TimeDelta::seconds(i64::from(token_ttl));
@@ -280,6 +287,46 @@ pub async fn handle(
             .context(format!("recording the token of session {session_id}"))
             .into()),
     }
+}
+
+/// Strict seat accounting for a renewal whose token already lapsed (its
+/// client missed heartbeats): the session then holds no valid token, and
+/// giving it one again is like granting a seat — not while tokens of ended
+/// sessions hold the seats (e.g. after a seat reduction). A renewal before
+/// the lapse, or a non-strict license, never waits.
+async fn strict_wait(
+    store: &EventStore,
+    license: LicenseId,
+    session: &SessionState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Duration>, SignError> {
+    let lapsed = session
+        .token
+        .as_ref()
+        .is_some_and(|t| t.expires_at.is_some_and(|exp| exp <= now));
+    if !lapsed {
+        return Ok(None);
+    }
+    let state: events::license::LicenseState = aggregate::load(store, &license.stream_name())
+        .await
+        .map_err(anyhow::Error::from)?;
+    let Some(info) = state.issued.as_ref().filter(|i| i.strict_seats) else {
+        return Ok(None);
+    };
+    // This session is one of the live ones; the others' tokens and the
+    // holds of ended sessions must leave it a seat.
+    if state.seats_held(now) <= info.seats as usize {
+        return Ok(None);
+    }
+    let next = state
+        .token_holds
+        .values()
+        .filter(|until| **until > now)
+        .min()
+        .map_or(Duration::from_secs(1), |until| {
+            (*until - now).to_std().unwrap_or_default() + Duration::from_secs(1)
+        });
+    Ok(Some(next))
 }
 
 /// The token lifetime of `license`, from its `LicenseIssued`.

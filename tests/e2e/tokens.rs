@@ -344,3 +344,73 @@ async fn suspension_ends_live_sessions_and_their_renewal() {
     assert_eq!(count_events(&sys.db, "SessionRevoked").await, 1);
     sys.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_token_is_not_renewed_while_revoked_tokens_hold_the_seats() {
+    let sys = System::start().await;
+    let app = &sys.app;
+    let license = app
+        .issue_with("acme", json!({"product": "cad", "seats": 2, "session_ttl_secs": 60, "token_ttl_secs": 4, "strict_seats": true}))
+        .await;
+    let (alice, bob) = (
+        token("alice", "acme", false).await,
+        token("bob", "acme", false).await,
+    );
+    let a = app.acquire(&alice, &license, "laptop").await;
+    let alices = verify(app, a.body["license_token"].as_str().unwrap()).await;
+    // Bob's token is younger than Alice's: it outlives hers.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let b = app.acquire(&bob, &license, "desk").await;
+    assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
+    let bobs = verify(app, b.body["license_token"].as_str().unwrap()).await;
+    assert!(bobs.exp > alices.exp);
+    // One seat less: Bob's (newer) session is revoked, his token still valid for a while.
+    let admin = token("admin", "acme", true).await;
+    let path = format!("/api/v1/admin/licenses/{license}/seats");
+    let r = app
+        .call(Method::PUT, &path, Some(&admin), Some(json!({"seats": 1})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    // Alice misses heartbeats until her token lapsed, then asks for a renewal.
+    let lapse = alices.exp - chrono::Utc::now().timestamp() + 1;
+    tokio::time::sleep(Duration::from_secs(lapse.max(0) as u64)).await;
+    let sid = session(&a);
+    let mut renewed = None;
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while renewed.is_none() && Instant::now() < deadline {
+        let hb = app.heartbeat(&alice, &sid).await;
+        assert_eq!(hb.status, StatusCode::OK, "{}", hb.body);
+        let current = verify_lenient(app, hb.body["license_token"].as_str().unwrap()).await;
+        if current.exp > chrono::Utc::now().timestamp() {
+            renewed = Some(current);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let renewed = renewed.expect("Alice's token is renewed once Bob's has lapsed");
+    assert!(
+        renewed.iat >= bobs.exp,
+        "renewed at {} while Bob's token ran until {}",
+        renewed.iat,
+        bobs.exp
+    );
+    sys.cleanup().await;
+}
+
+/// Like [`verify`], but accepts an expired token (to read its claims).
+async fn verify_lenient(app: &TestApp, jwt: &str) -> Claims {
+    let jwks: Value = serde_json::from_str(&app.text("/.well-known/jwks.json").await).unwrap();
+    let kid = decode_header(jwt).unwrap().kid.unwrap();
+    let key = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == kid.as_str())
+        .unwrap();
+    let key =
+        DecodingKey::from_rsa_components(key["n"].as_str().unwrap(), key["e"].as_str().unwrap())
+            .unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    decode::<Claims>(jwt, &key, &validation).unwrap().claims
+}
