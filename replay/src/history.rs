@@ -27,7 +27,16 @@ pub async fn read_stream_until(
     stream: &str,
     until: DateTime<Utc>,
 ) -> anyhow::Result<Vec<Timed>> {
-    Ok(aggregate::read_decoded(store, stream, Some(until))
+    read_stream(store, stream, Some(until)).await
+}
+
+/// Every event of `stream` (recorded at or before `until`, when given), in version order.
+pub async fn read_stream(
+    store: &EventStore,
+    stream: &str,
+    until: Option<DateTime<Utc>>,
+) -> anyhow::Result<Vec<Timed>> {
+    Ok(aggregate::read_decoded(store, stream, until)
         .await?
         .into_iter()
         .map(|d| Timed {

@@ -32,7 +32,6 @@ pub use proof::check_license;
 use crate::history::Timed;
 use crate::time::fmt_time;
 use chrono::{DateTime, Utc};
-use events::aggregate;
 use events::catalog::LicenseEvent;
 use events::ids::{LicenseId, SessionId};
 use events::store::EventStore;
@@ -146,25 +145,13 @@ pub struct History {
     pub sessions: Vec<(SessionId, Vec<Timed>)>,
 }
 
-async fn read_stream(store: &EventStore, stream: &str) -> anyhow::Result<Vec<Timed>> {
-    Ok(aggregate::read_decoded(store, stream, None)
-        .await?
-        .into_iter()
-        .map(|d| Timed {
-            at: d.recorded.recorded_at,
-            position: d.recorded.position,
-            event: d.event,
-        })
-        .collect())
-}
-
 /// Reads `license`'s history; an error when the log has no such license.
 pub async fn load(store: &EventStore, license: LicenseId) -> anyhow::Result<History> {
     let stream = license.stream_name();
     if store.stream_version(&stream).await?.is_none() {
         anyhow::bail!("license {license} not found in the log (no stream {stream})");
     }
-    let events = read_stream(store, &stream).await?;
+    let events = crate::history::read_stream(store, &stream, None).await?;
     let ids: BTreeSet<SessionId> = events
         .iter()
         .filter_map(|e| match &e.event {
@@ -174,7 +161,10 @@ pub async fn load(store: &EventStore, license: LicenseId) -> anyhow::Result<Hist
         .collect();
     let mut sessions = Vec::with_capacity(ids.len());
     for id in ids {
-        sessions.push((id, read_stream(store, &id.stream_name()).await?));
+        sessions.push((
+            id,
+            crate::history::read_stream(store, &id.stream_name(), None).await?,
+        ));
     }
     Ok(History {
         license,

@@ -42,6 +42,14 @@ async fn verify(app: &TestApp, jwt: &str) -> Claims {
         .claims
 }
 
+/// Tokens of two users of tenant `acme`.
+async fn alice_and_bob() -> (String, String) {
+    (
+        token("alice", "acme", false).await,
+        token("bob", "acme", false).await,
+    )
+}
+
 fn session(a: &Answer) -> String {
     a.body["session_id"].as_str().unwrap().to_owned()
 }
@@ -106,10 +114,7 @@ async fn strict_seats_never_hand_out_two_valid_tokens_for_one_seat() {
             json!({"product": "cad", "seats": 1, "token_ttl_secs": 2, "strict_seats": true}),
         )
         .await;
-    let (alice, bob) = (
-        token("alice", "acme", false).await,
-        token("bob", "acme", false).await,
-    );
+    let (alice, bob) = alice_and_bob().await;
     let a = app.acquire(&alice, &license, "laptop").await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let alices = verify(app, a.body["license_token"].as_str().unwrap()).await;
@@ -158,10 +163,7 @@ async fn without_strict_seats_the_overlap_is_at_most_one_token_lifetime() {
             json!({"product": "cad", "seats": 1, "token_ttl_secs": 3}),
         )
         .await;
-    let (alice, bob) = (
-        token("alice", "acme", false).await,
-        token("bob", "acme", false).await,
-    );
+    let (alice, bob) = alice_and_bob().await;
     let a = app.acquire(&alice, &license, "laptop").await;
     let alices = verify(app, a.body["license_token"].as_str().unwrap()).await;
     assert_eq!(
@@ -352,10 +354,7 @@ async fn a_lapsed_token_is_not_renewed_while_revoked_tokens_hold_the_seats() {
     let license = app
         .issue_with("acme", json!({"product": "cad", "seats": 2, "session_ttl_secs": 60, "token_ttl_secs": 4, "strict_seats": true}))
         .await;
-    let (alice, bob) = (
-        token("alice", "acme", false).await,
-        token("bob", "acme", false).await,
-    );
+    let (alice, bob) = alice_and_bob().await;
     let a = app.acquire(&alice, &license, "laptop").await;
     let alices = verify(app, a.body["license_token"].as_str().unwrap()).await;
     // Bob's token is younger than Alice's: it outlives hers.
