@@ -317,13 +317,20 @@ impl App {
                 async move { w.listen(nats, &prefix, stop).await }
             }));
         }
+        let auth = Arc::new(Authenticator::new(&AuthConfig::new(
+            &config.auth_jwks_url,
+            &config.auth_issuer,
+            &config.auth_audience,
+        )));
+        // Keys rotate at the identity provider: refresh them on their max-age.
+        let refresher = auth.jwks().spawn_refresher(shutdown.clone());
+        tasks.spawn(async move {
+            let _ = refresher.await;
+            ("jwks-refresher", Ok(()))
+        });
         let state = AppState {
             licenses: c.licenses.clone(),
-            auth: Arc::new(Authenticator::new(&AuthConfig::new(
-                &config.auth_jwks_url,
-                &config.auth_issuer,
-                &config.auth_audience,
-            ))),
+            auth: auth.clone(),
             signer: c.signer.clone(),
             waiters,
             redis: c.redis.clone(),

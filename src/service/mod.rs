@@ -21,7 +21,8 @@ use events::envelope::Metadata;
 use events::ids::{LicenseId, ProductId, SessionId, TenantId, UserId};
 use events::license::{decide, DomainError, LicenseCommand, LicenseState, Outcome};
 use events::store::{AppendError, EventStore, ExpectedVersion, StoreError};
-use std::collections::HashMap;
+use lru::LruCache;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 pub use sessions::{Heartbeat, SessionView};
@@ -130,11 +131,21 @@ pub struct Terms {
 /// A cached license state behind the mutex that serializes its commands.
 type CachedLicense = Arc<tokio::sync::Mutex<LicenseState>>;
 
+/// Most license states cached per process (least recently used evicted).
+pub const LICENSE_CACHE_CAP: usize = 10_000;
+/// Most sessions whose owner and state are cached per process.
+pub const SESSION_CACHE_CAP: usize = 100_000;
+
 /// The command side of the service.
 pub struct Licenses {
     store: EventStore,
-    licenses: Mutex<HashMap<LicenseId, CachedLicense>>,
+    /// Issued licenses only: an id that names no license is never cached.
+    licenses: Mutex<LruCache<LicenseId, CachedLicense>>,
     sessions: sessions::SessionCache,
+}
+
+fn cap(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// The metadata of events of license `id`, written on behalf of `actor`.
@@ -152,13 +163,29 @@ fn metadata(
 }
 
 impl Licenses {
-    /// Commands over `store`.
+    /// Commands over `store`, with the default cache caps.
     pub fn new(store: EventStore) -> Self {
+        Self::with_caps(store, LICENSE_CACHE_CAP, SESSION_CACHE_CAP)
+    }
+
+    /// Commands over `store`, caching at most `licenses` license states and
+    /// `sessions` sessions (each at least 1).
+    pub fn with_caps(store: EventStore, licenses: usize, sessions: usize) -> Self {
         Self {
             store,
-            licenses: Mutex::default(),
-            sessions: sessions::SessionCache::default(),
+            licenses: Mutex::new(LruCache::new(cap(licenses))),
+            sessions: sessions::SessionCache::new(cap(sessions)),
         }
+    }
+
+    /// How many licenses and sessions are cached now.
+    pub fn cached(&self) -> (usize, usize) {
+        let licenses = self
+            .licenses
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len();
+        (licenses, self.sessions.len())
     }
 
     /// The underlying log.
@@ -168,7 +195,17 @@ impl Licenses {
 
     fn entry(&self, id: LicenseId) -> CachedLicense {
         let mut map = self.licenses.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(id).or_default().clone()
+        map.get_or_insert(id, CachedLicense::default).clone()
+    }
+
+    /// Drops `id`'s entry if its stream turned out to hold no license.
+    fn forget_if_unknown(&self, id: LicenseId, state: &LicenseState) {
+        if state.issued.is_none() {
+            self.licenses
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .pop(&id);
+        }
     }
 
     /// Reads the stream's tail into `state`.
@@ -185,6 +222,7 @@ impl Licenses {
         let cached = self.entry(id);
         let mut state = cached.lock().await;
         self.refresh(id, &mut state).await?;
+        self.forget_if_unknown(id, &state);
         match &state.issued {
             Some(info) if tenant.is_none_or(|t| *t == info.tenant_id) => Ok(state.clone()),
             _ => Err(ServiceError::NotFound("license")),
@@ -220,7 +258,10 @@ impl Licenses {
                     tenant_id, product, ..
                 },
             ) => metadata(tenant_id, id, product, actor),
-            (None, _) => return Err(ServiceError::NotFound("license")),
+            (None, _) => {
+                self.forget_if_unknown(id, &state);
+                return Err(ServiceError::NotFound("license"));
+            }
         };
         if actor.is_some_and(|a| Some(&a.tenant) != meta.tenant_id.as_ref()) {
             return Err(ServiceError::NotFound("license"));

@@ -15,7 +15,8 @@ use events::ids::{LicenseId, SessionId, UserId};
 use events::license::{LicenseInfo, LicenseState};
 use events::session::{decide_heartbeat, SessionState, SessionToken};
 use events::store::EventStore;
-use std::collections::HashMap;
+use lru::LruCache;
+use std::num::NonZeroUsize;
 use std::sync::Mutex;
 
 /// What a heartbeat answers.
@@ -44,27 +45,39 @@ pub struct SessionView {
     pub state: SessionState,
 }
 
-/// Owners (license, holder) and folded states of the sessions this process saw.
-#[derive(Default)]
+/// Owners (license, holder) and folded states of the sessions this process
+/// saw, each at most `cap` (least recently used evicted; an evicted entry is
+/// read again from the log when needed). Unknown sessions are never cached.
 pub(super) struct SessionCache {
-    owners: Mutex<HashMap<SessionId, (LicenseId, Option<UserId>)>>,
-    states: Mutex<HashMap<SessionId, SessionState>>,
+    owners: Mutex<LruCache<SessionId, (LicenseId, Option<UserId>)>>,
+    states: Mutex<LruCache<SessionId, SessionState>>,
 }
 
 impl SessionCache {
+    pub(super) fn new(cap: NonZeroUsize) -> Self {
+        Self {
+            owners: Mutex::new(LruCache::new(cap)),
+            states: Mutex::new(LruCache::new(cap)),
+        }
+    }
+
+    /// Sessions whose owner is cached.
+    pub(super) fn len(&self) -> usize {
+        self.owners.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     pub(super) fn remember_license(&self, session: SessionId, license: LicenseId) {
         self.owners
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(session)
-            .or_insert((license, None));
+            .get_or_insert(session, || (license, None));
     }
 
     pub(super) fn forget(&self, session: SessionId) {
         self.states
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&session);
+            .pop(&session);
     }
 
     fn cached(&self, session: SessionId) -> Option<SessionState> {
@@ -78,9 +91,9 @@ impl SessionCache {
     fn store_state(&self, session: SessionId, state: SessionState) {
         let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
         if state.closed.is_some() {
-            states.remove(&session);
+            states.pop(&session);
         } else {
-            states.insert(session, state);
+            states.put(session, state);
         }
     }
 
@@ -115,7 +128,7 @@ impl SessionCache {
             self.owners
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(session, (*license, Some(user.clone())));
+                .put(session, (*license, Some(user.clone())));
         }
         Ok(found.map(|(l, u)| (l, Some(u))))
     }

@@ -363,3 +363,56 @@ async fn one_broken_license_does_not_stop_the_reapers_sweep() {
     assert_eq!(count_events(&db, "SessionExpired").await, 1);
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn caches_stay_at_their_caps_whatever_ids_are_asked_for() {
+    use events::ids::{HardwareId, LicenseId, ProductId, SessionId, TenantId, UserId};
+    use licensed::service::{Actor, Licenses, ServiceError};
+    let db = events::testing::TestDb::new().await;
+    let licenses = Licenses::with_caps(db.store(), 3, 4);
+    let admin = Actor {
+        tenant: TenantId::parse("acme").unwrap(),
+        user: UserId::parse("admin").unwrap(),
+        admin: true,
+        correlation_id: None,
+    };
+    let product = ProductId::parse("cad").unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let issued = licenses
+            .issue(&admin, product.clone(), 2, 360, None)
+            .await
+            .unwrap();
+        let id = issued.issued.unwrap().license_id;
+        let hw = HardwareId::parse(&format!("hw-{i}")).unwrap();
+        licenses.acquire(&admin, id, hw, None).await.unwrap();
+        ids.push(id);
+    }
+    let (cached_licenses, cached_sessions) = licenses.cached();
+    assert!(
+        cached_licenses <= 3 && cached_sessions <= 4,
+        "{cached_licenses}, {cached_sessions}"
+    );
+    // Evicted licenses are read again from the log: nothing is lost.
+    for id in &ids {
+        assert_eq!(licenses.license(*id, None).await.unwrap().sessions.len(), 1);
+    }
+    // 50 000 lookups of ids that name nothing cache nothing.
+    let unknown: Vec<_> = (0..50_000).map(|_| LicenseId::new()).collect();
+    for chunk in unknown.chunks(256) {
+        let lookups = chunk.iter().map(|id| licenses.license(*id, None));
+        for result in join_all(lookups).await {
+            assert!(matches!(result, Err(ServiceError::NotFound(_))));
+        }
+    }
+    let sessions = (0..2_000).map(|_| licenses.session(&admin, SessionId::new()));
+    for result in join_all(sessions).await {
+        assert!(matches!(result, Err(ServiceError::NotFound(_))));
+    }
+    let (cached_licenses, cached_sessions) = licenses.cached();
+    assert!(
+        cached_licenses <= 3 && cached_sessions <= 4,
+        "{cached_licenses}, {cached_sessions}"
+    );
+    db.drop_schema().await;
+}

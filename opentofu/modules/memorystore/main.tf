@@ -21,8 +21,10 @@ resource "google_redis_instance" "this" {
   transit_encryption_mode = "SERVER_AUTHENTICATION"
 
   redis_configs = {
-    # Session keys carry TTLs; never evict keys without one (seat counts).
-    "maxmemory-policy" = "volatile-ttl"
+    # Never evict: session keys carry TTLs, but evicting one before its
+    # deadline would show a live seat as free. A full instance refuses writes
+    # (the projector retries and alerts) instead of silently losing state.
+    "maxmemory-policy" = "noeviction"
   }
 
   maintenance_policy {
