@@ -258,6 +258,22 @@ impl App {
                 ("checkpoint", Ok(()))
             });
         }
+        if self.components.serve || self.components.sign {
+            // Key versions are added and disabled in KMS: follow them.
+            let (signer, stop) = (c.signer.clone(), shutdown.clone());
+            let every = Duration::from_secs(config.keyset_refresh_secs.max(1));
+            tasks.spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return ("keyset-refresh", Ok(())),
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    if let Err(err) = signer.refresh_public_keys().await {
+                        tracing::warn!(error = %err, "refreshing the signing key set failed; serving the cached one");
+                    }
+                }
+            });
+        }
         if self.components.reap {
             let (licenses, stop) = (c.licenses.clone(), shutdown.clone());
             let interval = Duration::from_millis(config.reaper_interval_ms.max(50));

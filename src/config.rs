@@ -41,6 +41,8 @@ pub mod defaults {
     pub const CHECKPOINT_INTERVAL_SECS: u64 = 60;
     /// `REAPER_INTERVAL_MS`.
     pub const REAPER_INTERVAL_MS: u64 = 1000;
+    /// `KEYSET_REFRESH_SECS`.
+    pub const KEYSET_REFRESH_SECS: u64 = 60;
 }
 
 /// Which backend signs license tokens.
@@ -151,6 +153,10 @@ pub struct Config {
     /// How often the reaper looks for sessions past their deadline.
     #[arg(long, env = "REAPER_INTERVAL_MS", default_value_t = defaults::REAPER_INTERVAL_MS)]
     pub reaper_interval_ms: u64,
+    /// How often the signing key set (KMS key versions) is re-read, seconds:
+    /// a new version reaches the JWKS, a disabled one leaves it, within this.
+    #[arg(long, env = "KEYSET_REFRESH_SECS", default_value_t = defaults::KEYSET_REFRESH_SECS)]
+    pub keyset_refresh_secs: u64,
 }
 
 impl Default for Config {
@@ -181,6 +187,7 @@ impl Default for Config {
             acquire_token_wait_ms: defaults::ACQUIRE_TOKEN_WAIT_MS,
             checkpoint_interval_secs: defaults::CHECKPOINT_INTERVAL_SECS,
             reaper_interval_ms: defaults::REAPER_INTERVAL_MS,
+            keyset_refresh_secs: defaults::KEYSET_REFRESH_SECS,
         }
     }
 }

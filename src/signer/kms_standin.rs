@@ -56,6 +56,7 @@ pub enum StandinFault {
     WrongName,
 }
 
+#[derive(Clone)]
 struct Version {
     name: String,
     enabled: bool,
@@ -66,7 +67,7 @@ struct Version {
 
 struct Standin {
     key_name: String,
-    versions: Vec<Version>,
+    versions: std::sync::RwLock<Vec<Version>>,
     fault: Mutex<StandinFault>,
     sign_calls: AtomicU64,
 }
@@ -94,27 +95,11 @@ impl KmsStandin {
         let versions = versions
             .into_iter()
             .enumerate()
-            .map(|(i, v)| {
-                let name = format!("{key_name}/cryptoKeyVersions/{}", i + 1);
-                let public = PublicKey::from_rsa_public_key(name.clone(), v.key.public_key())
-                    .map_err(std::io::Error::other)?;
-                let algorithm = match v.key.public_modulus_len() * 8 {
-                    2048 => "RSA_SIGN_PKCS1_2048_SHA256",
-                    3072 => "RSA_SIGN_PKCS1_3072_SHA256",
-                    _ => "RSA_SIGN_PKCS1_4096_SHA256",
-                };
-                Ok(Version {
-                    name,
-                    enabled: v.enabled,
-                    key: v.key,
-                    pem: public.pem,
-                    algorithm,
-                })
-            })
+            .map(|(i, v)| version(&key_name, i, v))
             .collect::<std::io::Result<Vec<_>>>()?;
         let shared = Arc::new(Standin {
             key_name,
-            versions,
+            versions: std::sync::RwLock::new(versions),
             fault: Mutex::new(StandinFault::None),
             sign_calls: AtomicU64::new(0),
         });
@@ -152,7 +137,7 @@ impl KmsStandin {
 
     /// SPKI PEM of the version at `index`.
     pub fn public_key_pem(&self, index: usize) -> Option<String> {
-        self.shared.versions.get(index).map(|v| v.pem.clone())
+        self.shared.read().get(index).map(|v| v.pem.clone())
     }
 
     /// Switches the fault injected into subsequent `asymmetricSign` answers.
@@ -203,12 +188,66 @@ fn crc32c_string(data: &[u8]) -> String {
     crc32c::crc32c(data).to_string()
 }
 
-impl Standin {
-    fn version(&self, name: &str) -> Result<&Version, StandinError> {
-        let version = self
+impl KmsStandin {
+    /// Adds an enabled version holding `key`; returns its index.
+    pub fn add_version(&self, key: Arc<RsaKeyPair>) -> std::io::Result<usize> {
+        let mut versions = self
+            .shared
             .versions
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let index = versions.len();
+        versions.push(version(
+            &self.shared.key_name,
+            index,
+            StandinVersion::new(key, true),
+        )?);
+        Ok(index)
+    }
+
+    /// Enables or disables the version at `index` (as `gcloud kms keys versions disable`).
+    pub fn set_enabled(&self, index: usize, enabled: bool) {
+        let mut versions = self
+            .shared
+            .versions
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(v) = versions.get_mut(index) {
+            v.enabled = enabled;
+        }
+    }
+}
+
+/// Version `index` (0-based) of `key_name`.
+fn version(key_name: &str, index: usize, v: StandinVersion) -> std::io::Result<Version> {
+    let name = format!("{key_name}/cryptoKeyVersions/{}", index + 1);
+    let public = PublicKey::from_rsa_public_key(name.clone(), v.key.public_key())
+        .map_err(std::io::Error::other)?;
+    let algorithm = match v.key.public_modulus_len() * 8 {
+        2048 => "RSA_SIGN_PKCS1_2048_SHA256",
+        3072 => "RSA_SIGN_PKCS1_3072_SHA256",
+        _ => "RSA_SIGN_PKCS1_4096_SHA256",
+    };
+    Ok(Version {
+        name,
+        enabled: v.enabled,
+        key: v.key,
+        pem: public.pem,
+        algorithm,
+    })
+}
+
+impl Standin {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Version>> {
+        self.versions.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn version(&self, name: &str) -> Result<Version, StandinError> {
+        let version = self
+            .read()
             .iter()
             .find(|v| v.name == name)
+            .cloned()
             .ok_or_else(|| {
                 error(
                     StatusCode::NOT_FOUND,
@@ -244,7 +283,7 @@ async fn get_route(State(shared): State<Arc<Standin>>, Path(path): Path<String>)
     match path.strip_suffix("/cryptoKeyVersions") {
         Some(parent) if parent == shared.key_name => {
             let versions: Vec<Value> = shared
-                .versions
+                .read()
                 .iter()
                 .map(|v| {
                     json!({
