@@ -111,7 +111,10 @@ async fn the_jwks_follows_kms_key_versions_added_and_disabled() {
     );
     // ... and a disabled one leaves it.
     standin.set_enabled(0, false);
-    assert_eq!(jwks_becomes(&app, &[v2.clone()]).await, vec![v2]);
+    assert_eq!(
+        jwks_becomes(&app, std::slice::from_ref(&v2)).await,
+        vec![v2]
+    );
     app.stop().await;
     harness::delete_stream(&names.stream).await;
     db.drop_schema().await;
