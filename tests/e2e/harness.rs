@@ -296,6 +296,15 @@ pub async fn count_events(db: &events::testing::TestDb, event_type: &str) -> i64
         .unwrap()
 }
 
+/// Events of licenses and sessions (not the checkpointer's, which signs the
+/// log in the background whenever it moved).
+pub async fn command_events(db: &events::testing::TestDb) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM events WHERE stream_id <> 'checkpoints'")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
 pub async fn total_events(db: &events::testing::TestDb) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&db.pool)

@@ -1,7 +1,7 @@
 //! The HTTP contract: auth failures, tenant and user isolation, bad input,
 //! problem+json, the documents the service publishes.
 
-use crate::harness::{count_events, issuer, token, total_events, System};
+use crate::harness::{command_events, count_events, issuer, token, System};
 use licensed::auth::dev_issuer::{DEV_AUDIENCE, DEV_ISSUER};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -133,7 +133,7 @@ async fn bad_tokens_get_401() {
         ),
         ("garbage", Some("not.a.jwt".to_owned())),
     ];
-    let before = total_events(&sys.db).await;
+    let before = command_events(&sys.db).await;
     for (what, tok) in cases {
         let r = sys
             .app
@@ -152,7 +152,7 @@ async fn bad_tokens_get_401() {
         assert!(r.headers.contains_key("www-authenticate"), "{what}");
     }
     assert_eq!(
-        total_events(&sys.db).await,
+        command_events(&sys.db).await,
         before,
         "rejected calls change nothing"
     );
@@ -164,7 +164,7 @@ async fn malformed_and_oversized_bodies_change_nothing() {
     let sys = System::start().await;
     let license = sys.app.issue("acme", 5, 360).await;
     let alice = token("alice", "acme", false).await;
-    let before = total_events(&sys.db).await;
+    let before = command_events(&sys.db).await;
     let send = |body: String, content_type: &'static str| {
         let (app, alice) = (&sys.app, alice.clone());
         async move {
@@ -242,7 +242,11 @@ async fn malformed_and_oversized_bodies_change_nothing() {
         )
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    assert_eq!(total_events(&sys.db).await, before, "nothing was appended");
+    assert_eq!(
+        command_events(&sys.db).await,
+        before,
+        "nothing was appended"
+    );
     sys.cleanup().await;
 }
 
