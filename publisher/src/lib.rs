@@ -8,7 +8,8 @@
 //!   JetStream acknowledged the batch, so a restart republishes at most one
 //!   batch.
 //! * Single-active: a Postgres advisory lock per stream name; a second
-//!   replica waits as a hot standby. Order on NATS is therefore the log's
+//!   replica waits as a hot standby. The active one checks its lock's
+//!   connection every [`LOCK_CHECK`] and stops when it is gone. Order on NATS is therefore the log's
 //!   position order, which keeps per-license order.
 //!
 //! Its own crate so that every consumer's tests (the projector's, the
@@ -20,7 +21,7 @@ use anyhow::Context as _;
 use async_nats::jetstream::{self, message::PublishMessage};
 use events::envelope::Envelope;
 use events::store::SubscriptionStats;
-use events::store::{EventStore, RecordedEvent};
+use events::store::{EventStore, RecordedEvent, SingletonLock};
 use futures::{FutureExt, StreamExt};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,9 @@ pub const PUBLISHED: &str = "ledger_events_published_total";
 pub const PUBLISH_ERRORS: &str = "ledger_publish_errors_total";
 /// Commit-to-publish delay of the newest event of the last batch, seconds.
 pub const PUBLISH_LAG: &str = "ledger_publish_lag_seconds";
+
+/// How often the active publisher checks that it still holds its lock.
+pub const LOCK_CHECK: Duration = Duration::from_secs(2);
 
 /// Most events published before waiting for their acknowledgements.
 const BATCH: usize = 512;
@@ -98,7 +102,8 @@ pub async fn run(
         }
     };
     tracing::info!(stream = %config.stream, "publisher is the active instance");
-    let result = publish_loop(&store, &js, &config, &watch, &shutdown).await;
+    let mut lock = lock;
+    let result = publish_loop(&store, &js, &config, &watch, &mut lock, &shutdown).await;
     lock.release().await;
     result
 }
@@ -108,9 +113,12 @@ async fn publish_loop(
     js: &jetstream::Context,
     config: &PublisherConfig,
     watch: &impl Fn(Arc<SubscriptionStats>),
+    lock: &mut SingletonLock,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let name = config.checkpoint_name();
+    let mut lease = tokio::time::interval(LOCK_CHECK);
+    lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut checkpoint = store.load_checkpoint(&name).await?.unwrap_or(0);
     let mut events = store.subscribe(checkpoint);
     watch(events.stats());
@@ -118,6 +126,12 @@ async fn publish_loop(
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
+            _ = lease.tick() => {
+                // Leadership ends with the lock's connection: stop publishing
+                // (the supervisor restarts this worker as a standby).
+                lock.check().await.context("lost the publisher's single-active lock")?;
+                continue;
+            }
             next = events.next() => next,
         };
         match first {

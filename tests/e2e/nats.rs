@@ -135,3 +135,80 @@ async fn every_event_reaches_jetstream_once_in_order_across_a_publisher_crash() 
     harness::delete_stream(&names.stream).await;
     db.drop_schema().await;
 }
+
+/// The backend holding the single-active lock named `name`, if any.
+async fn lock_holder(db: &events::testing::TestDb, name: &str) -> Option<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+           AND objid = (hashtext($1)::bigint & 4294967295)::oid",
+    )
+    .bind(name)
+    .fetch_optional(&db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_publisher_whose_lock_connection_dies_stops_and_the_standby_takes_over() {
+    let db = events::testing::TestDb::new().await;
+    let names = Names::random();
+    let config = publisher::PublisherConfig {
+        stream: names.stream.clone(),
+        subject_prefix: names.prefix.clone(),
+    };
+    let js = jetstream().await;
+    let start = |stop: tokio_util::sync::CancellationToken| {
+        let (store, js, config) = (db.store(), js.clone(), config.clone());
+        tokio::spawn(async move { publisher::run(store, js, config, |_| {}, stop).await })
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let first = start(stop.clone());
+    let name = config.checkpoint_name();
+    let mut holder = None;
+    for _ in 0..100 {
+        holder = lock_holder(&db, &name).await;
+        if holder.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let held_by_first = holder.expect("the first publisher took the lock");
+    let second = start(stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        lock_holder(&db, &name).await,
+        Some(held_by_first),
+        "the second one waits"
+    );
+
+    // When the first one's lock connection dies
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(held_by_first)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // Then it stops publishing (an error for its supervisor to restart it as a standby) ...
+    let ended = tokio::time::timeout(Duration::from_secs(15), first)
+        .await
+        .expect("the first publisher noticed it lost the lock")
+        .unwrap();
+    assert!(ended.is_err(), "it stops with an error, not silently");
+    // ... and exactly one publisher, the second, is active.
+    let mut now_held = None;
+    for _ in 0..100 {
+        now_held = lock_holder(&db, &name).await;
+        if now_held.is_some_and(|pid| pid != held_by_first) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        now_held.is_some_and(|pid| pid != held_by_first),
+        "the standby took over"
+    );
+    assert!(!second.is_finished());
+    stop.cancel();
+    let _ = second.await;
+    harness::delete_stream(&names.stream).await;
+    db.drop_schema().await;
+}

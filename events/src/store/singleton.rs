@@ -18,6 +18,14 @@ impl std::fmt::Debug for SingletonLock {
 }
 
 impl SingletonLock {
+    /// Whether the lock is still held: its connection still answers. A
+    /// terminated backend (or a network cut) loses the lock at the server;
+    /// the holder must then stop acting as the single active instance.
+    pub async fn check(&mut self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&mut self.conn).await?;
+        Ok(())
+    }
+
     /// Frees the lock (closes its connection).
     pub async fn release(self) {
         let _ = self.conn.close().await;
