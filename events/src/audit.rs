@@ -15,8 +15,9 @@
 //! `up_to_position` with an RS256 signature over [`checkpoint_message`], so
 //! anyone holding the public key can prove the log up to that position.
 //!
-//! Must not: do I/O or know about keys. Signing lives in the service
-//! (`licensed::workers::checkpoint`), verification in the `ledger` tool.
+//! Must not: do I/O or know about keys. Checkpoints are written by
+//! [`crate::checkpoint`] (with a signature the caller brings) and verified by
+//! the `ledger` tool.
 
 use sha2::{Digest, Sha256};
 

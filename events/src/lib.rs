@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod audit;
 pub mod catalog;
+pub mod checkpoint;
 pub mod envelope;
 pub mod ids;
 pub mod license;

@@ -11,7 +11,9 @@
 //! - [`TrustedKeys`]: the keys an auditor trusts, and RS256 signature checks
 //!   over arbitrary messages (checkpoint heads);
 //! - the PEM/DER helpers `aws-lc-rs` lacks ([`pem_encode`], [`pem_decode`],
-//!   [`spki_der`]).
+//!   [`spki_der`]);
+//! - [`RsaSigner`]: an in-memory RSA key that signs RS256, behind the
+//!   service's local development backend and the audit tool's tests.
 //!
 //! Policy:
 //! - RSA work goes through `aws-lc-rs` or `jsonwebtoken` with its `aws_lc_rs`
@@ -19,18 +21,21 @@
 //! - Verification pins the algorithm to RS256.
 //! - Errors never quote key material or tokens.
 //!
-//! Must not: sign anything, read files, talk to the network (callers fetch a
+//! Must not: hold a production key (those stay in Cloud KMS), mint tokens
+//! (the service's `TokenMinter` does), read files, talk to the network (callers fetch a
 //! JWKS or read a key file and hand over the text), or depend on the service.
 
 mod encoding;
 mod jwks;
 mod public;
+mod signer;
 mod token;
 mod trusted;
 
 pub use encoding::{pem_decode, pem_encode, spki_der};
 pub use jwks::{jwks_document, jwks_keys, parse_jwks, RsaJwk};
 pub use public::{private_key_from_pem, PublicKey};
+pub use signer::RsaSigner;
 pub use token::{
     verify_license_token, verify_license_token_jwk, LicenseClaims, VERIFY_LEEWAY_SECS,
 };

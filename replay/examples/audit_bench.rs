@@ -7,7 +7,6 @@
 //! chained rows in Rust and COPYed into a throwaway schema, dropped at the end.
 
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::RsaKeyPair;
 use chrono::{TimeDelta, TimeZone, Utc};
 use events::catalog::{CloseReason, LicenseEvent};
 use events::envelope::Metadata;
@@ -17,7 +16,7 @@ use events::session::{self, SessionState};
 use events::store::hash::{Canonical, GENESIS};
 use events::store::{connect, EventStore, MIGRATOR};
 use futures::TryStreamExt as _;
-use licensed::signer::LocalPemSigner;
+use keys::RsaSigner;
 use replay::keys::TrustedKeys;
 use sqlx::Row as _;
 use std::collections::HashMap;
@@ -202,12 +201,15 @@ async fn bench(pool: &sqlx::PgPool, target: usize) -> anyhow::Result<()> {
         started.elapsed() - generated
     );
     let store = EventStore::new(pool.clone());
-    let signer = LocalPemSigner::from_key_pair(RsaKeyPair::generate(KeySize::Rsa2048)?)?;
+    let signer = RsaSigner::generate(KeySize::Rsa2048)?;
 
     let t = Instant::now();
-    let info = licensed::workers::checkpoint::checkpoint_now(&store, &signer)
-        .await?
-        .expect("checkpoint");
+    let info = events::checkpoint::checkpoint_now(&store, &signer.public_key().kid, |message| {
+        let signed = signer.sign_rs256(&message);
+        async move { signed }
+    })
+    .await?
+    .expect("checkpoint");
     let checkpoint = t.elapsed().as_secs_f64();
     assert_eq!(info.new_events as usize, n);
 

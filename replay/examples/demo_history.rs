@@ -5,20 +5,14 @@
 //! `ledger --schema <schema> verify --key <key>`.
 
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::RsaKeyPair;
 use events::ids::{HardwareId, ProductId, TenantId, UserId};
 use events::store::{connect, EventStore, MIGRATOR};
-use licensed::service::{Acquisition, Actor, Licenses};
-use licensed::signer::LocalPemSigner;
+use events::testing::Ledger;
+use keys::RsaSigner;
 use std::time::Duration;
 
-fn actor(user: &str) -> Actor {
-    Actor {
-        tenant: TenantId::parse("acme").unwrap(),
-        user: UserId::parse(user).unwrap(),
-        admin: true,
-        correlation_id: None,
-    }
+fn user(name: &str) -> anyhow::Result<UserId> {
+    Ok(UserId::parse(name)?)
 }
 
 #[tokio::main]
@@ -33,30 +27,18 @@ async fn main() -> anyhow::Result<()> {
     let pool = connect(&url, Some(&schema), 4).await?;
     MIGRATOR.run(&pool).await?;
     let store = EventStore::new(pool);
-    let licenses = Licenses::new(store.clone());
-    let issued = licenses
-        .issue(&actor("admin"), ProductId::parse("cad-pro")?, 2, 2, None)
-        .await?;
-    let license = issued
-        .issued
-        .map(|i| i.license_id)
-        .ok_or_else(|| anyhow::anyhow!("not issued"))?;
+    let licenses = Ledger::new(store.clone());
+    let (tenant, product) = (TenantId::parse("acme")?, ProductId::parse("cad-pro")?);
+    let license = licenses.issue(&tenant, &product, 2, 2).await?;
     let mut held = Vec::new();
-    for user in ["alice", "bob", "carol"] {
-        if let Acquisition::Granted { session_id, .. } = licenses
-            .acquire(
-                &actor(user),
-                license,
-                HardwareId::parse(&format!("ws-{user}"))?,
-                None,
-            )
-            .await?
-        {
+    for name in ["alice", "bob", "carol"] {
+        let hw = HardwareId::parse(&format!("ws-{name}"))?;
+        if let Some(session_id) = licenses.acquire(license, &user(name)?, &hw).await? {
             held.push(session_id);
         }
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    licenses.heartbeat(&actor("bob"), held[1]).await?;
+    licenses.heartbeat(license, held[1]).await?;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     println!(
         "overdue instant: {}",
@@ -64,20 +46,17 @@ async fn main() -> anyhow::Result<()> {
     );
     tokio::time::sleep(Duration::from_millis(200)).await;
     licenses.expire(license, held[0]).await?;
-    licenses.release(&actor("bob"), held[1]).await?;
-    licenses
-        .acquire(
-            &actor("carol"),
-            license,
-            HardwareId::parse("ws-carol")?,
-            None,
-        )
-        .await?;
-    let signer = LocalPemSigner::from_key_pair(RsaKeyPair::generate(KeySize::Rsa2048)?)?;
-    let info = licensed::workers::checkpoint::checkpoint_now(&store, &signer).await?;
-    licenses
-        .acquire(&actor("dave"), license, HardwareId::parse("ws-dave")?, None)
-        .await?;
+    licenses.release(license, held[1]).await?;
+    let carol = HardwareId::parse("ws-carol")?;
+    licenses.acquire(license, &user("carol")?, &carol).await?;
+    let signer = RsaSigner::generate(KeySize::Rsa2048)?;
+    let info = events::checkpoint::checkpoint_now(&store, &signer.public_key().kid, |message| {
+        let signed = signer.sign_rs256(&message);
+        async move { signed }
+    })
+    .await?;
+    let dave = HardwareId::parse("ws-dave")?;
+    licenses.acquire(license, &user("dave")?, &dave).await?;
     let key = std::env::temp_dir().join(format!("{schema}.pub.pem"));
     std::fs::write(&key, &signer.public_key().pem)?;
     println!(

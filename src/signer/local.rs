@@ -12,24 +12,22 @@ use std::sync::Arc;
 
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{KeyPair as _, RsaKeyPair, RSA_PKCS1_SHA256};
+use aws_lc_rs::signature::RsaKeyPair;
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
-use keys::{pem_encode, private_key_from_pem, spki_der, PublicKey};
-use sha2::{Digest as _, Sha256};
+use keys::{pem_encode, private_key_from_pem, PublicKey, RsaSigner};
 
 use super::{SignerError, SigningBackend};
 
 /// An RSA key held in process memory, loaded from (or generated into) a PEM file.
 pub struct LocalPemSigner {
-    key: Arc<RsaKeyPair>,
-    public: PublicKey,
+    key: Arc<RsaSigner>,
 }
 
 impl fmt::Debug for LocalPemSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalPemSigner")
-            .field("kid", &self.public.kid)
+            .field("kid", &self.key.public_key().kid)
             .finish_non_exhaustive()
     }
 }
@@ -69,39 +67,24 @@ impl LocalPemSigner {
         Self::from_key_pair(private_key_from_pem(pem)?)
     }
 
-    /// Wraps an `aws-lc-rs` key pair.
+    /// Wraps an `aws-lc-rs` key pair (refused below 2048 bits).
     pub fn from_key_pair(key: RsaKeyPair) -> Result<Self, SignerError> {
-        if key.public_modulus_len() < 256 {
-            return Err(SignerError::InvalidKey(
-                "RSA keys below 2048 bits are refused",
-            ));
-        }
-        let spki = spki_der(key.public_key())?;
-        let kid = format!("local-{}", &hex::encode(Sha256::digest(&spki))[..16]);
-        let public = PublicKey::from_rsa_public_key(kid, key.public_key())?;
         Ok(Self {
-            key: Arc::new(key),
-            public,
+            key: Arc::new(RsaSigner::from_key_pair(key)?),
         })
     }
 
     /// The public key (SPKI PEM and JWK components) of this signer.
     pub fn public_key(&self) -> &PublicKey {
-        &self.public
+        self.key.public_key()
     }
 
     /// Signs synchronously on the calling thread (RSASSA-PKCS1-v1_5, SHA-256).
     pub fn sign_blocking(&self, message: &[u8]) -> Result<Vec<u8>, SignerError> {
-        sign(&self.key, message)
+        self.key
+            .sign_rs256(message)
+            .map_err(|_| SignerError::Signing)
     }
-}
-
-fn sign(key: &RsaKeyPair, message: &[u8]) -> Result<Vec<u8>, SignerError> {
-    let rng = aws_lc_rs::rand::SystemRandom::new();
-    let mut signature = vec![0; key.public_modulus_len()];
-    key.sign(&RSA_PKCS1_SHA256, &rng, message, &mut signature)
-        .map_err(|_| SignerError::Signing)?;
-    Ok(signature)
 }
 
 /// Creates `path` exclusively with owner-only permissions and writes `pem`.
@@ -120,17 +103,23 @@ fn write_private(path: &Path, pem: &str) -> std::io::Result<()> {
 
 impl SigningBackend for LocalPemSigner {
     fn key_id(&self) -> &str {
-        &self.public.kid
+        &self.key.public_key().kid
     }
 
     fn sign_rs256<'a>(&'a self, message: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, SignerError>> {
         let key = Arc::clone(&self.key);
         let message = message.to_vec();
-        async move { tokio::task::spawn_blocking(move || sign(&key, &message)).await? }.boxed()
+        async move {
+            tokio::task::spawn_blocking(move || {
+                key.sign_rs256(&message).map_err(|_| SignerError::Signing)
+            })
+            .await?
+        }
+        .boxed()
     }
 
     fn public_keys(&self) -> BoxFuture<'_, Result<Vec<PublicKey>, SignerError>> {
-        let keys = vec![self.public.clone()];
+        let keys = vec![self.key.public_key().clone()];
         async move { Ok(keys) }.boxed()
     }
 }
@@ -203,7 +192,7 @@ pub(crate) mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-        assert_eq!(first.key.public_modulus_len(), 512, "RSA-4096");
+        assert_eq!(first.key.key_pair().public_modulus_len(), 512, "RSA-4096");
         let second = LocalPemSigner::load_or_generate(&path).unwrap();
         assert_eq!(first.key_id(), second.key_id());
         assert_eq!(first.public_key(), second.public_key());

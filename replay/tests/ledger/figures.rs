@@ -3,11 +3,10 @@
 //! Times are the log's own `recorded_at` values (read back after the
 //! script), so every expected figure is exact.
 
-use crate::support::{actor, ledger, tmp_path};
+use crate::support::{issue, ledger, tmp_path, user};
 use chrono::{DateTime, TimeDelta, Utc};
-use events::ids::{HardwareId, ProductId};
-use events::testing::TestDb;
-use licensed::service::{Acquisition, Licenses};
+use events::ids::HardwareId;
+use events::testing::{Ledger, TestDb};
 use replay::time::fmt_time;
 use sqlx::Row as _;
 use std::time::Duration;
@@ -34,35 +33,14 @@ fn hours(a: DateTime<Utc>, b: DateTime<Utc>) -> f64 {
 #[tokio::test]
 async fn state_and_report_give_the_known_answers() {
     let db = TestDb::new().await;
-    let licenses = Licenses::new(db.store());
+    let licenses = Ledger::new(db.store());
     // Given a 2-seat license whose sessions live 1 s without a heartbeat
-    let issued = licenses
-        .issue(
-            &actor("admin"),
-            ProductId::parse("cad-pro").unwrap(),
-            2,
-            1,
-            None,
-        )
-        .await
-        .unwrap();
-    let license = issued.issued.unwrap().license_id;
-    let grant = |user: &'static str| {
+    let license = issue(&licenses, 2, 1).await;
+    let grant = |name: &'static str| {
         let licenses = &licenses;
         async move {
-            match licenses
-                .acquire(
-                    &actor(user),
-                    license,
-                    HardwareId::parse(&format!("hw-{user}")).unwrap(),
-                    None,
-                )
-                .await
-                .unwrap()
-            {
-                Acquisition::Granted { session_id, .. } => Some(session_id),
-                Acquisition::Denied { .. } => None,
-            }
+            let hw = HardwareId::parse(&format!("hw-{name}")).unwrap();
+            licenses.acquire(license, &user(name), &hw).await.unwrap()
         }
     };
     // alice and bob take both seats; carol is turned away
@@ -71,13 +49,13 @@ async fn state_and_report_give_the_known_answers() {
     assert!(grant("carol").await.is_none());
     // bob heartbeats just before his deadline; alice never does
     tokio::time::sleep(Duration::from_millis(800)).await;
-    licenses.heartbeat(&actor("bob"), bob).await.unwrap();
+    licenses.heartbeat(license, bob).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let overdue_at = Utc::now();
     tokio::time::sleep(Duration::from_millis(50)).await;
     // the reaper ends alice's session; bob releases; carol gets a seat
     assert!(licenses.expire(license, alice).await.unwrap());
-    licenses.release(&actor("bob"), bob).await.unwrap();
+    licenses.release(license, bob).await.unwrap();
     let carol = grant("carol").await.unwrap();
 
     let s = |id: &dyn std::fmt::Display| format!("data->>'session_id' = '{id}'");

@@ -1,25 +1,35 @@
 //! Shared fixtures: a signing key, a scripted history, running the binary.
 
 use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::RsaKeyPair;
-use events::ids::{HardwareId, ProductId, TenantId, UserId};
-use events::testing::TestDb;
-use licensed::service::{Acquisition, Actor, Licenses};
-use licensed::signer::LocalPemSigner;
+use events::checkpoint::CheckpointInfo;
+use events::ids::{HardwareId, LicenseId, ProductId, TenantId, UserId};
+use events::store::EventStore;
+use events::testing::{Ledger, TestDb};
+use keys::RsaSigner;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
 /// A 2048-bit test key (RSA-4096 generation is slow) and its public PEM on disk.
-pub fn signer() -> &'static (LocalPemSigner, PathBuf) {
-    static KEY: OnceLock<(LocalPemSigner, PathBuf)> = OnceLock::new();
+pub fn signer() -> &'static (RsaSigner, PathBuf) {
+    static KEY: OnceLock<(RsaSigner, PathBuf)> = OnceLock::new();
     KEY.get_or_init(|| {
-        let signer =
-            LocalPemSigner::from_key_pair(RsaKeyPair::generate(KeySize::Rsa2048).unwrap()).unwrap();
+        let signer = RsaSigner::generate(KeySize::Rsa2048).unwrap();
         let path = tmp_path("checkpoint-key.pub.pem");
         std::fs::write(&path, &signer.public_key().pem).unwrap();
         (signer, path)
     })
+}
+
+/// Signs a checkpoint of `store` with the test key, as the service's checkpointer would.
+pub async fn checkpoint(store: &EventStore) -> Option<CheckpointInfo> {
+    let key = &signer().0;
+    events::checkpoint::checkpoint_now(store, &key.public_key().kid, |message| {
+        let signed = key.sign_rs256(&message);
+        async move { signed }
+    })
+    .await
+    .unwrap()
 }
 
 /// A fresh path under the target directory's tmp folder.
@@ -30,62 +40,50 @@ pub fn tmp_path(name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// An admin (and user) of tenant `acme`.
-pub fn actor(user: &str) -> Actor {
-    Actor {
-        tenant: TenantId::parse("acme").unwrap(),
-        user: UserId::parse(user).unwrap(),
-        admin: true,
-        correlation_id: None,
-    }
+/// A user id.
+pub fn user(name: &str) -> UserId {
+    UserId::parse(name).unwrap()
+}
+
+/// Issues a license of tenant `acme` for `cad-pro`.
+pub async fn issue(ledger: &Ledger, seats: u32, session_ttl_secs: u32) -> LicenseId {
+    let (tenant, product) = (
+        TenantId::parse("acme").unwrap(),
+        ProductId::parse("cad-pro").unwrap(),
+    );
+    ledger
+        .issue(&tenant, &product, seats, session_ttl_secs)
+        .await
+        .unwrap()
 }
 
 /// What [`small_history`] created.
 pub struct Small {
     /// The license.
-    pub license: events::ids::LicenseId,
+    pub license: LicenseId,
 }
 
 /// A license with 2 seats: two acquisitions, one denial, a heartbeat, a release.
-pub async fn small_history(licenses: &Licenses) -> Small {
-    let admin = actor("admin");
-    let state = licenses
-        .issue(&admin, ProductId::parse("cad-pro").unwrap(), 2, 360, None)
-        .await
-        .unwrap();
-    let license = state.issued.unwrap().license_id;
+pub async fn small_history(ledger: &Ledger) -> Small {
+    let license = issue(ledger, 2, 360).await;
     let mut sessions = Vec::new();
-    for user in ["alice", "bob", "carol"] {
-        let hw = HardwareId::parse(&format!("hw-{user}")).unwrap();
-        if let Acquisition::Granted { session_id, .. } = licenses
-            .acquire(&actor(user), license, hw, None)
-            .await
-            .unwrap()
-        {
-            sessions.push((user, session_id));
+    for name in ["alice", "bob", "carol"] {
+        let hw = HardwareId::parse(&format!("hw-{name}")).unwrap();
+        if let Some(session_id) = ledger.acquire(license, &user(name), &hw).await.unwrap() {
+            sessions.push((name, session_id));
         }
     }
     assert_eq!(sessions.len(), 2);
-    licenses
-        .heartbeat(&actor("bob"), sessions[1].1)
-        .await
-        .unwrap();
-    licenses
-        .release(&actor("alice"), sessions[0].1)
-        .await
-        .unwrap();
+    ledger.heartbeat(license, sessions[1].1).await.unwrap();
+    ledger.release(license, sessions[0].1).await.unwrap();
     Small { license }
 }
 
 /// A fresh schema with [`small_history`] and a signed checkpoint over it.
 pub async fn checkpointed() -> (TestDb, Small, i64) {
     let db = TestDb::new().await;
-    let licenses = Licenses::new(db.store());
-    let small = small_history(&licenses).await;
-    let info = licensed::workers::checkpoint::checkpoint_now(&db.store(), &signer().0)
-        .await
-        .unwrap()
-        .expect("a checkpoint");
+    let small = small_history(&Ledger::new(db.store())).await;
+    let info = checkpoint(&db.store()).await.expect("a checkpoint");
     (db, small, info.up_to_position)
 }
 
