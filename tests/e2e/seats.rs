@@ -321,19 +321,13 @@ async fn without_a_signer_acquire_answers_202_and_the_token_arrives_later() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_broken_license_does_not_stop_the_reapers_sweep() {
-    use events::ids::{HardwareId, ProductId, TenantId, UserId};
+    use events::ids::HardwareId;
     use events::store::ExpectedVersion;
-    use licensed::service::{Acquisition, Actor, Licenses};
+    use licensed::service::{Acquisition, Licenses};
     use licensed::workers::reap::Reaper;
     let db = events::testing::TestDb::new().await;
     let licenses = Licenses::new(db.store());
-    let admin = Actor {
-        tenant: TenantId::parse("acme").unwrap(),
-        user: UserId::parse("admin").unwrap(),
-        admin: true,
-        correlation_id: None,
-    };
-    let product = ProductId::parse("cad").unwrap();
+    let (admin, product) = acme_admin();
     // The first license issued is broken: its stream holds an event no build knows.
     let broken = licenses
         .issue(&admin, product.clone(), 1, 360, None)
@@ -366,17 +360,11 @@ async fn one_broken_license_does_not_stop_the_reapers_sweep() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn caches_stay_at_their_caps_whatever_ids_are_asked_for() {
-    use events::ids::{HardwareId, LicenseId, ProductId, SessionId, TenantId, UserId};
-    use licensed::service::{Actor, Licenses, ServiceError};
+    use events::ids::{HardwareId, LicenseId, SessionId};
+    use licensed::service::{Licenses, ServiceError};
     let db = events::testing::TestDb::new().await;
     let licenses = Licenses::with_caps(db.store(), 3, 4);
-    let admin = Actor {
-        tenant: TenantId::parse("acme").unwrap(),
-        user: UserId::parse("admin").unwrap(),
-        admin: true,
-        correlation_id: None,
-    };
-    let product = ProductId::parse("cad").unwrap();
+    let (admin, product) = acme_admin();
     let mut ids = Vec::new();
     for i in 0..5 {
         let issued = licenses
@@ -415,4 +403,15 @@ async fn caches_stay_at_their_caps_whatever_ids_are_asked_for() {
         "{cached_licenses}, {cached_sessions}"
     );
     db.drop_schema().await;
+}
+
+/// An admin of tenant `acme` acting on the service directly, and a product.
+fn acme_admin() -> (licensed::service::Actor, events::ids::ProductId) {
+    let admin = licensed::service::Actor {
+        tenant: events::ids::TenantId::parse("acme").unwrap(),
+        user: events::ids::UserId::parse("admin").unwrap(),
+        admin: true,
+        correlation_id: None,
+    };
+    (admin, events::ids::ProductId::parse("cad").unwrap())
 }
