@@ -14,11 +14,13 @@ locals {
     "cloudkms.googleapis.com",
     "compute.googleapis.com",
     "container.googleapis.com",
+    "dns.googleapis.com",
     "iam.googleapis.com",
     "identitytoolkit.googleapis.com",
     "redis.googleapis.com",
     "servicenetworking.googleapis.com",
     "sqladmin.googleapis.com",
+    "storage.googleapis.com",
   ]
 }
 
@@ -45,13 +47,16 @@ module "iam" {
   depends_on = [google_project_service.this]
 }
 
+# Only the signer signs; the API reads public keys and lists versions; the
+# other workloads get nothing on the key.
 module "kms" {
-  source           = "../../modules/kms"
-  project_id       = var.project_id
-  location         = var.region
-  protection_level = var.kms_protection_level
-  signer_members   = [module.iam.member]
-  labels           = local.labels
+  source                    = "../../modules/kms"
+  project_id                = var.project_id
+  location                  = var.region
+  protection_level          = var.kms_protection_level
+  signer_members            = [module.iam.members["sign"]]
+  public_key_viewer_members = [module.iam.members["serve"]]
+  labels                    = local.labels
 
   depends_on = [google_project_service.this]
 }
@@ -79,9 +84,11 @@ module "gke" {
   pods_range_name            = module.network.pods_range_name
   services_range_name        = module.network.services_range_name
   master_authorized_networks = var.master_authorized_networks
-  gsa_name                   = module.iam.name
   k8s_namespace              = var.k8s_namespace
   labels                     = local.labels
+
+  # KSA licensed-<workload> acts as GSA licensed-<workload>, nothing else.
+  workload_identities = { for w, name in module.iam.names : "licensed-${w}" => name }
 }
 
 module "cloudsql" {
@@ -93,6 +100,20 @@ module "cloudsql" {
   labels     = local.labels
 
   depends_on = [module.network]
+}
+
+# The audit's external anchor: signed checkpoints, retention-locked.
+module "checkpoints" {
+  source          = "../../modules/checkpoints"
+  project_id      = var.project_id
+  name            = "${var.project_id}-license-ledger-checkpoints"
+  location        = var.region
+  retention_days  = var.checkpoint_retention_days
+  writer_members  = [module.iam.members["sign"]]
+  auditor_members = var.auditor_members
+  labels          = local.labels
+
+  depends_on = [google_project_service.this]
 }
 
 module "memorystore" {

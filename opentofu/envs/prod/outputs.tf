@@ -6,9 +6,9 @@ output "gke_cluster" {
   value       = { name = module.gke.cluster_name, location = module.gke.location }
 }
 
-output "gsa_email" {
-  description = "Annotation iam.gke.io/gcp-service-account of the KSA licensed."
-  value       = module.iam.email
+output "gsa_emails" {
+  description = "Annotation iam.gke.io/gcp-service-account of each KSA licensed-<workload>, by workload."
+  value       = module.iam.emails
 }
 
 output "kms_key_name" {
@@ -47,9 +47,30 @@ output "token_issuer" {
 }
 
 output "database_url" {
-  description = "DATABASE_URL (Secret licensed-secrets)."
+  description = "DATABASE_URL of the app user (Secret licensed-secrets): verify-full TLS, sslrootcert=/etc/licensed/tls/postgres-ca.pem."
   value       = module.cloudsql.database_url
   sensitive   = true
+}
+
+output "migrate_database_url" {
+  description = "DATABASE_URL of the migration user (Secret licensed-migrate-secrets, read only by the migrate Job)."
+  value       = module.cloudsql.migrate_database_url
+  sensitive   = true
+}
+
+output "db_app_user" {
+  description = "The app user: DB_APP_USER in the ConfigMap (the migrate Job grants it ledger_writer)."
+  value       = module.cloudsql.app_user
+}
+
+output "postgres_server_ca_pem" {
+  description = "CA bundle of Cloud SQL's server certificate (Secret licensed-tls, key postgres-ca.pem)."
+  value       = module.cloudsql.server_ca_pem
+}
+
+output "cloudsql_dns_name" {
+  description = "DNS name of the Cloud SQL instance (host of DATABASE_URL, resolved by a private zone)."
+  value       = module.cloudsql.dns_name
 }
 
 output "cloudsql_instance" {
@@ -64,9 +85,19 @@ output "redis_url" {
 }
 
 output "redis_server_ca_pem" {
-  description = "CA certificate of Memorystore's TLS endpoint."
+  description = "CA certificates of Memorystore's TLS endpoint (Secret licensed-tls, key redis-ca.pem)."
   value       = module.memorystore.server_ca_pem
   sensitive   = true
+}
+
+output "checkpoint_bucket" {
+  description = "Checkpoint bucket: bucketName of the signer's Cloud Storage FUSE volume (deploy/k8s/overlays/production/kustomization.yaml)."
+  value       = module.checkpoints.bucket_name
+}
+
+output "checkpoint_retention_days" {
+  description = "Locked retention of the checkpoint bucket, days."
+  value       = module.checkpoints.retention_days
 }
 
 output "private_services_cidr" {

@@ -95,6 +95,28 @@ variable "redis_memory_size_gb" {
   }
 }
 
+variable "checkpoint_retention_days" {
+  description = "Locked retention of the checkpoint bucket, in days. Locking is irreversible: it can be raised later, never lowered."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.checkpoint_retention_days >= 1 && var.checkpoint_retention_days <= 36500
+    error_message = "checkpoint_retention_days must be between 1 and 36500."
+  }
+}
+
+variable "auditor_members" {
+  description = "IAM members that may read the checkpoint bucket, e.g. [\"group:auditors@example.com\"]."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.auditor_members : can(regex("^(user|group|serviceAccount|domain):.+$", m))])
+    error_message = "auditor_members must be IAM members such as group:auditors@example.com."
+  }
+}
+
 variable "authorized_domains" {
   description = "Domains allowed to run the Identity Platform sign-in flow."
   type        = list(string)

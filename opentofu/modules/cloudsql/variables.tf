@@ -139,13 +139,35 @@ variable "database_name" {
 }
 
 variable "user_name" {
-  description = "Database user of the service (owner of the migrated tables)."
+  description = "Login role of the service's workloads (the app user). The migrate Job grants it ledger_writer; it owns nothing."
   type        = string
   default     = "licensed"
 
   validation {
     condition     = can(regex("^[a-z_][a-z0-9_]{0,62}$", var.user_name))
     error_message = "user_name must be a lowercase Postgres identifier."
+  }
+}
+
+variable "migrate_user_name" {
+  description = "Login role of the migrate Job (the migration user)."
+  type        = string
+  default     = "licensed_migrate"
+
+  validation {
+    condition     = can(regex("^[a-z_][a-z0-9_]{0,62}$", var.migrate_user_name))
+    error_message = "migrate_user_name must be a lowercase Postgres identifier."
+  }
+}
+
+variable "ca_file_path" {
+  description = "Path of the server CA bundle inside the pods (sslrootcert in the URLs): the Secret licensed-tls is mounted at /etc/licensed/tls."
+  type        = string
+  default     = "/etc/licensed/tls/postgres-ca.pem"
+
+  validation {
+    condition     = can(regex("^/[A-Za-z0-9._/-]+$", var.ca_file_path))
+    error_message = "ca_file_path must be an absolute path without spaces or URL-special characters."
   }
 }
 

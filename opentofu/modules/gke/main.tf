@@ -1,7 +1,8 @@
 # GKE Autopilot cluster. Autopilot always runs Workload Identity (pool
 # PROJECT.svc.id.goog), GKE Dataplane V2 (NetworkPolicy enforced), Shielded
-# GKE nodes and the GKE metadata server; this module binds the Kubernetes
-# service account NAMESPACE/licensed to the service's Google service account.
+# GKE nodes, the GKE metadata server and the Cloud Storage FUSE CSI driver
+# (the signer mounts the checkpoint bucket with it); this module binds each
+# workload's Kubernetes service account to its own Google service account.
 
 resource "google_container_cluster" "this" {
   #checkov:skip=CKV_GCP_12:Autopilot always enforces NetworkPolicy through GKE Dataplane V2; the network_policy block is not accepted on Autopilot clusters.
@@ -70,12 +71,14 @@ resource "google_container_cluster" "this" {
   }
 }
 
-# Workload Identity: the Kubernetes service account NAMESPACE/licensed may
-# act as the Google service account. The pool exists once the cluster does.
+# Workload Identity: each Kubernetes service account NAMESPACE/<ksa> may act
+# as its own Google service account, and no other. The pool exists once the
+# cluster does.
 resource "google_service_account_iam_member" "workload_identity" {
-  service_account_id = var.gsa_name
+  for_each           = var.workload_identities
+  service_account_id = each.value
   role               = "roles/iam.workloadIdentityUser"
-  member             = "serviceAccount:${var.project_id}.svc.id.goog[${var.k8s_namespace}/${var.k8s_service_account}]"
+  member             = "serviceAccount:${var.project_id}.svc.id.goog[${var.k8s_namespace}/${each.key}]"
 
   depends_on = [google_container_cluster.this]
 }

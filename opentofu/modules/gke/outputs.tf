@@ -19,7 +19,7 @@ output "workload_identity_pool" {
   value       = "${var.project_id}.svc.id.goog"
 }
 
-output "workload_identity_member" {
-  description = "The member bound to the Google service account."
-  value       = google_service_account_iam_member.workload_identity.member
+output "workload_identity_members" {
+  description = "The Workload Identity member bound to each Google service account, by Kubernetes service account name."
+  value       = { for ksa, b in google_service_account_iam_member.workload_identity : ksa => b.member }
 }

@@ -96,13 +96,18 @@ variable "deletion_protection" {
   default     = true
 }
 
-variable "gsa_name" {
-  description = "Full resource name of the Google service account the pods act as (iam module output name)."
-  type        = string
+variable "workload_identities" {
+  description = "Kubernetes service account name (in k8s_namespace) => full resource name of the Google service account it acts as (iam module output names). deploy/k8s/base/serviceaccount.yaml has one KSA licensed-<workload> per workload."
+  type        = map(string)
 
   validation {
-    condition     = can(regex("^projects/[^/]+/serviceAccounts/[^/]+$", var.gsa_name))
-    error_message = "gsa_name must be projects/P/serviceAccounts/EMAIL."
+    condition     = alltrue([for gsa in values(var.workload_identities) : can(regex("^projects/[^/]+/serviceAccounts/[^/]+$", gsa))])
+    error_message = "workload_identities values must be projects/P/serviceAccounts/EMAIL."
+  }
+
+  validation {
+    condition     = alltrue([for ksa in keys(var.workload_identities) : can(regex("^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", ksa))])
+    error_message = "workload_identities keys must be DNS-1123 subdomains (Kubernetes service account names)."
   }
 }
 
@@ -114,17 +119,6 @@ variable "k8s_namespace" {
   validation {
     condition     = can(regex("^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", var.k8s_namespace))
     error_message = "k8s_namespace must be a DNS-1123 label."
-  }
-}
-
-variable "k8s_service_account" {
-  description = "Kubernetes service account of the workloads."
-  type        = string
-  default     = "licensed"
-
-  validation {
-    condition     = can(regex("^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", var.k8s_service_account))
-    error_message = "k8s_service_account must be a DNS-1123 subdomain."
   }
 }
 

@@ -1,14 +1,14 @@
-output "email" {
-  description = "E-mail of the Google service account (the KSA annotation iam.gke.io/gcp-service-account)."
-  value       = google_service_account.licensed.email
+output "emails" {
+  description = "E-mail of each workload's Google service account, by workload (the KSA annotation iam.gke.io/gcp-service-account)."
+  value       = { for w, sa in google_service_account.workload : w => sa.email }
 }
 
-output "member" {
-  description = "IAM member string (serviceAccount:EMAIL) for bindings."
-  value       = google_service_account.licensed.member
+output "members" {
+  description = "IAM member string (serviceAccount:EMAIL) of each workload's GSA, by workload."
+  value       = { for w, sa in google_service_account.workload : w => sa.member }
 }
 
-output "name" {
-  description = "Full resource name of the service account (projects/P/serviceAccounts/EMAIL), for the Workload Identity binding."
-  value       = google_service_account.licensed.name
+output "names" {
+  description = "Full resource name (projects/P/serviceAccounts/EMAIL) of each workload's GSA, by workload, for the Workload Identity bindings."
+  value       = { for w, sa in google_service_account.workload : w => sa.name }
 }

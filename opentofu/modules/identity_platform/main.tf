@@ -3,6 +3,14 @@
 # AUTH_AUDIENCE=<project>). Users sign in with Google or GitHub. With
 # multi-tenancy, each tenant's tokens carry firebase.tenant, which the
 # service maps to its tenant.
+#
+# Strangers stay out: user sign-up is disabled for the project and for every
+# tenant (client.permissions.disabled_user_signup). Anyone can complete a
+# Google or GitHub login, but no Identity Platform account - and so no token
+# with a firebase.tenant claim - is created for them. Only the vendor's
+# admins create accounts, with the Admin SDK, in the customer's tenant
+# (docs/deployment.md, "Admitting a customer's users"). Users cannot delete
+# their own accounts either (the audit names them).
 
 resource "google_identity_platform_config" "this" {
   project                    = var.project_id
@@ -24,6 +32,14 @@ resource "google_identity_platform_config" "this" {
 
   multi_tenant {
     allow_tenants = var.multi_tenant
+  }
+
+  # Project-level users: none sign up by themselves.
+  client {
+    permissions {
+      disabled_user_signup   = true
+      disabled_user_deletion = true
+    }
   }
 }
 
@@ -55,6 +71,14 @@ resource "google_identity_platform_tenant" "this" {
   allow_password_signup    = false
   disable_auth             = false
   enable_email_link_signin = false
+
+  # Tenant users: accounts exist only when an admin creates them.
+  client {
+    permissions {
+      disabled_user_signup   = true
+      disabled_user_deletion = true
+    }
+  }
 
   depends_on = [google_identity_platform_config.this]
 }

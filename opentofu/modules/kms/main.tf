@@ -30,7 +30,7 @@ resource "google_kms_crypto_key" "signing" {
 }
 
 # Sign and read public keys: cloudkms.cryptoKeyVersions.useToSign,
-# useToVerify, viewPublicKey - on this key only.
+# useToVerify, viewPublicKey - on this key only. Only the signer workload.
 resource "google_kms_crypto_key_iam_member" "signer" {
   for_each      = toset(var.signer_members)
   crypto_key_id = google_kms_crypto_key.signing.id
@@ -38,10 +38,21 @@ resource "google_kms_crypto_key_iam_member" "signer" {
   member        = each.value
 }
 
-# The JWKS publishes every ENABLED version of the key, so the service must
-# list the key's versions and read their state. No predefined role grants
-# only that (cloudkms.viewer is broader), hence this two-permission role,
-# also granted on this key only.
+# Read public keys (cloudkms.cryptoKeyVersions.viewPublicKey), nothing else:
+# the API publishes them in its JWKS and hands them out with tokens. It can
+# neither sign nor verify with the key.
+resource "google_kms_crypto_key_iam_member" "public_key_viewer" {
+  for_each      = toset(var.public_key_viewer_members)
+  crypto_key_id = google_kms_crypto_key.signing.id
+  role          = "roles/cloudkms.publicKeyViewer"
+  member        = each.value
+}
+
+# The JWKS publishes every ENABLED version of the key, so whoever builds it
+# must list the key's versions and read their state. No predefined role
+# grants only that (cloudkms.viewer is broader), hence this two-permission
+# role, also granted on this key only, to the signer and the public key
+# viewers.
 resource "google_project_iam_custom_role" "version_lister" {
   project     = var.project_id
   role_id     = var.version_lister_role_id
@@ -54,7 +65,7 @@ resource "google_project_iam_custom_role" "version_lister" {
 }
 
 resource "google_kms_crypto_key_iam_member" "version_lister" {
-  for_each      = toset(var.signer_members)
+  for_each      = toset(concat(var.signer_members, var.public_key_viewer_members))
   crypto_key_id = google_kms_crypto_key.signing.id
   role          = google_project_iam_custom_role.version_lister.name
   member        = each.value

@@ -52,12 +52,23 @@ variable "protection_level" {
 }
 
 variable "signer_members" {
-  description = "IAM members (e.g. serviceAccount:licensed@P.iam.gserviceaccount.com) allowed to sign with the key, read its public keys and list its versions. Nothing else is granted."
+  description = "IAM members (serviceAccount:licensed-sign@P.iam.gserviceaccount.com) allowed to sign with the key (roles/cloudkms.signerVerifier), read its public keys and list its versions. Nothing else is granted."
   type        = list(string)
 
   validation {
     condition     = alltrue([for m in var.signer_members : can(regex("^serviceAccount:[^@]+@[^@]+$", m))])
     error_message = "signer_members must be service accounts, written serviceAccount:EMAIL."
+  }
+}
+
+variable "public_key_viewer_members" {
+  description = "IAM members (serviceAccount:licensed-serve@P.iam.gserviceaccount.com) allowed only to read the key's public keys (roles/cloudkms.publicKeyViewer) and list its versions. They cannot sign."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.public_key_viewer_members : can(regex("^serviceAccount:[^@]+@[^@]+$", m))])
+    error_message = "public_key_viewer_members must be service accounts, written serviceAccount:EMAIL."
   }
 }
 
