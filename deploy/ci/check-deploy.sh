@@ -2,14 +2,19 @@
 # Offline checks of the deployment artefacts (issue 6):
 #
 #   1. hadolint            deploy/Dockerfile
-#   2. render              deploy/k8s base and overlays/production (kustomize,
-#                          `kubectl kustomize`, or deploy/ci/kustomize_lite.py)
-#   3. kubernetes-validate --strict on both renders
-#   4. NATS values         the settings deploy/nats/values.yaml must keep
-#   5. python-hcl2         parses every .tf file under opentofu/
-#   6. checkov terraform   opentofu/, plus deploy/ci/checkov-policies
-#   7. checkov kubernetes  the rendered production manifests
-#   8. checkov dockerfile  deploy/Dockerfile
+#   2. render              deploy/k8s base, overlays/production and nats-tls
+#                          (kustomize, `kubectl kustomize`, or
+#                          deploy/ci/kustomize_lite.py)
+#   3. kubernetes-validate --strict on the renders
+#   4. edges               trust boundaries of the base and production renders
+#                          (own identities, TLS CA files, NATS users, metrics
+#                          port, checkpoint bucket: deploy/ci/check_edges.py)
+#   5. NATS values         the settings deploy/nats/values.yaml must keep: TLS,
+#                          and users/permissions equal to deploy/nats/permissions.conf
+#   6. python-hcl2         parses every .tf file under opentofu/
+#   7. checkov terraform   opentofu/, plus deploy/ci/checkov-policies
+#   8. checkov kubernetes  the rendered production manifests
+#   9. checkov dockerfile  deploy/Dockerfile
 #
 # Nothing here talks to Google Cloud or a Docker engine. The tools are pinned
 # (deploy/ci/requirements-*.txt) and installed from PyPI into venvs under
@@ -77,7 +82,7 @@ step "1. hadolint deploy/Dockerfile"
 if "$TOOLS/hadolint" --no-color deploy/Dockerfile; then ok hadolint; else fail hadolint; fi
 
 # ---------------------------------------------------------------------------
-step "2. render deploy/k8s (base, overlays/production)"
+step "2. render deploy/k8s (base, overlays/production, nats-tls)"
 if command -v kustomize >/dev/null; then
   RENDER=(kustomize build)
 elif command -v kubectl >/dev/null && kubectl kustomize --help >/dev/null 2>&1; then
@@ -88,9 +93,9 @@ else
   RENDER=("$TOOLS/python" "$CI_DIR/kustomize_lite.py")
 fi
 echo "    renderer: ${RENDER[*]}"
-mkdir -p "$WORK/base" "$WORK/production"
+mkdir -p "$WORK/base" "$WORK/production" "$WORK/nats-tls"
 render_ok=true
-for target in base:deploy/k8s/base production:deploy/k8s/overlays/production; do
+for target in base:deploy/k8s/base production:deploy/k8s/overlays/production nats-tls:deploy/k8s/nats-tls; do
   name=${target%%:*} dir=${target#*:}
   if "${RENDER[@]}" "$dir" >"$WORK/$name/manifests.yaml"; then
     echo "    $dir: $(grep -c '^kind:' "$WORK/$name/manifests.yaml") objects"
@@ -112,25 +117,34 @@ if $render_ok; then ok render; else fail render; fi
 # ---------------------------------------------------------------------------
 step "3. kubernetes-validate --strict (Kubernetes $KUBERNETES_VERSION)"
 if "$TOOLS/kubernetes-validate" --strict --quiet -k "$KUBERNETES_VERSION" \
-  "$WORK/base/manifests.yaml" "$WORK/production/manifests.yaml"; then
+  "$WORK/base/manifests.yaml" "$WORK/production/manifests.yaml" "$WORK/nats-tls/manifests.yaml"; then
   ok kubernetes-validate
 else
   fail kubernetes-validate
 fi
 
 # ---------------------------------------------------------------------------
-step "4. NATS Helm values"
-if "$TOOLS/python" "$CI_DIR/check_nats_values.py" deploy/nats/values.yaml; then ok nats-values; else fail nats-values; fi
+step "4. edges (deploy/ci/check_edges.py on base and production)"
+edges_ok=true
+for name in base production; do
+  echo "    $name:"
+  "$TOOLS/python" "$CI_DIR/check_edges.py" "$WORK/$name/manifests.yaml" | sed 's/^/    /' || edges_ok=false
+done
+if $edges_ok; then ok edges; else fail edges; fi
 
 # ---------------------------------------------------------------------------
-step "5. python-hcl2 parses opentofu/**/*.tf"
+step "5. NATS Helm values (and deploy/nats/permissions.conf)"
+if "$TOOLS/python" "$CI_DIR/check_nats_values.py" deploy/nats/values.yaml deploy/nats/permissions.conf; then ok nats-values; else fail nats-values; fi
+
+# ---------------------------------------------------------------------------
+step "6. python-hcl2 parses opentofu/**/*.tf"
 # Per-file lines only for failures; the summary line always.
 if "$TOOLS/python" "$CI_DIR/parse_tf.py" opentofu >"$WORK/hcl2.log"; then ok_hcl2=true; else ok_hcl2=false; fi
 grep -v '^  ok ' "$WORK/hcl2.log" | sed 's/^/    /' || true
 if $ok_hcl2; then ok hcl2; else fail hcl2; fi
 
 # ---------------------------------------------------------------------------
-step "6. checkov terraform (opentofu/, custom policies in $CI_DIR/checkov-policies)"
+step "7. checkov terraform (opentofu/, custom policies in $CI_DIR/checkov-policies)"
 if "$CHECKOV" "${CHECKOV_ARGS[@]}" --framework terraform -d opentofu \
   --external-checks-dir "$CI_DIR/checkov-policies"; then
   ok checkov-terraform
@@ -139,7 +153,7 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-step "7. checkov kubernetes (rendered overlays/production)"
+step "8. checkov kubernetes (rendered overlays/production)"
 if "$CHECKOV" "${CHECKOV_ARGS[@]}" --framework kubernetes -d "$WORK/production"; then
   ok checkov-kubernetes
 else
@@ -147,7 +161,7 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-step "8. checkov dockerfile (deploy/Dockerfile)"
+step "9. checkov dockerfile (deploy/Dockerfile)"
 if "$CHECKOV" "${CHECKOV_ARGS[@]}" --framework dockerfile -f deploy/Dockerfile; then
   ok checkov-dockerfile
 else
