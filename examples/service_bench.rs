@@ -128,6 +128,7 @@ async fn main() -> anyhow::Result<()> {
         rate_limit_per_minute: 100_000_000,
         db_max_connections: 32,
         listen_addr: "127.0.0.1:0".parse()?,
+        metrics_addr: "127.0.0.1:0".parse()?,
         ..Config::default()
     };
     let app = App::build(config, Components::all()).await?;

@@ -92,13 +92,35 @@ pub async fn connect_store(config: &Config, migrate: bool) -> anyhow::Result<Eve
     Ok(store)
 }
 
-/// Connects to Redis (`REDIS_URL`).
+/// Connects to Redis (`REDIS_URL`, `REDIS_CA_FILE`).
 pub async fn connect_redis(config: &Config) -> anyhow::Result<redis::aio::ConnectionManager> {
-    let client =
-        redis::Client::open(config.redis_url.expose_secret()).context("parsing REDIS_URL")?;
-    redis::aio::ConnectionManager::new(client)
+    projections::connect::connect(
+        config.redis_url.expose_secret(),
+        config.redis_ca_file.as_deref(),
+    )
+    .await
+    .context("Redis (REDIS_URL, REDIS_CA_FILE)")
+}
+
+/// Connects to NATS (`NATS_URL`, TLS files, this component's user).
+pub async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client> {
+    projections::connect::install_crypto_provider();
+    let mut options = async_nats::ConnectOptions::new().retry_on_initial_connect();
+    if let Some(ca) = &config.nats_ca_file {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let (Some(cert), Some(key)) = (&config.nats_client_cert, &config.nats_client_key) {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
+    if let (Some(user), Some(password)) = (&config.nats_user, &config.nats_password) {
+        options = options.user_and_password(user.clone(), password.expose_secret().to_owned());
+    }
+    options
+        .connect(&config.nats_url)
         .await
-        .context("connecting to Redis (REDIS_URL)")
+        .with_context(|| format!("connecting to NATS at {} (NATS_URL)", config.nats_url))
 }
 
 /// Connections built once per process and shared by its components.
@@ -117,13 +139,7 @@ async fn connect_all(config: &Config, components: Components) -> anyhow::Result<
         .await
         .context("building the signing backend")?;
     let nats = if components.serve || components.publish || components.sign || components.project {
-        Some(
-            async_nats::ConnectOptions::new()
-                .retry_on_initial_connect()
-                .connect(&config.nats_url)
-                .await
-                .with_context(|| format!("connecting to NATS at {} (NATS_URL)", config.nats_url))?,
-        )
+        Some(connect_nats(config).await?)
     } else {
         None
     };
@@ -147,6 +163,7 @@ pub struct App {
     components: Components,
     connections: Connections,
     listener: TcpListener,
+    metrics_listener: TcpListener,
     extra_routes: Option<axum::Router>,
 }
 
@@ -161,12 +178,16 @@ impl App {
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("binding LISTEN_ADDR {}", config.listen_addr))?;
+        let metrics_listener = TcpListener::bind(config.metrics_addr)
+            .await
+            .with_context(|| format!("binding METRICS_ADDR {}", config.metrics_addr))?;
         let connections = connect_all(&config, components).await?;
         Ok(Self {
             config,
             components,
             connections,
             listener,
+            metrics_listener,
             extra_routes: None,
         })
     }
@@ -180,6 +201,11 @@ impl App {
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
+    }
+
+    /// The address `/metrics` is served on.
+    pub fn metrics_addr(&self) -> anyhow::Result<SocketAddr> {
+        Ok(self.metrics_listener.local_addr()?)
     }
 
     /// The command side (dev setup and tests issue licenses through it).
@@ -253,8 +279,9 @@ impl App {
             // signer replicas are safe: one append wins per checkpoint.
             let (store, backend, stop) = (c.store.clone(), c.signer.clone(), shutdown.clone());
             let interval = Duration::from_secs(config.checkpoint_interval_secs.max(1));
+            let dir = config.checkpoint_dir.clone();
             tasks.spawn(async move {
-                checkpoint::run(store, backend, interval, stop).await;
+                checkpoint::run(store, backend, interval, dir, stop).await;
                 ("checkpoint", Ok(()))
             });
         }
@@ -311,8 +338,18 @@ impl App {
             components,
             connections: c,
             listener,
+            metrics_listener,
             extra_routes,
         } = self;
+        let stop = shutdown.clone();
+        let metrics_app = http::metrics_router(c.store.clone());
+        tasks.spawn(async move {
+            let served = axum::serve(metrics_listener, metrics_app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+                .context("metrics listener");
+            ("metrics", served)
+        });
         let stop = shutdown.clone();
         if !components.serve {
             let app = http::worker_router(c.store.clone());

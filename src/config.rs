@@ -5,6 +5,7 @@
 use clap::Args;
 use secrecy::SecretString;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Clap's parser for secret values.
 fn secret(value: &str) -> Result<SecretString, std::convert::Infallible> {
@@ -29,6 +30,8 @@ pub mod defaults {
     pub const NATS_SUBJECT_PREFIX: &str = "license.events";
     /// `LISTEN_ADDR`.
     pub const LISTEN_ADDR: &str = "0.0.0.0:8080";
+    /// `METRICS_ADDR`.
+    pub const METRICS_ADDR: &str = "0.0.0.0:9090";
     /// `SIGNING_KEY_PATH`.
     pub const SIGNING_KEY_PATH: &str = ".dev/signing-key.pem";
     /// `TOKEN_ISSUER`.
@@ -87,9 +90,28 @@ pub struct Config {
     /// Key prefix of the Redis read model.
     #[arg(long, env = "REDIS_PREFIX", default_value = defaults::REDIS_PREFIX)]
     pub redis_prefix: String,
-    /// NATS server URL.
+    /// PEM CA bundle that signs the Redis server's certificate (`rediss://`;
+    /// default: the system's roots).
+    #[arg(long, env = "REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// NATS server URL (`tls://` requires TLS).
     #[arg(long, env = "NATS_URL", default_value = defaults::NATS_URL)]
     pub nats_url: String,
+    /// PEM CA bundle that signs the NATS server's certificate (turns TLS on).
+    #[arg(long, env = "NATS_CA_FILE")]
+    pub nats_ca_file: Option<PathBuf>,
+    /// PEM client certificate for NATS (with `NATS_CLIENT_KEY`).
+    #[arg(long, env = "NATS_CLIENT_CERT")]
+    pub nats_client_cert: Option<PathBuf>,
+    /// PEM private key of `NATS_CLIENT_CERT`.
+    #[arg(long, env = "NATS_CLIENT_KEY")]
+    pub nats_client_key: Option<PathBuf>,
+    /// NATS user of this component (with `NATS_PASSWORD`; see deploy/nats/permissions.conf).
+    #[arg(long, env = "NATS_USER")]
+    pub nats_user: Option<String>,
+    /// Password of `NATS_USER`.
+    #[arg(long, env = "NATS_PASSWORD", value_parser = secret)]
+    pub nats_password: Option<SecretString>,
     /// JetStream stream the events are published on.
     #[arg(long, env = "NATS_STREAM", default_value = defaults::NATS_STREAM)]
     pub nats_stream: String,
@@ -99,6 +121,9 @@ pub struct Config {
     /// Address the HTTP API listens on.
     #[arg(long, env = "LISTEN_ADDR", default_value = defaults::LISTEN_ADDR)]
     pub listen_addr: SocketAddr,
+    /// Address `/metrics` is served on (not the API's: the ingress never routes it).
+    #[arg(long, env = "METRICS_ADDR", default_value = defaults::METRICS_ADDR)]
+    pub metrics_addr: SocketAddr,
     /// JWKS URL of the identity provider that issues user tokens.
     #[arg(long, env = "AUTH_JWKS_URL", default_value = "")]
     pub auth_jwks_url: String,
@@ -150,6 +175,10 @@ pub struct Config {
     /// How often the signer checkpoints the log (signs its running hash), seconds.
     #[arg(long, env = "CHECKPOINT_INTERVAL_SECS", default_value_t = defaults::CHECKPOINT_INTERVAL_SECS)]
     pub checkpoint_interval_secs: u64,
+    /// Directory the signer also writes each signed checkpoint to, outside
+    /// the database (production: a retention-locked bucket mounted there).
+    #[arg(long, env = "CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
     /// How often the reaper looks for sessions past their deadline.
     #[arg(long, env = "REAPER_INTERVAL_MS", default_value_t = defaults::REAPER_INTERVAL_MS)]
     pub reaper_interval_ms: u64,
@@ -168,10 +197,17 @@ impl Default for Config {
             db_max_connections: defaults::DB_MAX_CONNECTIONS,
             redis_url: defaults::REDIS_URL.into(),
             redis_prefix: defaults::REDIS_PREFIX.into(),
+            redis_ca_file: None,
             nats_url: defaults::NATS_URL.into(),
+            nats_ca_file: None,
+            nats_client_cert: None,
+            nats_client_key: None,
+            nats_user: None,
+            nats_password: None,
             nats_stream: defaults::NATS_STREAM.into(),
             nats_subject_prefix: defaults::NATS_SUBJECT_PREFIX.into(),
             listen_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            metrics_addr: SocketAddr::from(([0, 0, 0, 0], 9090)),
             auth_jwks_url: String::new(),
             auth_issuer: String::new(),
             auth_audience: String::new(),
@@ -186,6 +222,7 @@ impl Default for Config {
             rate_limit_per_minute: defaults::RATE_LIMIT_PER_MINUTE,
             acquire_token_wait_ms: defaults::ACQUIRE_TOKEN_WAIT_MS,
             checkpoint_interval_secs: defaults::CHECKPOINT_INTERVAL_SECS,
+            checkpoint_dir: None,
             reaper_interval_ms: defaults::REAPER_INTERVAL_MS,
             keyset_refresh_secs: defaults::KEYSET_REFRESH_SECS,
         }
@@ -237,6 +274,12 @@ impl Config {
                 return Err("DATABASE_SCHEMA must be [A-Za-z0-9_]+".into());
             }
         }
+        if self.nats_client_cert.is_some() != self.nats_client_key.is_some() {
+            return Err("NATS_CLIENT_CERT and NATS_CLIENT_KEY go together".into());
+        }
+        if self.nats_user.is_some() != self.nats_password.is_some() {
+            return Err("NATS_USER and NATS_PASSWORD go together".into());
+        }
         if self.db_max_connections == 0 || self.rate_limit_per_minute == 0 {
             return Err("DB_MAX_CONNECTIONS and RATE_LIMIT_PER_MINUTE must be positive".into());
         }
@@ -273,6 +316,7 @@ mod tests {
     fn the_typed_default_is_the_documented_default() {
         let config = Config::default();
         assert_eq!(config.listen_addr.to_string(), defaults::LISTEN_ADDR);
+        assert_eq!(config.metrics_addr.to_string(), defaults::METRICS_ADDR);
         assert!(!format!("{config:?}").contains("postgres://"));
         assert_eq!(
             secrecy::ExposeSecret::expose_secret(&config.database_url),

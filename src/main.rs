@@ -1,6 +1,7 @@
 //! `licensed`: the License Ledger service. Parses the configuration, sets up
 //! logging and runs the requested components (see `licensed --help`).
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use licensed::app::{self, App, Components};
 use licensed::config::Config;
@@ -44,7 +45,12 @@ enum Command {
         rebuild: bool,
     },
     /// Applies the database migrations and exits.
-    Migrate,
+    Migrate {
+        /// Login role(s) the service runs as: granted `ledger_writer`
+        /// (read and append; never UPDATE, DELETE or TRUNCATE the log).
+        #[arg(long, value_name = "LOGIN")]
+        grant_writer: Vec<String>,
+    },
     /// Signs a checkpoint of the log now (the signer also does so periodically) and exits.
     Checkpoint,
 }
@@ -67,10 +73,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         c
     };
     let (components, dev_mode) = match cli.command {
-        Command::Migrate => {
+        Command::Migrate { grant_writer } => {
             config.validate(false).map_err(anyhow::Error::msg)?;
-            app::connect_store(&config, true).await?;
+            let store = app::connect_store(&config, true).await?;
             println!("migrations applied");
+            for login in grant_writer {
+                store
+                    .grant_writer(&login)
+                    .await
+                    .with_context(|| format!("granting ledger_writer to {login}"))?;
+                println!("granted ledger_writer to {login}");
+            }
             return Ok(());
         }
         Command::Checkpoint => return checkpoint(&config).await,
@@ -113,7 +126,8 @@ async fn checkpoint(config: &Config) -> anyhow::Result<()> {
     config.validate(false).map_err(anyhow::Error::msg)?;
     let store = app::connect_store(config, false).await?;
     let backend = licensed::signer::backend_from_env_config(&app::signer_config(config)).await?;
-    match checkpoint::checkpoint_now(&store, backend.as_ref()).await? {
+    let dir = config.checkpoint_dir.as_deref();
+    match checkpoint::checkpoint_now(&store, backend.as_ref(), dir).await? {
         Some(info) => println!(
             "checkpoint signed: up to position {} (head {}, key {})",
             info.up_to_position, info.chain_head, info.key_id

@@ -82,7 +82,7 @@ fn registry() -> &'static Registry {
 }
 
 /// Every counter with its help text; each is exported from the start (at 0).
-const COUNTERS: [(&str, &str); 13] = [
+const COUNTERS: [(&str, &str); 14] = [
     (
         EVENTS_APPENDED,
         "Events appended to the log by this process",
@@ -104,6 +104,10 @@ const COUNTERS: [(&str, &str); 13] = [
     (
         SIGN_REJECTED,
         "Signer messages that did not match the log: nothing minted",
+    ),
+    (
+        crate::workers::checkpoint::REFUSED_TOTAL,
+        "Checkpoints refused: the database lost checkpoint rows the checkpoint directory holds",
     ),
 ];
 

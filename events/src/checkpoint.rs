@@ -69,6 +69,25 @@ pub struct CheckpointInfo {
     pub position: i64,
     /// Events folded since the previous checkpoint.
     pub new_events: u64,
+    /// The previous checkpoint's last position (0: none): this one adds
+    /// positions `from_position + 1 ..= up_to_position`.
+    pub from_position: i64,
+    /// Version of the `CheckpointSigned` event in stream `checkpoints`.
+    pub stream_version: i64,
+    /// Base64url signature over [`checkpoint_message`].
+    pub signature: String,
+    /// Every event folded, in position order: its position and the first
+    /// [`SEGMENT_PREFIX`] bytes of its hash (what an external copy keeps to
+    /// name the first position that changed later; see [`crate::anchor`]).
+    pub segment: Vec<(i64, [u8; SEGMENT_PREFIX])>,
+}
+
+/// Bytes of each event hash kept in [`CheckpointInfo::segment`].
+pub const SEGMENT_PREFIX: usize = 8;
+
+/// The last position covered by a checkpoint in the log (0: none yet).
+pub async fn last_covered_position(store: &EventStore) -> Result<i64, CheckpointError> {
+    Ok(last_checkpoint(store).await?.hash.position())
 }
 
 /// The last checkpoint: stream version, covered position and head.
@@ -111,7 +130,11 @@ async fn last_checkpoint(store: &EventStore) -> Result<Last, CheckpointError> {
 
 /// Folds the stable prefix after `hash.position()` up to the current head.
 /// Returns whether any non-checkpoint event was folded.
-async fn advance(store: &EventStore, hash: &mut RunningHash) -> Result<bool, CheckpointError> {
+async fn advance(
+    store: &EventStore,
+    hash: &mut RunningHash,
+    segment: &mut Vec<(i64, [u8; SEGMENT_PREFIX])>,
+) -> Result<bool, CheckpointError> {
     let target = store.head_position().await?;
     let mut moved = false;
     if target <= hash.position() {
@@ -136,6 +159,10 @@ async fn advance(store: &EventStore, hash: &mut RunningHash) -> Result<bool, Che
             }
         };
         hash.push(next.position, &next.hash);
+        let mut prefix = [0; SEGMENT_PREFIX];
+        let n = next.hash.len().min(SEGMENT_PREFIX);
+        prefix[..n].copy_from_slice(&next.hash[..n]);
+        segment.push((next.position, prefix));
         moved |= next.stream_id != CHECKPOINT_STREAM;
     }
     Ok(moved)
@@ -158,7 +185,9 @@ where
 {
     for _ in 0..MAX_ATTEMPTS {
         let Last { expected, mut hash } = last_checkpoint(store).await?;
-        if !advance(store, &mut hash).await? {
+        let from_position = hash.position();
+        let mut segment = Vec::new();
+        if !advance(store, &mut hash, &mut segment).await? {
             return Ok(None);
         }
         let head = hash.head();
@@ -169,7 +198,7 @@ where
             up_to_position: hash.position(),
             chain_head: hex::encode(head),
             key_id: key_id.to_owned(),
-            signature: URL_SAFE_NO_PAD.encode(signature),
+            signature: URL_SAFE_NO_PAD.encode(&signature),
         };
         let new = new_event(&event, &serde_json::json!({ "component": "checkpointer" }));
         match store
@@ -177,7 +206,8 @@ where
             .await
         {
             Ok(result) => {
-                let position = result.written.first().map_or(0, |w| w.position);
+                let written = result.written.first();
+                let position = written.map_or(0, |w| w.position);
                 tracing::info!(
                     up_to = hash.position(),
                     position,
@@ -189,6 +219,10 @@ where
                     key_id: key_id.to_owned(),
                     position,
                     new_events: hash.events(),
+                    from_position,
+                    stream_version: written.map_or(0, |w| w.stream_version),
+                    signature: URL_SAFE_NO_PAD.encode(signature),
+                    segment,
                 }));
             }
             Err(AppendError::Conflict { .. }) => continue, // another checkpointer won: re-read

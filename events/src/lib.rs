@@ -2,6 +2,7 @@
 //! Postgres event log that is the system's only source of truth.
 
 pub mod aggregate;
+pub mod anchor;
 pub mod audit;
 pub mod catalog;
 pub mod checkpoint;

@@ -13,6 +13,7 @@
 //! equal key by key to what live processing produced (invariant 6).
 
 pub mod billing;
+pub mod connect;
 mod consumer;
 pub mod keys;
 mod ordered;

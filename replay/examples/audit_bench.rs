@@ -230,7 +230,7 @@ async fn bench(pool: &sqlx::PgPool, target: usize) -> anyhow::Result<()> {
 
     let t = Instant::now();
     let keys = TrustedKeys::from_pem(&signer.public_key().pem)?;
-    let report = replay::verify::verify_db(&store, &keys).await?;
+    let report = replay::verify::verify_db(&store, &keys, &Default::default()).await?;
     let verify = t.elapsed().as_secs_f64();
     assert!(report.is_ok(), "{}", report.render());
 

@@ -77,6 +77,14 @@ pub enum Command {
         /// Keys for checkpoint signatures.
         #[command(flatten)]
         keys: KeyArgs,
+        /// Also check the log against the checkpoints kept outside the
+        /// database (the signer's CHECKPOINT_DIR, or a copy of its bucket).
+        #[arg(long, env = "CHECKPOINT_DIR")]
+        checkpoint_dir: Option<PathBuf>,
+        /// Fail when the newest proven event is more than this many seconds
+        /// behind the log's head (or when no checkpoint proves anything).
+        #[arg(long, default_value_t = verify::DEFAULT_MAX_CHECKPOINT_LAG_SECS)]
+        max_checkpoint_lag: u64,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: TextOrJson,
@@ -144,6 +152,9 @@ pub enum Command {
         /// Redis URL of the projection.
         #[arg(long, env = "REDIS_URL")]
         redis_url: String,
+        /// PEM CA bundle of a `rediss://` server (Memorystore's per-instance CA).
+        #[arg(long, env = "REDIS_CA_FILE")]
+        redis_ca_file: Option<PathBuf>,
         /// Key prefix of the projection.
         #[arg(long, default_value = projections::DEFAULT_PREFIX)]
         prefix: String,
@@ -256,7 +267,13 @@ fn verdict(ok: bool) -> ExitCode {
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
-        Command::Verify { file, keys, format } => {
+        Command::Verify {
+            file,
+            keys,
+            checkpoint_dir,
+            max_checkpoint_lag,
+            format,
+        } => {
             let keys = load_keys(keys).await?;
             let (ok, text) = match file {
                 Some(path) => {
@@ -268,7 +285,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => {
                     let store = connect(&cli).await?;
-                    let report = verify::verify_db(&store, &keys).await?;
+                    let options = verify::VerifyOptions {
+                        external: match checkpoint_dir {
+                            Some(dir) => events::anchor::read_dir(dir)?,
+                            None => Vec::new(),
+                        },
+                        max_checkpoint_lag: std::time::Duration::from_secs(*max_checkpoint_lag),
+                    };
+                    let report = verify::verify_db(&store, &keys, &options).await?;
                     (
                         report.is_ok(),
                         text_or_json(*format, &report, |r| r.render())?,
@@ -367,9 +391,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::RebuildProjection { redis_url, prefix } => {
+        Command::RebuildProjection {
+            redis_url,
+            redis_ca_file,
+            prefix,
+        } => {
             let store = connect(&cli).await?;
-            let client = redis::Client::open(redis_url.as_str()).context("--redis-url")?;
+            let client = projections::connect::client(redis_url, redis_ca_file.as_deref())
+                .context("--redis-url")?;
             // Fail fast on an unreachable Redis (the manager alone retries for minutes).
             let probe = tokio::time::timeout(
                 std::time::Duration::from_secs(10),

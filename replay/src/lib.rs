@@ -3,13 +3,15 @@
 //! Reads the Postgres log directly and replays it with the live system's own
 //! folds (`events::license::apply`, `events::session::apply`) — never a
 //! second copy of the rules. Modules: [`verify`] (chains and signed
-//! checkpoints in the database), [`export`] and [`offline`] (JSON-lines
+//! checkpoints in the database), [`anchored`] (the log against the
+//! checkpoints kept outside it, and their freshness), [`export`] and [`offline`] (JSON-lines
 //! archives checked with only a public key), [`state`] (a license at an
 //! instant), [`report`] with [`render`] and [`svg`] (usage figures),
 //! [`seats`] (proof that seats and strict tokens never exceeded the seat count).
 //!
 //! Must not: write to the log (the tool is read-only), or decide anything.
 
+pub mod anchored;
 pub mod checkpoints;
 pub mod cli;
 pub mod export;

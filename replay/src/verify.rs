@@ -5,6 +5,7 @@
 //! hash over `(position, hash)` in position order, which is compared with
 //! every `CheckpointSigned` event. Nothing is written.
 
+use crate::anchored::{self, Divergence, ExternalCheck, Freshness, SegmentComparer};
 use crate::checkpoints::{
     check_checkpoint, describe, CheckpointCheck, Claim, HeadRecorder, Status,
 };
@@ -18,6 +19,28 @@ use std::fmt::Write as _;
 
 /// Most position gaps remembered (they locate deletions under a checkpoint).
 const MAX_GAPS: usize = 10_000;
+
+/// The default of `--max-checkpoint-lag`: ten checkpoint intervals of the
+/// signer's default (`CHECKPOINT_INTERVAL_SECS` = 60).
+pub const DEFAULT_MAX_CHECKPOINT_LAG_SECS: u64 = 600;
+
+/// What `ledger verify` checks beyond the log itself.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// Checkpoints kept outside the database (`--checkpoint-dir`).
+    pub external: Vec<events::anchor::ExternalCheckpoint>,
+    /// The newest proven event may be at most this far behind the head.
+    pub max_checkpoint_lag: std::time::Duration,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            external: Vec::new(),
+            max_checkpoint_lag: std::time::Duration::from_secs(DEFAULT_MAX_CHECKPOINT_LAG_SECS),
+        }
+    }
+}
 
 /// The result of `ledger verify`.
 #[derive(Debug, Clone, Serialize)]
@@ -36,12 +59,22 @@ pub struct AuditReport {
     pub proven_up_to: Option<i64>,
     /// Missing positions (`first..=last`): deleted events or rolled-back appends.
     pub missing_positions: Vec<(i64, i64)>,
+    /// Every external checkpoint and its verdict.
+    pub external: Vec<ExternalCheck>,
+    /// The first position where the log differs from the external checkpoints.
+    pub first_divergence: Option<Divergence>,
+    /// How far the newest proof is behind the head.
+    pub freshness: Freshness,
 }
 
 impl AuditReport {
     /// True when every chain and every checkpoint verifies.
     pub fn is_ok(&self) -> bool {
-        self.chain_breaks.is_empty() && self.checkpoints.iter().all(CheckpointCheck::is_valid)
+        self.chain_breaks.is_empty()
+            && self.checkpoints.iter().all(CheckpointCheck::is_valid)
+            && self.external.iter().all(ExternalCheck::is_ok)
+            && self.first_divergence.is_none()
+            && self.freshness.is_ok()
     }
 
     /// Human-readable report (what `ledger verify` prints).
@@ -54,6 +87,10 @@ impl AuditReport {
         );
         render_chains(&mut out, &self.chain_breaks);
         render_checkpoints(&mut out, &self.checkpoints, &self.missing_positions);
+        if !self.external.is_empty() {
+            anchored::render(&mut out, &self.external, self.first_divergence.as_ref());
+        }
+        self.freshness.render(&mut out);
         render_verdict(
             &mut out,
             self.is_ok(),
@@ -199,17 +236,24 @@ pub async fn load_claims(store: &EventStore) -> anyhow::Result<Vec<CheckpointChe
     }
 }
 
-/// Verifies the whole log in the database.
+/// Verifies the whole log in the database (and against the external
+/// checkpoints of `options`).
 #[tracing::instrument(skip_all)]
-pub async fn verify_db(store: &EventStore, keys: &TrustedKeys) -> anyhow::Result<AuditReport> {
+pub async fn verify_db(
+    store: &EventStore,
+    keys: &TrustedKeys,
+    options: &VerifyOptions,
+) -> anyhow::Result<AuditReport> {
     let chains = store.verify_all().await?;
     let mut checks = load_claims(store).await?;
     let wanted = checks
         .iter()
         .filter(|c| c.status != Status::Malformed)
         .map(|c| c.claim.up_to_position)
+        .chain(options.external.iter().map(|e| e.up_to_position))
         .collect();
     let mut heads = HeadRecorder::new(RunningHash::new(), wanted);
+    let mut segments = SegmentComparer::new(&options.external);
     let mut gaps = Vec::new();
     let mut last = 0i64;
     {
@@ -220,21 +264,51 @@ pub async fn verify_db(store: &EventStore, keys: &TrustedKeys) -> anyhow::Result
             }
             last = position;
             heads.push(position, &hash);
+            segments.push(position, &hash);
         }
     }
     heads.finish();
+    let judge = |claim: &Claim| match check_checkpoint(claim, &heads, keys) {
+        // The whole log is present here: a position beyond it was cut off.
+        Status::NotCovered => Status::CoveredEventMissing { last_present: last },
+        other => other,
+    };
     for check in checks.iter_mut().filter(|c| c.status != Status::Malformed) {
-        check.status = match check_checkpoint(&check.claim, &heads, keys) {
-            // The whole log is present here: a position beyond it was cut off.
-            Status::NotCovered => Status::CoveredEventMissing { last_present: last },
-            other => other,
-        };
+        check.status = judge(&check.claim);
+    }
+    let external: Vec<ExternalCheck> = options
+        .external
+        .iter()
+        .map(|e| {
+            let claim = anchored::claim_of(e);
+            let in_database = checks.iter().any(|c| {
+                c.claim.up_to_position == claim.up_to_position
+                    && c.claim.chain_head == claim.chain_head
+            });
+            ExternalCheck {
+                file: e.file_name(),
+                check: CheckpointCheck {
+                    status: judge(&claim),
+                    claim,
+                },
+                in_database,
+            }
+        })
+        .collect();
+    let mut first_divergence = segments.finish();
+    if let Some(d) = &mut first_divergence {
+        d.stream = store
+            .event_by_position(d.position)
+            .await?
+            .map(|e| (e.stream_id, e.stream_version));
     }
     let proven_up_to = checks
         .iter()
         .filter(|c| c.is_valid())
+        .chain(external.iter().filter(|e| e.is_ok()).map(|e| &e.check))
         .map(|c| c.claim.up_to_position)
         .max();
+    let freshness = freshness(store, last, proven_up_to, options.max_checkpoint_lag).await?;
     Ok(AuditReport {
         events: chains.events,
         streams: chains.streams,
@@ -243,5 +317,46 @@ pub async fn verify_db(store: &EventStore, keys: &TrustedKeys) -> anyhow::Result
         checkpoints: checks,
         proven_up_to,
         missing_positions: gaps,
+        external,
+        first_divergence,
+        freshness,
+    })
+}
+
+/// How far the newest proven event was recorded behind the head.
+async fn freshness(
+    store: &EventStore,
+    head: i64,
+    proven_up_to: Option<i64>,
+    bound: std::time::Duration,
+) -> anyhow::Result<Freshness> {
+    if head == 0 {
+        return Ok(Freshness::EmptyLog);
+    }
+    let Some(proven) = proven_up_to else {
+        return Ok(Freshness::NoCheckpoint);
+    };
+    let recorded = |position| async move {
+        anyhow::Ok(
+            store
+                .event_by_position(position)
+                .await?
+                .map(|e| e.recorded_at),
+        )
+    };
+    let (Some(head_at), Some(proven_at)) = (recorded(head).await?, recorded(proven).await?) else {
+        // The proven position holds no event: its checkpoint is already
+        // judged (events missing); nothing more to say here.
+        return Ok(Freshness::Fresh { lag_secs: 0 });
+    };
+    let lag_secs = (head_at - proven_at).num_seconds().max(0);
+    let bound_secs = i64::try_from(bound.as_secs()).unwrap_or(i64::MAX);
+    Ok(if lag_secs > bound_secs {
+        Freshness::Stale {
+            lag_secs,
+            bound_secs,
+        }
+    } else {
+        Freshness::Fresh { lag_secs }
     })
 }

@@ -167,10 +167,18 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// Health and metrics of a worker process (publish, sign, reap, project).
+/// Health of a worker process (publish, sign, reap, project).
 pub fn worker_router(store: events::store::EventStore) -> Router {
     Router::new()
         .route("/api/v1/health", get(ops::health))
+        .fallback(ops::not_found)
+        .with_state(store)
+}
+
+/// `/metrics`, on its own listener (`METRICS_ADDR`): never beside the API,
+/// so that the ingress, which routes the API's port, cannot expose it.
+pub fn metrics_router(store: events::store::EventStore) -> Router {
+    Router::new()
         .route("/metrics", get(ops::metrics))
         .fallback(ops::not_found)
         .with_state(store)
@@ -280,7 +288,6 @@ pub fn router(
     Router::new()
         .nest("/api/v1", api)
         .route("/.well-known/jwks.json", get(ops::jwks))
-        .route("/metrics", get(ops::metrics))
         .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", ApiDoc::openapi()))
         .fallback(ops::not_found)
         .with_state(state)

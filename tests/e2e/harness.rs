@@ -91,6 +91,7 @@ pub async fn config(db: &events::testing::TestDb, names: &Names) -> Config {
         rate_limit_per_minute: 100_000,
         reaper_interval_ms: 200,
         listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         redis_prefix: format!("{}:", names.prefix),
         ..Config::default()
     }
@@ -99,6 +100,7 @@ pub async fn config(db: &events::testing::TestDb, names: &Names) -> Config {
 /// A running instance.
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
     pub task: JoinHandle<anyhow::Result<()>>,
@@ -107,6 +109,13 @@ pub struct TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// The Prometheus text served on the metrics listener.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.metrics_addr);
+        let res = self.http.get(url).send().await.expect("request");
+        res.text().await.expect("body")
     }
 
     /// The body of `GET path`, as text.
@@ -134,10 +143,12 @@ pub fn no_signer() -> Components {
 pub async fn start(config: Config, components: Components) -> TestApp {
     let app = App::build(config, components).await.expect("build the app");
     let addr = app.local_addr().expect("bound address");
+    let metrics_addr = app.metrics_addr().expect("bound metrics address");
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(app.run_until_stopped(shutdown.clone()));
     TestApp {
         addr,
+        metrics_addr,
         http: reqwest::Client::new(),
         shutdown,
         task,

@@ -373,8 +373,11 @@ async fn health_ready_openapi_and_swagger() {
         .await
         .unwrap();
     assert_eq!(swagger.status(), StatusCode::OK);
-    let metrics = sys.app.text("/metrics").await;
+    let metrics = sys.app.metrics().await;
     assert!(metrics.contains("ledger_acquires_total"));
+    // Only on its own listener: the API's port (what the ingress routes) has none.
+    let on_api = sys.app.call(Method::GET, "/metrics", None, None).await;
+    assert_eq!(on_api.status, StatusCode::NOT_FOUND);
     let unknown = sys.app.call(Method::GET, "/nope", None, None).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     assert_eq!(unknown.headers["content-type"], "application/problem+json");

@@ -1,6 +1,7 @@
 //! End-to-end tests of the license service over HTTP, against the real local
 //! Postgres, NATS and Redis (one integration-test binary).
 
+mod anchor;
 mod harness;
 mod http_api;
 mod kms;
@@ -8,5 +9,6 @@ mod metrics;
 mod nats;
 mod outage;
 mod seats;
+mod tls;
 mod tokens;
 mod usage;

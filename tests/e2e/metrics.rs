@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// Every sample of the exposition, summed over labels, by metric name.
 async fn scrape(app: &TestApp) -> HashMap<String, f64> {
-    let text = app.text("/metrics").await;
+    let text = app.metrics().await;
     let mut out = HashMap::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((series, value)) = line.rsplit_once(' ') else {

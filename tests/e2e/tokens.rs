@@ -238,7 +238,7 @@ async fn forged_messages_on_the_event_subjects_mint_and_hand_out_nothing() {
     // the existing session), the forged token never reaches the client.
     let mut rejected = 0.0;
     for _ in 0..40 {
-        let metrics = app.text("/metrics").await;
+        let metrics = app.metrics().await;
         rejected = metrics
             .lines()
             .find_map(|l| l.strip_prefix("ledger_sign_rejected_total "))

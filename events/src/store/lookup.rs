@@ -52,6 +52,18 @@ impl EventStore {
         Ok(row.as_ref().map(from_row).transpose()?)
     }
 
+    /// The event at global `position`, if any.
+    pub async fn event_by_position(
+        &self,
+        position: i64,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM events WHERE position = $1"))
+            .bind(position)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(from_row).transpose()?)
+    }
+
     /// The event at `version` of `stream`, if any.
     pub async fn event_at(
         &self,

@@ -252,6 +252,9 @@ pub enum StoreError {
     /// Applying the migrations failed.
     #[error("event log migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// An argument the log refuses (it names what was expected).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Handle on the event log. Cheap to clone.
@@ -294,6 +297,51 @@ impl EventStore {
     /// Applies the log's migrations.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         MIGRATOR.run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Lets the login role `login` run the service: grants it `ledger_writer`
+    /// (append and read, never rewrite; see the roles migration) and takes
+    /// away what would let it climb out of that role: `CREATEROLE` (a role
+    /// that can grant itself `ledger_owner`; Cloud SQL gives it to every user
+    /// it creates) and `CREATEDB`.
+    ///
+    /// Errors: a name that is not `[A-Za-z0-9_-]{1,63}`, an unknown role, a
+    /// superuser (it could rewrite the log whatever it is granted), or a
+    /// connection not allowed to grant.
+    pub async fn grant_writer(&self, login: &str) -> Result<(), StoreError> {
+        let valid = !login.is_empty()
+            && login.len() <= 63
+            && login
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid {
+            return Err(StoreError::Invalid(format!(
+                "not a role name: {login:?} (expected [A-Za-z0-9_-], at most 63 characters)"
+            )));
+        }
+        let superuser: Option<bool> =
+            sqlx::query_scalar("SELECT rolsuper FROM pg_roles WHERE rolname = $1")
+                .bind(login)
+                .fetch_optional(&self.pool)
+                .await?;
+        match superuser {
+            None => return Err(StoreError::Invalid(format!("no role named {login:?}"))),
+            Some(true) => {
+                return Err(StoreError::Invalid(format!(
+                    "{login:?} is a superuser: it could rewrite the log; run the service as an ordinary login"
+                )))
+            }
+            Some(false) => {}
+        }
+        let mut tx = self.pool.begin().await?;
+        for sql in [
+            format!("GRANT ledger_writer TO \"{login}\""),
+            format!("ALTER ROLE \"{login}\" NOCREATEROLE NOCREATEDB"),
+        ] {
+            sqlx::query(&sql).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 

@@ -258,3 +258,122 @@ async fn a_whole_deleted_stream_is_caught_by_the_checkpoint() {
     assert!(out.contains("RESULT: FAILED"), "{out}");
     db.drop_schema().await;
 }
+
+/// Signs a checkpoint and keeps its external copy in `dir`, as the signer does.
+async fn checkpoint_with_copy(store: &events::store::EventStore, dir: &std::path::Path) -> i64 {
+    let info = crate::support::checkpoint(store)
+        .await
+        .expect("a checkpoint");
+    events::anchor::write(dir, &events::anchor::ExternalCheckpoint::from_info(&info)).unwrap();
+    info.up_to_position
+}
+
+#[tokio::test]
+async fn a_consistent_rewrite_with_deleted_checkpoints_is_named_by_the_external_copy() {
+    use crate::support::{small_history, tmp_path};
+    use events::testing::{Ledger, TestDb};
+    let db = TestDb::new().await;
+    let store = db.store();
+    let dir = tmp_path("checkpoints");
+    let ledger_driver = Ledger::new(store.clone());
+    let small = small_history(&ledger_driver).await;
+    checkpoint_with_copy(&store, &dir).await;
+    small_history(&ledger_driver).await;
+    checkpoint_with_copy(&store, &dir).await;
+
+    // A database writer gives the first license 50 seats and re-chains its
+    // stream so that every per-stream check passes...
+    let stream = small.license.stream_name();
+    let events = store.read_stream(&stream, 0, 1000).await.unwrap();
+    let mut prev = events[0].prev_hash.clone();
+    for (i, event) in events.iter().enumerate() {
+        let mut changed = event.clone();
+        if i == 0 {
+            changed.data["seats"] = serde_json::json!(50);
+        }
+        changed.prev_hash = prev.clone();
+        let hash = changed.canonical().chain_hash(&changed.prev_hash).to_vec();
+        sqlx::query("UPDATE events SET data = $1, prev_hash = $2, hash = $3 WHERE position = $4")
+            .bind(&changed.data)
+            .bind(&changed.prev_hash)
+            .bind(&hash)
+            .bind(event.position)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        prev = hash;
+    }
+    sqlx::query("UPDATE streams SET last_hash = $1 WHERE stream_id = $2")
+        .bind(&prev)
+        .bind(&stream)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // ...and deletes the signed checkpoints that would give it away.
+    for sql in [
+        "DELETE FROM events WHERE stream_id = 'checkpoints'",
+        "DELETE FROM streams WHERE stream_id = 'checkpoints'",
+    ] {
+        sqlx::query(sql).execute(&db.pool).await.unwrap();
+    }
+
+    let key = crate::support::signer().1.to_str().unwrap().to_owned();
+    let (code, out, _) = ledger(&db, &["verify", "--key", &key]);
+    assert_eq!(code, 1, "no checkpoint left is a failure: {out}");
+    assert!(out.contains("per-stream hash chains: intact"), "{out}");
+    assert!(out.contains("CHECKPOINTS MISSING"), "{out}");
+
+    let dir_arg = dir.to_str().unwrap();
+    let (code, out, _) = ledger(&db, &["verify", "--key", &key, "--checkpoint-dir", dir_arg]);
+    assert_eq!(code, 1, "{out}");
+    let first = events[0].position;
+    assert!(
+        out.contains(&format!(
+            "FIRST DIVERGENT POSITION: {first} (now stream {stream} version 0): the event there is not the one signed"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("external checkpoints: 2 (0 valid and present in the log)"),
+        "{out}"
+    );
+    assert!(out.contains("MISSING FROM THE LOG"), "{out}");
+    assert!(out.contains("HEAD MISMATCH"), "{out}");
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_stale_checkpoint_fails_and_an_external_copy_of_a_clean_log_passes() {
+    use crate::support::{small_history, tmp_path};
+    use events::testing::{Ledger, TestDb};
+    let db = TestDb::new().await;
+    let store = db.store();
+    let dir = tmp_path("checkpoints");
+    let ledger_driver = Ledger::new(store.clone());
+    small_history(&ledger_driver).await;
+    let up_to = checkpoint_with_copy(&store, &dir).await;
+    let key = crate::support::signer().1.to_str().unwrap().to_owned();
+    let dir_arg = dir.to_str().unwrap();
+    let (code, out, _) = ledger(&db, &["verify", "--key", &key, "--checkpoint-dir", dir_arg]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("external checkpoints: 1 (1 valid and present in the log)"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "proven by a signed checkpoint up to position {up_to}"
+        )),
+        "{out}"
+    );
+
+    // Events keep coming, no checkpoint covers them: past the bound, a failure.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    small_history(&ledger_driver).await;
+    let (code, out, _) = ledger(&db, &["verify", "--key", &key, "--max-checkpoint-lag", "0"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("CHECKPOINTS STALE"), "{out}");
+    let (code, out, _) = ledger(&db, &["verify", "--key", &key]);
+    assert_eq!(code, 0, "within the default bound: {out}");
+    db.drop_schema().await;
+}
