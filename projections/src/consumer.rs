@@ -2,10 +2,12 @@
 //! event to Redis and acknowledges only once Redis holds the change.
 //!
 //! * Batches: whatever is waiting (up to [`BATCH`]) is applied in one Redis
-//!   pipeline, gaps are filled from the log, then the batch is acknowledged
-//!   (`AckPolicy::All`: the last ack covers the batch). A crash between
-//!   apply and ack means redelivery, which the stream versions turn into
-//!   duplicates: counts never move twice.
+//!   pipeline, gaps are filled from the log, then every message of the
+//!   batch is acknowledged on its own (`AckPolicy::Explicit`: an ack never
+//!   covers messages another projector instance holds but has not applied,
+//!   as `AckPolicy::All` would during a rollout). A crash between apply and
+//!   ack means redelivery, which the stream versions turn into duplicates:
+//!   counts never move twice.
 //! * A flushed Redis (sentinel missing, seen atomically by the apply
 //!   script) triggers a rebuild from Postgres; the unacked batch is then
 //!   applied again (as duplicates or as the newest changes).
@@ -35,8 +37,15 @@ const ACK_WAIT: Duration = Duration::from_secs(10);
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// The durable consumer name of a projection prefix: `projector_` plus the
-/// prefix with every character JetStream does not allow in a name as `_`.
+/// prefix with every character JetStream does not allow in a name as `_`,
+/// plus `_explicit` (its ack policy; a consumer's ack policy cannot change,
+/// so the consumer of earlier versions, without the suffix, is left behind).
 pub fn durable_name(prefix: &str) -> String {
+    format!("{}_explicit", legacy_durable_name(prefix))
+}
+
+/// The consumer of versions that acknowledged with `AckPolicy::All`.
+fn legacy_durable_name(prefix: &str) -> String {
     let clean: String = prefix
         .chars()
         .map(|c| {
@@ -48,6 +57,18 @@ pub fn durable_name(prefix: &str) -> String {
         })
         .collect();
     format!("projector_{clean}")
+}
+
+/// The durable consumer every projector instance of `prefix` shares.
+pub fn consumer_config(prefix: &str, subject_prefix: &str) -> pull::Config {
+    pull::Config {
+        durable_name: Some(durable_name(prefix)),
+        filter_subject: format!("{subject_prefix}.>"),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: ACK_WAIT,
+        max_ack_pending: 20_000,
+        ..Default::default()
+    }
 }
 
 /// Runs the projector until `shutdown`: consumes `<subject_prefix>.>` of
@@ -68,14 +89,7 @@ pub async fn run(
         tracing::info!("no projection sentinel in Redis: rebuilding from the log");
         rebuild_with_stats(&store, &projection, &stats).await?;
     }
-    let config = pull::Config {
-        durable_name: Some(durable_name(projection.prefix())),
-        filter_subject: format!("{subject_prefix}.>"),
-        ack_policy: jetstream::consumer::AckPolicy::All,
-        ack_wait: ACK_WAIT,
-        max_ack_pending: 20_000,
-        ..Default::default()
-    };
+    let config = consumer_config(projection.prefix(), &subject_prefix);
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         match consume(
@@ -118,8 +132,24 @@ async fn consume(
         .await
         .context("opening the JetStream stream")?;
     let name = config.durable_name.clone().unwrap_or_default();
+    let mut config = config.clone();
+    if stream.consumer_info(&name).await.is_err() {
+        // First start of this version: resume where the legacy consumer
+        // (AckPolicy::All) had acknowledged, if there is one.
+        let legacy = legacy_durable_name(projection.prefix());
+        if let Ok(info) = stream.consumer_info(&legacy).await {
+            let start_sequence = info.ack_floor.stream_sequence + 1;
+            tracing::info!(
+                legacy,
+                start_sequence,
+                "taking over from the legacy consumer (remove it with `nats consumer rm`)"
+            );
+            config.deliver_policy =
+                jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence };
+        }
+    }
     let consumer: jetstream::consumer::Consumer<pull::Config> = stream
-        .get_or_create_consumer(&name, config.clone())
+        .get_or_create_consumer(&name, config)
         .await
         .context("creating the durable consumer")?;
     let mut messages = consumer
@@ -166,12 +196,12 @@ async fn consume(
             })
             .collect();
         apply_all(store, projection, stats, &events).await?;
-        if let Some(last) = batch.last() {
-            last.ack()
+        for message in batch.drain(..) {
+            message
+                .ack()
                 .await
                 .map_err(|e| anyhow::anyhow!("acking: {e}"))?;
         }
-        batch.clear();
     }
 }
 

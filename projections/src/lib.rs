@@ -22,7 +22,7 @@ pub mod read;
 mod rebuild;
 mod stats;
 
-pub use consumer::{durable_name, run};
+pub use consumer::{consumer_config, durable_name, run};
 pub use projection::{Applied, ProjectionError, RedisProjection, DEFAULT_PREFIX};
 pub use rebuild::{rebuild, RebuildReport};
 pub use stats::ProjectorStats;

@@ -9,3 +9,4 @@ mod common;
 mod live_vs_rebuild;
 mod outage;
 mod redelivery;
+mod rollout;
