@@ -135,9 +135,15 @@ struct Connections {
 
 async fn connect_all(config: &Config, components: Components) -> anyhow::Result<Connections> {
     let store = connect_store(config, false).await?;
-    let signer = signer::backend_from_env_config(&signer_config(config))
+    let backend = signer::backend_from_env_config(&signer_config(config))
         .await
         .context("building the signing backend")?;
+    // Only the signer component signs; every other one holds public keys.
+    let signer: Arc<dyn SigningBackend> = if components.sign {
+        backend
+    } else {
+        Arc::new(signer::PublicOnly(backend))
+    };
     let nats = if components.serve || components.publish || components.sign || components.project {
         Some(connect_nats(config).await?)
     } else {

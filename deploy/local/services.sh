@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure PostgreSQL, Redis and NATS (with JetStream) answer on their
-# default local ports (5432, 6379, 4222).
+# default local ports (5432, 6379, 4222), and that a second NATS with the
+# production per-component users and permissions (deploy/nats/permissions.conf)
+# answers on 4223 (deploy/local/nats-secured.conf).
 #
 #   - a service that answers is left alone;
 #   - a service that is installed but stopped is started;
@@ -85,7 +87,27 @@ ensure_nats() {
   wait_port nats 4222
 }
 
+ensure_nats_secured() {
+  port_open 4223 && { log "nats (per-component users) already answers"; return; }
+  local bin conf
+  bin="$(command -v nats-server || echo /usr/sbin/nats-server)"
+  conf="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/nats-secured.conf"
+  mkdir -p /var/lib/nats-server-secured 2>/dev/null || true
+  log "starting nats with per-component users on 4223"
+  local user
+  for user in PUBLISHER SIGNER PROJECTOR API; do
+    local var="LL_NATS_${user}_PASSWORD"
+    export "$var=${!var:-dev-$(echo "$user" | tr 'A-Z' 'a-z')}"
+  done
+  start-stop-daemon --start --oknodo --background \
+    --make-pidfile --pidfile /run/nats-server-secured.pid --exec "$bin" -- \
+    -c "$conf" -l /var/log/nats-server-secured.log \
+    || die "nats-server (per-component users) failed to start"
+  wait_port "nats (per-component users)" 4223
+}
+
 ensure_postgres
 ensure_redis
 ensure_nats
+ensure_nats_secured
 log "all services answer"

@@ -159,6 +159,23 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn the_public_half_publishes_keys_and_refuses_to_sign() {
+        let signer = Arc::new(LocalPemSigner::from_pem(&TEST_KEY_PEM).unwrap());
+        let public = crate::signer::PublicOnly(signer.clone());
+        assert_eq!(public.key_id(), signer.key_id());
+        assert_eq!(
+            public.public_keys().await.unwrap(),
+            signer.public_keys().await.unwrap()
+        );
+        let minter = TokenMinter::new(Arc::new(public), "https://ledger.test");
+        let refused = minter.mint(&claims("https://ledger.test")).await;
+        assert!(
+            matches!(refused, Err(crate::signer::SignerError::NotTheSigner)),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn minted_tokens_verify_with_pem_and_jwk() {
         let signer = Arc::new(LocalPemSigner::from_pem(&TEST_KEY_PEM).unwrap());
         assert!(signer.key_id().starts_with("local-") && signer.key_id().len() == 22);

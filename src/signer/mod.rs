@@ -100,6 +100,9 @@ pub enum SignerError {
     /// The signing key is not among the enabled, published keys.
     #[error("signing key {0} is not an enabled key version")]
     SigningKeyNotPublished(String),
+    /// This process does not run the signer: it holds public keys only.
+    #[error("this process does not sign: only the signer component (`licensed sign`) does")]
+    NotTheSigner,
     /// Claims or header could not be encoded as JSON.
     #[error("token encoding failed: {0}")]
     Encoding(#[from] serde_json::Error),
@@ -139,6 +142,30 @@ pub trait SigningBackend: Send + Sync + 'static {
     /// a key rotation, or when a client reports an unknown `kid`).
     fn refresh_public_keys(&self) -> BoxFuture<'_, Result<Vec<PublicKey>, SignerError>> {
         self.public_keys()
+    }
+}
+
+/// The public half of a backend, for every process but the signer's: it
+/// publishes and checks keys and refuses to sign. In production the Cloud
+/// IAM roles say the same (only the signer's service account may sign);
+/// this keeps a misrouted call in any other component from minting.
+pub struct PublicOnly(pub Arc<dyn SigningBackend>);
+
+impl SigningBackend for PublicOnly {
+    fn key_id(&self) -> &str {
+        self.0.key_id()
+    }
+
+    fn sign_rs256<'a>(&'a self, _: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, SignerError>> {
+        Box::pin(async { Err(SignerError::NotTheSigner) })
+    }
+
+    fn public_keys(&self) -> BoxFuture<'_, Result<Vec<PublicKey>, SignerError>> {
+        self.0.public_keys()
+    }
+
+    fn refresh_public_keys(&self) -> BoxFuture<'_, Result<Vec<PublicKey>, SignerError>> {
+        self.0.refresh_public_keys()
     }
 }
 
