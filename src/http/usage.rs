@@ -3,9 +3,11 @@
 //! of a license's live sessions (`GET /admin/licenses/{id}/sessions`).
 //!
 //! Access is decided on the log (the license must belong to the caller's
-//! tenant, else 404); the numbers come from Redis and may lag the log by
-//! the projection lag, so every answer carries `as_of_position` and
-//! `projection_lag_ms`. Must not: write anything, or fall back to folding
+//! tenant, else 404); the numbers come from Redis and may lag the log, so
+//! every answer carries `as_of_position`, the log's head and
+//! `projection_lag_ms`: how stale the view is, measured against the log's
+//! head (the age of the oldest event it has not applied yet), so that a
+//! stalled projector (a NATS outage) shows as a growing lag. Must not: write anything, or fall back to folding
 //! the log per request.
 
 use super::{actor, AppState};
@@ -53,7 +55,11 @@ pub struct UsageView {
     pub sessions: Vec<SessionUsageView>,
     /// Log position of the newest event the projection holds.
     pub as_of_position: i64,
-    /// Commit-to-Redis lag of that event, in milliseconds.
+    /// The log's head position when this answer was made.
+    pub log_head_position: i64,
+    /// How stale this view is, in milliseconds: caught up with the head,
+    /// the commit-to-Redis delay of the newest event; behind it, the age of
+    /// the oldest event not applied yet.
     pub projection_lag_ms: i64,
 }
 
@@ -66,7 +72,11 @@ pub struct SessionsView {
     pub sessions: Vec<SessionUsageView>,
     /// Log position of the newest event the projection holds.
     pub as_of_position: i64,
-    /// Commit-to-Redis lag of that event, in milliseconds.
+    /// The log's head position when this answer was made.
+    pub log_head_position: i64,
+    /// How stale this view is, in milliseconds: caught up with the head,
+    /// the commit-to-Redis delay of the newest event; behind it, the age of
+    /// the oldest event not applied yet.
     pub projection_lag_ms: i64,
 }
 
@@ -86,6 +96,26 @@ fn unavailable(detail: &str) -> Problem {
         detail,
     )
     .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+}
+
+/// How far the projection is behind the log: (head position, lag in ms).
+async fn staleness(state: &AppState, usage: &LicenseUsage) -> Result<(i64, i64), Problem> {
+    let store = state.licenses.store();
+    let unavailable_log =
+        |e: events::store::StoreError| Problem::from(crate::service::ServiceError::Store(e));
+    let head = store.head_position().await.map_err(unavailable_log)?;
+    if head <= usage.as_of_position {
+        return Ok((head, usage.projection_lag_ms));
+    }
+    let lag = match store
+        .recorded_after(usage.as_of_position)
+        .await
+        .map_err(unavailable_log)?
+    {
+        Some(oldest_unapplied) => (Utc::now() - oldest_unapplied).num_milliseconds().max(0),
+        None => usage.projection_lag_ms,
+    };
+    Ok((head, lag))
 }
 
 /// Checks the license is the caller's tenant's (on the log), then reads its projection.
@@ -116,7 +146,8 @@ async fn projected(
 
 /// Seats, seats in use and live sessions of a license of your tenant.
 ///
-/// Served from the Redis projection: it may lag the log by `projection_lag_ms`.
+/// Served from the Redis projection: it may lag the log's head
+/// (`log_head_position`) by `projection_lag_ms`.
 #[utoipa::path(get, path = "/api/v1/licenses/{license_id}/usage", tag = "licenses",
     params(("license_id" = Uuid, Path)),
     responses(
@@ -135,6 +166,7 @@ pub async fn usage(
 ) -> Result<Json<UsageView>, Problem> {
     let actor = actor(&caller, &headers)?;
     let (id, usage) = projected(&state, &actor, &license_id).await?;
+    let (log_head_position, projection_lag_ms) = staleness(&state, &usage).await?;
     let sessions = usage
         .sessions
         .into_iter()
@@ -149,7 +181,8 @@ pub async fn usage(
         denials_today: usage.denials_today,
         sessions,
         as_of_position: usage.as_of_position,
-        projection_lag_ms: usage.projection_lag_ms,
+        log_head_position,
+        projection_lag_ms,
     }))
 }
 
@@ -172,10 +205,12 @@ pub async fn sessions(
 ) -> Result<Json<SessionsView>, Problem> {
     let actor = actor(&caller, &headers)?;
     let (id, usage) = projected(&state, &actor, &license_id).await?;
+    let (log_head_position, projection_lag_ms) = staleness(&state, &usage).await?;
     Ok(Json(SessionsView {
         license_id: id.as_uuid(),
         sessions: usage.sessions.into_iter().map(session_view).collect(),
         as_of_position: usage.as_of_position,
-        projection_lag_ms: usage.projection_lag_ms,
+        log_head_position,
+        projection_lag_ms,
     }))
 }

@@ -75,3 +75,67 @@ async fn usage_shows_seats_and_sessions_scoped_to_the_caller() {
     );
     sys.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_projection_reports_its_lag_behind_the_log_head() {
+    let sys = System::start().await;
+    let license = sys.app.issue("acme", 1, 360).await;
+    let alice = token("alice", "acme", false).await;
+    let admin = token("boss", "acme", true).await;
+    assert_eq!(
+        sys.app.acquire(&alice, &license, "alice-pc").await.status,
+        StatusCode::OK
+    );
+    let path = format!("/api/v1/licenses/{license}/usage");
+    let mut caught_up = None;
+    for _ in 0..50 {
+        let r = sys.app.call(Method::GET, &path, Some(&admin), None).await;
+        if r.status == StatusCode::OK && r.body["in_use"] == 1 {
+            caught_up = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let caught_up = caught_up.expect("the projection catches up");
+    assert!(caught_up.body["projection_lag_ms"].as_i64().unwrap() < 1000);
+
+    // The only projector goes away; an API instance stays, and the log moves on.
+    let mut config = crate::harness::config(&sys.db, &sys.names).await;
+    config.acquire_token_wait_ms = 100;
+    let api = crate::harness::start(
+        config,
+        licensed::app::Components {
+            serve: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let System { db, names, app } = sys;
+    app.stop().await;
+    let bob = token("bob", "acme", false).await;
+    assert_eq!(
+        api.acquire(&bob, &license, "bob-pc").await.status,
+        StatusCode::FORBIDDEN,
+        "the seat is taken: a denial, logged"
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stale = api.call(Method::GET, &path, Some(&admin), None).await;
+    assert_eq!(stale.status, StatusCode::OK, "{}", stale.body);
+    let (as_of, head) = (
+        stale.body["as_of_position"].as_i64().unwrap(),
+        stale.body["log_head_position"].as_i64().unwrap(),
+    );
+    assert!(head > as_of, "{}", stale.body);
+    assert!(
+        stale.body["projection_lag_ms"].as_i64().unwrap() >= 1500,
+        "the lag counts from the oldest unapplied event: {}",
+        stale.body
+    );
+    System {
+        db,
+        names,
+        app: api,
+    }
+    .cleanup()
+    .await;
+}

@@ -52,6 +52,16 @@ impl EventStore {
         Ok(row.as_ref().map(from_row).transpose()?)
     }
 
+    /// When the first event after `position` was recorded (`None`: none yet).
+    pub async fn recorded_after(&self, position: i64) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT recorded_at FROM events WHERE position > $1 ORDER BY position LIMIT 1",
+        )
+        .bind(position)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// The event at global `position`, if any.
     pub async fn event_by_position(
         &self,
