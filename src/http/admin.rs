@@ -1,5 +1,6 @@
 //! Licenses of the caller's tenant (read: any user; write: `license-admin`).
 
+use super::contract::integral;
 use super::error::{invalid, ApiJson};
 use super::{actor, AppState};
 use crate::auth::{AdminCaller, Caller};
@@ -10,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use events::ids::{LicenseId, ProductId};
-use events::license::{LicenseCommand, LicenseState, DEFAULT_SESSION_TTL_SECS};
+use events::license::{LicenseCommand, LicenseState, DEFAULT_SESSION_TTL_SECS, SESSION_TTL_RANGE};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -90,16 +91,23 @@ async fn administer(
 #[serde(deny_unknown_fields)]
 pub struct IssueRequest {
     /// Product id (1-64 chars of `[A-Za-z0-9._-]`).
+    #[schema(pattern = r"^[A-Za-z0-9._-]{1,64}$")]
     pub product: String,
     /// Concurrent seats (1-100000).
+    #[serde(deserialize_with = "integral::u32")]
+    #[schema(minimum = 1, maximum = 100_000)]
     pub seats: u32,
-    /// Session TTL without heartbeats, seconds (default 360).
+    /// Session TTL without heartbeats, seconds (1-604800, default 360).
+    #[serde(default, deserialize_with = "integral::option_u32")]
+    #[schema(minimum = 1, maximum = 604_800)]
     pub session_ttl_secs: Option<u32>,
     /// End of validity.
     pub valid_until: Option<DateTime<Utc>>,
-    /// Lifetime of each license token, seconds (1 to the session TTL;
-    /// default 300, capped at the session TTL). Tokens are renewed while the
-    /// session lives.
+    /// Lifetime of each license token, seconds (at least 1; default 300; a
+    /// value above the session TTL is capped at it). Tokens are renewed
+    /// while the session lives.
+    #[serde(default, deserialize_with = "integral::option_u32")]
+    #[schema(minimum = 1, maximum = 604_800)]
     pub token_ttl_secs: Option<u32>,
     /// Strict seat accounting (default false): a freed seat is not granted
     /// again while a token issued for it may still be valid; denied clients
@@ -114,6 +122,8 @@ pub struct IssueRequest {
 #[serde(deny_unknown_fields)]
 pub struct SeatsRequest {
     /// New seat count (1-100000). Lowering it below the live sessions revokes the newest ones (their next heartbeat gets 404 and their tokens are not renewed).
+    #[serde(deserialize_with = "integral::u32")]
+    #[schema(minimum = 1, maximum = 100_000)]
     pub seats: u32,
 }
 
@@ -121,7 +131,11 @@ pub struct SeatsRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SuspendRequest {
-    /// Why (kept in the log).
+    /// Why (kept in the log): 1-1000 characters without control characters
+    /// once surrounding whitespace is trimmed.
+    #[schema(
+        pattern = r"^[\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*(?:[^\x00-\x1F\x7F-\x9F\t\n\x0B\f\r \xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000](?:[^\x00-\x1F\x7F-\x9F]{0,998}[^\x00-\x1F\x7F-\x9F\t\n\x0B\f\r \xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000])?)[\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
+    )]
     pub reason: String,
 }
 
@@ -177,12 +191,23 @@ pub async fn issue(
 ) -> Result<(StatusCode, Json<LicenseView>), Problem> {
     let actor = actor(&caller, &headers)?;
     let product = ProductId::parse(&body.product).map_err(|e| invalid("product", e))?;
+    let session_ttl_secs = body.session_ttl_secs.unwrap_or(DEFAULT_SESSION_TTL_SECS);
+    if body
+        .token_ttl_secs
+        .is_some_and(|t| !SESSION_TTL_RANGE.contains(&t))
+    {
+        return Err(invalid(
+            "token_ttl_secs",
+            "token_ttl_secs must be between 1 and 604800",
+        ));
+    }
     let terms = Terms {
         product,
         seats: body.seats,
-        session_ttl_secs: body.session_ttl_secs.unwrap_or(DEFAULT_SESSION_TTL_SECS),
+        session_ttl_secs,
         valid_until: body.valid_until,
-        token_ttl_secs: body.token_ttl_secs,
+        // Capped at the session TTL (a longer token would outlive its seat).
+        token_ttl_secs: body.token_ttl_secs.map(|t| t.min(session_ttl_secs)),
         strict_seats: body.strict_seats,
     };
     let license = state.licenses.issue_terms(&actor, terms).await?;

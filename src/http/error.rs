@@ -21,8 +21,10 @@ impl From<ServiceError> for Problem {
                 "not-found",
                 format!("{what} not found"),
             ),
+            // The body is valid; the tenant's current licenses make it
+            // ambiguous: a conflict with the state, not a malformed request.
             ServiceError::AmbiguousLicense(choices) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
+                StatusCode::CONFLICT,
                 "license-required",
                 "your tenant has several licenses: name one with license_id",
             )

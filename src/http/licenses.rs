@@ -25,7 +25,10 @@ use uuid::Uuid;
 pub struct AcquireRequest {
     /// The license; may be omitted when the tenant has exactly one.
     pub license_id: Option<Uuid>,
-    /// The machine (1-128 chars of `[A-Za-z0-9:._-]`).
+    /// The machine (1-128 chars of `[A-Za-z0-9:._-]`; surrounding whitespace is trimmed).
+    #[schema(
+        pattern = r"^[\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[A-Za-z0-9:._-]{1,128}[\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
+    )]
     pub hardware_id: String,
 }
 
@@ -101,14 +104,15 @@ fn parse_session(raw: &str) -> Result<SessionId, Problem> {
 /// Acquire a seat.
 #[utoipa::path(post, path = "/api/v1/licenses/acquire", tag = "licenses",
     request_body = AcquireRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key return the same session")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Retries with the same key return the same session (1-255 visible ASCII characters)")),
     responses(
         (status = 200, description = "Seat granted", body = AcquireResponse),
         (status = 202, description = "Seat granted; token not minted yet", body = AcquirePending),
         (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "No seat available (or license suspended / expired)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such license in your tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid body, or license_id required", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "license_id required: your tenant has several licenses (the choices are listed)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]

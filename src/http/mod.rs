@@ -1,6 +1,8 @@
 //! HTTP layer: per-resource routers, middleware, OpenAPI.
 
 pub mod admin;
+pub mod contract;
+use contract::CommonResponses;
 pub mod error;
 pub mod licenses;
 pub mod ops;
@@ -144,7 +146,7 @@ pub fn actor(caller: &Caller, headers: &HeaderMap) -> Result<Actor, Problem> {
         ops::health, ops::ready, ops::jwks,
     ),
     components(schemas(Problem)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &CommonResponses),
     tags((name = "licenses", description = "Client routes"), (name = "admin", description = "Needs the license-admin role"))
 )]
 pub struct ApiDoc;

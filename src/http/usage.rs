@@ -132,17 +132,30 @@ async fn projected(
         .clone()
         .ok_or_else(|| unavailable("the usage view is not configured (no Redis)"))?;
     let projection = RedisProjection::new(conn, state.redis_prefix.clone());
-    match projection.usage(id.as_uuid()).await {
-        Ok(Some(usage)) => Ok((id, usage)),
-        Ok(None) => Err(unavailable(
-            "the license is not projected yet; retry shortly",
-        )),
-        Err(err) => {
-            tracing::error!(error = %err, "reading the usage projection failed");
-            Err(unavailable("the usage view is unavailable; retry shortly"))
+    // The license is in the log: a license just issued reaches the
+    // projection within its lag, so wait that long before giving up.
+    let deadline = tokio::time::Instant::now() + NOT_YET_PROJECTED_WAIT;
+    loop {
+        match projection.usage(id.as_uuid()).await {
+            Ok(Some(usage)) => return Ok((id, usage)),
+            Ok(None) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Ok(None) => {
+                return Err(unavailable(
+                    "the license is not projected yet; retry shortly",
+                ))
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "reading the usage projection failed");
+                return Err(unavailable("the usage view is unavailable; retry shortly"));
+            }
         }
     }
 }
+
+/// How long a read waits for a license the log holds to reach the projection.
+const NOT_YET_PROJECTED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Seats, seats in use and live sessions of a license of your tenant.
 ///

@@ -276,7 +276,7 @@ async fn license_id_may_be_omitted_only_with_a_single_license() {
             Some(json!({"hardware_id": "hw-2"})),
         )
         .await;
-    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.status, StatusCode::CONFLICT);
     let choices: Vec<String> = serde_json::from_value(r.body["choices"].clone()).unwrap();
     assert!(
         choices.contains(&first) && choices.contains(&second),
