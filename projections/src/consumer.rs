@@ -142,7 +142,7 @@ async fn consume(
             tracing::info!(
                 legacy,
                 start_sequence,
-                "taking over from the legacy consumer (remove it with `nats consumer rm`)"
+                "taking over from the legacy consumer (an operator with stream admin rights may remove it: `nats consumer rm`)"
             );
             config.deliver_policy =
                 jetstream::consumer::DeliverPolicy::ByStartSequence { start_sequence };

@@ -150,7 +150,7 @@ impl SegmentComparer {
     }
 }
 
-/// How far the newest proof is behind the log's head.
+/// How long the log's newest events have waited for a checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "freshness", rename_all = "snake_case")]
 pub enum Freshness {
@@ -158,15 +158,15 @@ pub enum Freshness {
     EmptyLog,
     /// Events exist and no valid signed checkpoint covers any of them.
     NoCheckpoint,
-    /// The head was recorded `lag_secs` after the newest proven event:
-    /// within the bound.
+    /// The oldest event no checkpoint covers was recorded `lag_secs` ago
+    /// (0: every event but the checkpoints' own is covered): within the bound.
     Fresh {
-        /// Seconds between the newest proven event and the head.
+        /// Seconds the oldest uncovered event has waited.
         lag_secs: i64,
     },
-    /// Older than the bound behind the head.
+    /// An event has waited longer than the bound for a checkpoint.
     Stale {
-        /// Seconds between the newest proven event and the head.
+        /// Seconds the oldest uncovered event has waited.
         lag_secs: i64,
         /// The bound (`--max-checkpoint-lag`).
         bound_secs: i64,
@@ -187,16 +187,20 @@ impl Freshness {
                 out,
                 "CHECKPOINTS MISSING: no valid signed checkpoint covers the log (the signer writes one every CHECKPOINT_INTERVAL_SECS while the log moves; were they deleted?)"
             ),
+            Self::Fresh { lag_secs: 0 } => writeln!(
+                out,
+                "checkpoint freshness: every event is covered by a signed checkpoint"
+            ),
             Self::Fresh { lag_secs } => writeln!(
                 out,
-                "checkpoint freshness: the newest proven event is {lag_secs} s behind the head"
+                "checkpoint freshness: the oldest event no checkpoint covers was recorded {lag_secs} s ago"
             ),
             Self::Stale {
                 lag_secs,
                 bound_secs,
             } => writeln!(
                 out,
-                "CHECKPOINTS STALE: the newest proven event is {lag_secs} s behind the head, more than the bound of {bound_secs} s (--max-checkpoint-lag)"
+                "CHECKPOINTS STALE: the oldest event no checkpoint covers was recorded {lag_secs} s ago, more than the bound of {bound_secs} s (--max-checkpoint-lag)"
             ),
         };
     }

@@ -81,8 +81,8 @@ pub enum Command {
         /// database (the signer's CHECKPOINT_DIR, or a copy of its bucket).
         #[arg(long, env = "CHECKPOINT_DIR")]
         checkpoint_dir: Option<PathBuf>,
-        /// Fail when the newest proven event is more than this many seconds
-        /// behind the log's head (or when no checkpoint proves anything).
+        /// Fail when an event has waited more than this many seconds for a
+        /// signed checkpoint (or when no checkpoint proves anything).
         #[arg(long, default_value_t = verify::DEFAULT_MAX_CHECKPOINT_LAG_SECS)]
         max_checkpoint_lag: u64,
         /// Output format.

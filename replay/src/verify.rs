@@ -323,7 +323,9 @@ pub async fn verify_db(
     })
 }
 
-/// How far the newest proven event was recorded behind the head.
+/// How long the oldest event no valid checkpoint covers has waited for one
+/// (by the clock: a signer that stopped shows as a growing lag). The
+/// checkpoints' own events are not counted: a checkpoint never covers itself.
 async fn freshness(
     store: &EventStore,
     head: i64,
@@ -333,23 +335,16 @@ async fn freshness(
     if head == 0 {
         return Ok(Freshness::EmptyLog);
     }
-    let Some(proven) = proven_up_to else {
-        return Ok(Freshness::NoCheckpoint);
-    };
-    let recorded = |position| async move {
-        anyhow::Ok(
-            store
-                .event_by_position(position)
-                .await?
-                .map(|e| e.recorded_at),
-        )
-    };
-    let (Some(head_at), Some(proven_at)) = (recorded(head).await?, recorded(proven).await?) else {
-        // The proven position holds no event: its checkpoint is already
-        // judged (events missing); nothing more to say here.
+    let Some(oldest_uncovered) = store
+        .recorded_after_outside(proven_up_to.unwrap_or(0), CHECKPOINT_STREAM)
+        .await?
+    else {
         return Ok(Freshness::Fresh { lag_secs: 0 });
     };
-    let lag_secs = (head_at - proven_at).num_seconds().max(0);
+    if proven_up_to.is_none() {
+        return Ok(Freshness::NoCheckpoint);
+    }
+    let lag_secs = (chrono::Utc::now() - oldest_uncovered).num_seconds().max(0);
     let bound_secs = i64::try_from(bound.as_secs()).unwrap_or(i64::MAX);
     Ok(if lag_secs > bound_secs {
         Freshness::Stale {

@@ -302,12 +302,16 @@ async fn every_connection_is_tls_and_every_component_holds_only_its_rights() {
         .expect("verify-full connection as postgres");
     let store = events::store::EventStore::new(admin.clone());
     store.migrate().await.unwrap();
-    // As Cloud SQL creates users: able to create roles (and so to grant
-    // itself ledger_owner), which --grant-writer takes away.
-    sqlx::query(&format!("CREATE ROLE {APP_ROLE} LOGIN CREATEROLE"))
-        .execute(&admin)
-        .await
-        .unwrap();
+    // As Cloud SQL creates users: able to create roles, and a member of a
+    // role that can (and so able to grant itself ledger_owner), which
+    // --grant-writer takes away.
+    for sql in [
+        format!("CREATE ROLE {APP_ROLE} LOGIN CREATEROLE"),
+        "CREATE ROLE platform_admins NOLOGIN CREATEROLE".to_owned(),
+        format!("GRANT platform_admins TO {APP_ROLE}"),
+    ] {
+        sqlx::query(&sql).execute(&admin).await.unwrap();
+    }
     store.grant_writer(APP_ROLE).await.unwrap();
     assert!(store
         .grant_writer("x\"; DROP TABLE events; --")
@@ -400,6 +404,7 @@ async fn every_connection_is_tls_and_every_component_holds_only_its_rights() {
         "TRUNCATE events",
         "ALTER TABLE events DISABLE TRIGGER ALL",
         "GRANT ledger_owner TO licensed_app",
+        "SET ROLE platform_admins",
     ] {
         assert_eq!(sql_error_code(&writer, sql).await, "42501", "{sql}");
     }
@@ -419,13 +424,30 @@ async fn every_connection_is_tls_and_every_component_holds_only_its_rights() {
         .connect(&nats_url)
         .await;
     assert!(anonymous.is_err(), "no client certificate, no connection");
-    // The API's NATS user subscribes to TokenIssued; it cannot publish events.
+    // The API's NATS user subscribes to TokenIssued; it cannot publish
+    // events. The signer cannot pull (or ack) the projector's consumer.
+    let event = format!("license.events.acme.{license}.SeatAcquired");
+    assert_publish_refused(&nats_url, &certs, "api", &event).await;
+    let projector_next = "$JS.API.CONSUMER.MSG.NEXT.LICENSE_EVENTS.projector_ll__explicit";
+    assert_publish_refused(&nats_url, &certs, "signer", projector_next).await;
+    let projector_ack = "$JS.ACK.LICENSE_EVENTS.projector_ll__explicit.1.1.1.1.0";
+    assert_publish_refused(&nats_url, &certs, "signer", projector_ack).await;
+
+    for app in apps {
+        app.stop().await;
+    }
+    drop(servers);
+}
+
+/// Connects as `user` (TLS, client certificate) and publishes on `subject`:
+/// the server must answer with a permissions violation naming it.
+async fn assert_publish_refused(url: &str, certs: &Certificates, user: &str, subject: &str) {
     let (errors_tx, mut errors) = tokio::sync::mpsc::unbounded_channel();
     let nats = async_nats::ConnectOptions::new()
         .add_root_certificates(certs.ca.clone())
         .add_client_certificate(certs.cert.clone(), certs.key.clone())
         .require_tls(true)
-        .user_and_password("api".into(), nats_password("api"))
+        .user_and_password(user.into(), nats_password(user))
         .event_callback(move |event| {
             let tx = errors_tx.clone();
             async move {
@@ -434,23 +456,17 @@ async fn every_connection_is_tls_and_every_component_holds_only_its_rights() {
                 }
             }
         })
-        .connect(&nats_url)
+        .connect(url)
         .await
-        .expect("the API's NATS user connects over TLS");
-    let subject = format!("license.events.acme.{license}.SeatAcquired");
-    nats.publish(subject.clone(), "{}".into()).await.unwrap();
+        .unwrap_or_else(|e| panic!("{user} connects over TLS: {e}"));
+    nats.publish(subject.to_owned(), "{}".into()).await.unwrap();
     nats.flush().await.unwrap();
     let refused = tokio::time::timeout(Duration::from_secs(5), errors.recv())
         .await
-        .expect("the server answers the publish")
+        .unwrap_or_else(|_| panic!("{user} may publish on {subject}"))
         .unwrap();
     assert!(
-        refused.to_lowercase().contains("permissions violation") && refused.contains(&subject),
-        "{refused}"
+        refused.to_lowercase().contains("permissions violation") && refused.contains(subject),
+        "{user} on {subject}: {refused}"
     );
-
-    for app in apps {
-        app.stop().await;
-    }
-    drop(servers);
 }

@@ -62,6 +62,23 @@ impl EventStore {
         .await?)
     }
 
+    /// When the first event after `position` outside stream `skip` was
+    /// recorded (`None`: none).
+    pub async fn recorded_after_outside(
+        &self,
+        position: i64,
+        skip: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT recorded_at FROM events WHERE position > $1 AND stream_id <> $2
+             ORDER BY position LIMIT 1",
+        )
+        .bind(position)
+        .bind(skip)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
     /// The event at global `position`, if any.
     pub async fn event_by_position(
         &self,

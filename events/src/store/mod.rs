@@ -304,11 +304,13 @@ impl EventStore {
     /// (append and read, never rewrite; see the roles migration) and takes
     /// away what would let it climb out of that role: `CREATEROLE` (a role
     /// that can grant itself `ledger_owner`; Cloud SQL gives it to every user
-    /// it creates) and `CREATEDB`.
+    /// it creates), `CREATEDB`, and its memberships in roles that have
+    /// `CREATEROLE` (Cloud SQL's `cloudsqlsuperuser`). All or nothing.
     ///
     /// Errors: a name that is not `[A-Za-z0-9_-]{1,63}`, an unknown role, a
-    /// superuser (it could rewrite the log whatever it is granted), or a
-    /// connection not allowed to grant.
+    /// superuser (it could rewrite the log whatever it is granted), a role
+    /// that stays able to become a role-creating role through another role,
+    /// or a connection not allowed to grant or revoke.
     pub async fn grant_writer(&self, login: &str) -> Result<(), StoreError> {
         let valid = !login.is_empty()
             && login.len() <= 63
@@ -340,6 +342,34 @@ impl EventStore {
             format!("ALTER ROLE \"{login}\" NOCREATEROLE NOCREATEDB"),
         ] {
             sqlx::query(&sql).execute(&mut *tx).await?;
+        }
+        // A role it may become that can create roles (Cloud SQL makes every
+        // user a member of cloudsqlsuperuser) would let it grant itself
+        // ledger_owner: drop direct memberships, refuse indirect ones.
+        let climbable = "SELECT r.rolname FROM pg_roles r
+             WHERE (r.rolcreaterole OR r.rolsuper) AND r.rolname <> $1
+               AND pg_has_role($1, r.oid, 'MEMBER')";
+        let direct: Vec<String> = sqlx::query_scalar(&format!(
+            "{climbable} AND EXISTS (SELECT 1 FROM pg_auth_members m
+                 JOIN pg_roles u ON u.oid = m.member WHERE m.roleid = r.oid AND u.rolname = $1)"
+        ))
+        .bind(login)
+        .fetch_all(&mut *tx)
+        .await?;
+        for role in direct {
+            sqlx::query(&format!("REVOKE \"{role}\" FROM \"{login}\""))
+                .execute(&mut *tx)
+                .await?;
+        }
+        let left: Vec<String> = sqlx::query_scalar(climbable)
+            .bind(login)
+            .fetch_all(&mut *tx)
+            .await?;
+        if !left.is_empty() {
+            return Err(StoreError::Invalid(format!(
+                "{login:?} can still become {} (through another role), which can create roles and so grant itself ledger_owner: revoke that membership",
+                left.join(", ")
+            )));
         }
         tx.commit().await?;
         Ok(())

@@ -368,8 +368,8 @@ async fn a_stale_checkpoint_fails_and_an_external_copy_of_a_clean_log_passes() {
     );
 
     // Events keep coming, no checkpoint covers them: past the bound, a failure.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     small_history(&ledger_driver).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (code, out, _) = ledger(&db, &["verify", "--key", &key, "--max-checkpoint-lag", "0"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("CHECKPOINTS STALE"), "{out}");
