@@ -402,6 +402,7 @@ impl App {
         let limits = RateLimitConfig {
             per_minute,
             burst: (per_minute / 10).max(10),
+            client_ip_hops: config.trusted_proxy_hops,
             ..RateLimitConfig::default()
         };
         let mut app = http::router(state, limits, &config.allowed_origins);

@@ -169,6 +169,11 @@ pub struct Config {
     /// Requests per minute per user (with a burst of the same size / 10, at least 10).
     #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = defaults::RATE_LIMIT_PER_MINUTE)]
     pub rate_limit_per_minute: u32,
+    /// Client address of unauthenticated requests for the per-address rate
+    /// limit: 0, the TCP peer; N, the N-th entry from the right of
+    /// X-Forwarded-For (2 behind a Google Cloud external Application Load Balancer).
+    #[arg(long, env = "TRUSTED_PROXY_HOPS", default_value_t = 0)]
+    pub trusted_proxy_hops: usize,
     /// How long acquire waits for the signer before answering 202.
     #[arg(long, env = "ACQUIRE_TOKEN_WAIT_MS", default_value_t = defaults::ACQUIRE_TOKEN_WAIT_MS)]
     pub acquire_token_wait_ms: u64,
@@ -220,6 +225,7 @@ impl Default for Config {
             kms_endpoint: None,
             token_issuer: defaults::TOKEN_ISSUER.into(),
             rate_limit_per_minute: defaults::RATE_LIMIT_PER_MINUTE,
+            trusted_proxy_hops: 0,
             acquire_token_wait_ms: defaults::ACQUIRE_TOKEN_WAIT_MS,
             checkpoint_interval_secs: defaults::CHECKPOINT_INTERVAL_SECS,
             checkpoint_dir: None,
