@@ -20,9 +20,14 @@
 //! bucket refuses overwrites anyway, and a rename would need a delete.
 //! Names sort by position: `checkpoint-<up_to_position, 20 digits>.json`.
 
+use crate::audit::CHECKPOINT_STREAM;
+use crate::catalog::LicenseEvent;
 use crate::checkpoint::{CheckpointInfo, SEGMENT_PREFIX};
+use crate::envelope::decode;
+use crate::store::{EventStore, StoreError};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use futures::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -71,6 +76,17 @@ pub enum AnchorError {
     Malformed {
         /// The file.
         path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading the log failed (backfill).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A checkpoint event of the log cannot be read (backfill).
+    #[error("checkpoint event v{version}: {reason}")]
+    BadEvent {
+        /// Its version in stream `checkpoints`.
+        version: i64,
         /// What is wrong.
         reason: String,
     },
@@ -228,6 +244,68 @@ pub fn newest_position(dir: &Path) -> Result<i64, AnchorError> {
         newest = newest.max(position.unwrap_or(0));
     }
     Ok(newest)
+}
+
+/// Writes the copies `dir` lacks of checkpoints the log holds beyond the
+/// directory's newest (a write that failed, a directory configured later),
+/// oldest first, at most `max`; returns how many were written. The claims
+/// (head, key, signature) are the signed ones from the log; the segments
+/// are read from the log now, so they locate a change made before this
+/// call only as well as the signed heads detect it.
+pub async fn backfill(store: &EventStore, dir: &Path, max: usize) -> Result<usize, AnchorError> {
+    let newest = newest_position(dir)?;
+    let mut written = 0;
+    let mut previous = 0;
+    let mut from = 0;
+    while written < max {
+        let batch = store.read_stream(CHECKPOINT_STREAM, from, 1_000).await?;
+        for event in &batch {
+            from = event.stream_version + 1;
+            let bad = |reason: String| AnchorError::BadEvent {
+                version: event.stream_version,
+                reason,
+            };
+            let LicenseEvent::CheckpointSigned {
+                up_to_position,
+                chain_head,
+                key_id,
+                signature,
+            } = decode(event).map_err(|e| bad(e.to_string()))?
+            else {
+                return Err(bad(format!("a {} event", event.event_type)));
+            };
+            if up_to_position > newest && written < max {
+                let segment: Vec<(i64, [u8; SEGMENT_PREFIX])> = store
+                    .chain_hashes(previous, Some(up_to_position + 1))
+                    .map_ok(|(position, hash)| {
+                        let mut prefix = [0; SEGMENT_PREFIX];
+                        let n = hash.len().min(SEGMENT_PREFIX);
+                        prefix[..n].copy_from_slice(&hash[..n]);
+                        (position, prefix)
+                    })
+                    .try_collect()
+                    .await?;
+                let info = CheckpointInfo {
+                    up_to_position,
+                    chain_head,
+                    key_id,
+                    position: event.position,
+                    new_events: segment.len() as u64,
+                    from_position: previous,
+                    stream_version: event.stream_version,
+                    signature,
+                    segment,
+                };
+                write(dir, &ExternalCheckpoint::from_info(&info))?;
+                written += 1;
+            }
+            previous = up_to_position;
+        }
+        if batch.len() < 1_000 {
+            break;
+        }
+    }
+    Ok(written)
 }
 
 #[cfg(test)]

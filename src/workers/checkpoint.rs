@@ -6,7 +6,9 @@
 //!
 //! It refuses to sign when the directory holds a checkpoint beyond the
 //! newest one in the database: checkpoint rows were deleted, and signing
-//! now would vouch for whatever the log has become.
+//! now would vouch for whatever the log has become. When the directory
+//! lacks copies of checkpoints the log holds (a failed write, a directory
+//! configured later), it writes them first.
 //!
 //! Must not: decide anything about licenses, or hold the signing key itself.
 
@@ -22,6 +24,9 @@ pub use events::checkpoint::{CheckpointError, CheckpointInfo};
 
 /// Counter: checkpoints refused because the database lost checkpoint rows.
 pub const REFUSED_TOTAL: &str = "ledger_checkpoints_refused_total";
+
+/// Most missing external copies written before one checkpoint.
+const BACKFILL_PER_CHECKPOINT: usize = 100;
 
 /// Why no checkpoint was signed.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +65,13 @@ pub async fn checkpoint_now(
         if external > database {
             metrics::counter!(REFUSED_TOTAL).increment(1);
             return Err(Refused::RowsMissing { external, database });
+        }
+        if external < database {
+            let copied = anchor::backfill(store, dir, BACKFILL_PER_CHECKPOINT).await?;
+            tracing::warn!(
+                copied,
+                "external copies of earlier checkpoints were missing: written now"
+            );
         }
     }
     let info = events::checkpoint::checkpoint_now(store, backend.key_id(), |message| async move {

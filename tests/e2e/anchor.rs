@@ -22,14 +22,25 @@ async fn checkpoints_are_copied_out_and_deleted_rows_stop_the_signer() {
     .unwrap();
     let dir = std::env::temp_dir().join(format!("ll-anchor-{}", uuid::Uuid::new_v4().simple()));
 
-    let info = checkpoint_now(&store, backend.as_ref(), Some(&dir))
+    // A checkpoint signed while no directory was configured (or its write failed)...
+    let before = checkpoint_now(&store, backend.as_ref(), None)
         .await
         .unwrap()
         .expect("a checkpoint of the new log");
+    ledger.issue(&tenant, &product, 1, 60).await.unwrap();
+    let info = checkpoint_now(&store, backend.as_ref(), Some(&dir))
+        .await
+        .unwrap()
+        .expect("a checkpoint of the new events");
+    // ...is copied out before the next one.
     let copies = events::anchor::read_dir(&dir).unwrap();
-    assert_eq!(copies.len(), 1);
-    assert_eq!(copies[0].up_to_position, info.up_to_position);
-    assert_eq!(copies[0].chain_head, info.chain_head);
+    assert_eq!(copies.len(), 2);
+    assert_eq!(copies[0].up_to_position, before.up_to_position);
+    assert_eq!(copies[0].chain_head, before.chain_head);
+    assert_eq!(copies[0].entries().unwrap().len(), before.segment.len());
+    assert_eq!(copies[1].up_to_position, info.up_to_position);
+    assert_eq!(copies[1].chain_head, info.chain_head);
+    assert_eq!(copies[1].from_position, before.up_to_position);
 
     for sql in [
         "DELETE FROM events WHERE stream_id = 'checkpoints'",
