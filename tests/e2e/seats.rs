@@ -94,8 +94,28 @@ async fn acquire_heartbeat_release_and_reuse() {
         serde_json::from_value(hb.body["expires_at"].clone()).unwrap();
     assert!(extended > first_deadline, "heartbeat extends the deadline");
 
+    let token_url = format!("/api/v1/licenses/sessions/{session}/token");
+    let live = sys
+        .app
+        .call(Method::GET, &token_url, Some(&alice), None)
+        .await;
+    assert!(
+        matches!(live.status, StatusCode::OK | StatusCode::ACCEPTED),
+        "{}",
+        live.body
+    );
     let rel = sys.app.release(&alice, &session).await;
     assert_eq!(rel.status, StatusCode::NO_CONTENT);
+    // The ended session's token URL says so: no token will ever come.
+    let gone = sys
+        .app
+        .call(Method::GET, &token_url, Some(&alice), None)
+        .await;
+    assert_eq!(gone.status, StatusCode::GONE, "{}", gone.body);
+    assert_eq!(
+        gone.body["type"],
+        "https://license-ledger.dev/problems/session-ended"
+    );
     let again = sys.app.release(&alice, &session).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
     let hb = sys.app.heartbeat(&alice, &session).await;
