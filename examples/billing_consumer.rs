@@ -23,9 +23,18 @@ use tokio_util::sync::CancellationToken;
 /// Seat-hours per tenant from the event stream, stored in Postgres.
 #[derive(Debug, Parser)]
 struct Args {
-    /// NATS server.
+    /// NATS server (`tls://` with a CA file in production).
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
+    /// PEM CA bundle of the NATS server certificate.
+    #[arg(long, env = "NATS_CA_FILE")]
+    nats_ca_file: Option<std::path::PathBuf>,
+    /// NATS user (`billing` in deploy/nats/permissions.conf), with NATS_PASSWORD.
+    #[arg(long, env = "NATS_USER", requires = "nats_password")]
+    nats_user: Option<String>,
+    /// Password of the NATS user.
+    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true)]
+    nats_password: Option<String>,
     /// Postgres database for the consumer's own tables.
     #[arg(long, env = "BILLING_DATABASE_URL")]
     database_url: String,
@@ -61,9 +70,17 @@ async fn main() -> anyhow::Result<()> {
     let store = BillingStore::open(pool, schema)
         .await
         .context("creating the billing tables")?;
-    let client = async_nats::connect(&args.nats_url)
-        .await
-        .context("connecting to NATS")?;
+    let client = licensed::app::NatsOptions {
+        url: args.nats_url.clone(),
+        ca_file: args.nats_ca_file.clone(),
+        client_cert: None,
+        user: args
+            .nats_user
+            .clone()
+            .zip(args.nats_password.clone().map(Into::into)),
+    }
+    .connect()
+    .await?;
     let js = async_nats::jetstream::new(client);
     let config = ConsumerConfig {
         ack_wait: Duration::from_secs(args.ack_wait_secs),

@@ -58,10 +58,11 @@ TOKEN=$(cd "$WORK" && "$OLDPWD/target/debug/licensectl" dev-token --admin --sub 
 
 echo "contract: schemathesis, all checks, ${SECONDS_BUDGET}s, against http://127.0.0.1:$PORT"
 status=0
-"$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/api/v1/openapi.json" \
+# From the scratch directory: schemathesis keeps its cache in the working directory.
+(cd "$WORK" && "$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/api/v1/openapi.json" \
   --checks all --max-time "$SECONDS_BUDGET" --workers 1 --seed "${CONTRACT_SEED:-1}" \
   -H "Authorization: Bearer $TOKEN" \
-  --report junit --report-dir "$WORK/report" || status=$?
+  --report junit --report-dir "$WORK/report") || status=$?
 if [ "$status" != 0 ]; then
   echo "contract: FAILED (schemathesis exit $status); server log tail:" >&2
   tail -20 "$WORK/server.log" >&2

@@ -102,25 +102,62 @@ pub async fn connect_redis(config: &Config) -> anyhow::Result<redis::aio::Connec
     .context("Redis (REDIS_URL, REDIS_CA_FILE)")
 }
 
+/// How to reach NATS: URL, TLS files and the user (billing consumers and
+/// other tools use it too; the service fills it from [`Config`]).
+#[derive(Debug, Clone, Default)]
+pub struct NatsOptions {
+    /// `nats://` or `tls://` URL.
+    pub url: String,
+    /// PEM CA bundle of the server certificate (turns TLS on).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// PEM client certificate and key (mutual TLS).
+    pub client_cert: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// User and password (deploy/nats/permissions.conf).
+    pub user: Option<(String, secrecy::SecretString)>,
+}
+
+impl NatsOptions {
+    /// The service's NATS settings.
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            url: config.nats_url.clone(),
+            ca_file: config.nats_ca_file.clone(),
+            client_cert: config
+                .nats_client_cert
+                .clone()
+                .zip(config.nats_client_key.clone()),
+            user: config.nats_user.clone().zip(config.nats_password.clone()),
+        }
+    }
+
+    /// Connects (retrying the first connection until the server answers).
+    pub async fn connect(&self) -> anyhow::Result<async_nats::Client> {
+        projections::connect::install_crypto_provider();
+        let mut options = async_nats::ConnectOptions::new().retry_on_initial_connect();
+        if let Some(ca) = &self.ca_file {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some((cert, key)) = &self.client_cert {
+            options = options
+                .add_client_certificate(cert.clone(), key.clone())
+                .require_tls(true);
+        }
+        if let Some((user, password)) = &self.user {
+            options = options.user_and_password(user.clone(), password.expose_secret().to_owned());
+        }
+        options
+            .connect(&self.url)
+            .await
+            .with_context(|| format!("connecting to NATS at {}", self.url))
+    }
+}
+
 /// Connects to NATS (`NATS_URL`, TLS files, this component's user).
 pub async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client> {
-    projections::connect::install_crypto_provider();
-    let mut options = async_nats::ConnectOptions::new().retry_on_initial_connect();
-    if let Some(ca) = &config.nats_ca_file {
-        options = options.add_root_certificates(ca.clone()).require_tls(true);
-    }
-    if let (Some(cert), Some(key)) = (&config.nats_client_cert, &config.nats_client_key) {
-        options = options
-            .add_client_certificate(cert.clone(), key.clone())
-            .require_tls(true);
-    }
-    if let (Some(user), Some(password)) = (&config.nats_user, &config.nats_password) {
-        options = options.user_and_password(user.clone(), password.expose_secret().to_owned());
-    }
-    options
-        .connect(&config.nats_url)
+    NatsOptions::from_config(config)
+        .connect()
         .await
-        .with_context(|| format!("connecting to NATS at {} (NATS_URL)", config.nats_url))
+        .context("NATS (NATS_URL, NATS_CA_FILE, NATS_USER)")
 }
 
 /// Connections built once per process and shared by its components.

@@ -95,7 +95,7 @@ ensure_nats_secured() {
   mkdir -p /var/lib/nats-server-secured 2>/dev/null || true
   log "starting nats with per-component users on 4223"
   local user
-  for user in PUBLISHER SIGNER PROJECTOR API; do
+  for user in PUBLISHER SIGNER PROJECTOR BILLING API; do
     local var="LL_NATS_${user}_PASSWORD"
     export "$var=${!var:-dev-$(echo "$user" | tr 'A-Z' 'a-z')}"
   done

@@ -222,18 +222,19 @@ pub fn read_dir(dir: &Path) -> Result<Vec<ExternalCheckpoint>, AnchorError> {
     Ok(out)
 }
 
-/// The highest position covered by a checkpoint file in `dir` (0: none, or
-/// no directory yet), from the file names alone: the signer asks before
-/// every checkpoint, and a bucket holds one file per checkpoint for years.
-pub fn newest_position(dir: &Path) -> Result<i64, AnchorError> {
+/// The positions covered by the checkpoint files in `dir` (empty when
+/// there is no directory yet), from the file names alone: the signer asks
+/// before every checkpoint, and a bucket holds one file per checkpoint for
+/// years.
+pub fn positions(dir: &Path) -> Result<std::collections::BTreeSet<i64>, AnchorError> {
+    let mut out = std::collections::BTreeSet::new();
     if !dir.exists() {
-        return Ok(0);
+        return Ok(out);
     }
     let io = |source| AnchorError::Io {
         path: dir.to_owned(),
         source,
     };
-    let mut newest = 0;
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let name = entry.map_err(io)?.file_name();
         let position = name
@@ -241,19 +242,28 @@ pub fn newest_position(dir: &Path) -> Result<i64, AnchorError> {
             .and_then(|n| n.strip_prefix("checkpoint-"))
             .and_then(|n| n.strip_suffix(".json"))
             .and_then(|n| n.parse::<i64>().ok());
-        newest = newest.max(position.unwrap_or(0));
+        out.extend(position);
     }
-    Ok(newest)
+    Ok(out)
 }
 
-/// Writes the copies `dir` lacks of checkpoints the log holds beyond the
-/// directory's newest (a write that failed, a directory configured later),
+/// The highest position covered by a checkpoint file in `dir` (0: none).
+pub fn newest_position(dir: &Path) -> Result<i64, AnchorError> {
+    Ok(positions(dir)?.last().copied().unwrap_or(0))
+}
+
+/// Writes the copies `dir` lacks (its files cover `present`) of checkpoints
+/// the log holds (a write that failed, a directory configured later),
 /// oldest first, at most `max`; returns how many were written. The claims
 /// (head, key, signature) are the signed ones from the log; the segments
 /// are read from the log now, so they locate a change made before this
 /// call only as well as the signed heads detect it.
-pub async fn backfill(store: &EventStore, dir: &Path, max: usize) -> Result<usize, AnchorError> {
-    let newest = newest_position(dir)?;
+pub async fn backfill(
+    store: &EventStore,
+    dir: &Path,
+    present: &std::collections::BTreeSet<i64>,
+    max: usize,
+) -> Result<usize, AnchorError> {
     let mut written = 0;
     let mut previous = 0;
     let mut from = 0;
@@ -274,7 +284,7 @@ pub async fn backfill(store: &EventStore, dir: &Path, max: usize) -> Result<usiz
             else {
                 return Err(bad(format!("a {} event", event.event_type)));
             };
-            if up_to_position > newest && written < max {
+            if !present.contains(&up_to_position) && written < max {
                 let segment: Vec<(i64, [u8; SEGMENT_PREFIX])> = store
                     .chain_hashes(previous, Some(up_to_position + 1))
                     .map_ok(|(position, hash)| {

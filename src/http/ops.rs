@@ -61,7 +61,10 @@ pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, Problem
 }
 
 /// Public keys of every enabled signing key version, as a JWKS.
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "ops", responses((status = 200, description = "JWKS")))]
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "ops", responses(
+    (status = 200, description = "JWKS"),
+    (status = 503, description = "The signing keys are unavailable; retry shortly", body = Problem, content_type = "application/problem+json"),
+))]
 pub async fn jwks(State(state): State<AppState>) -> Result<impl IntoResponse, Problem> {
     let keys = state.signer.public_keys().await.map_err(|e| {
         tracing::error!(error = %e, "listing signing keys failed");

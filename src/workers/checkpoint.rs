@@ -60,14 +60,20 @@ pub async fn checkpoint_now(
     dir: Option<&Path>,
 ) -> Result<Option<CheckpointInfo>, Refused> {
     if let Some(dir) = dir {
-        let external = anchor::newest_position(dir)?;
+        let present = anchor::positions(dir)?;
+        let external = present.last().copied().unwrap_or(0);
         let database = events::checkpoint::last_covered_position(store).await?;
         if external > database {
             metrics::counter!(REFUSED_TOTAL).increment(1);
             return Err(Refused::RowsMissing { external, database });
         }
-        if external < database {
-            let copied = anchor::backfill(store, dir, BACKFILL_PER_CHECKPOINT).await?;
+        let in_log = store
+            .stream_version(events::audit::CHECKPOINT_STREAM)
+            .await
+            .map_err(CheckpointError::from)?
+            .map_or(0, |v| v + 1);
+        if (present.len() as i64) < in_log {
+            let copied = anchor::backfill(store, dir, &present, BACKFILL_PER_CHECKPOINT).await?;
             tracing::warn!(
                 copied,
                 "external copies of earlier checkpoints were missing: written now"

@@ -41,6 +41,18 @@ async fn checkpoints_are_copied_out_and_deleted_rows_stop_the_signer() {
     assert_eq!(copies[1].up_to_position, info.up_to_position);
     assert_eq!(copies[1].chain_head, info.chain_head);
     assert_eq!(copies[1].from_position, before.up_to_position);
+    // A copy missing below the newest one (lost, or beyond an earlier
+    // backfill's batch) is written again too.
+    std::fs::remove_file(dir.join(copies[0].file_name())).unwrap();
+    ledger.issue(&tenant, &product, 1, 60).await.unwrap();
+    let info = checkpoint_now(&store, backend.as_ref(), Some(&dir))
+        .await
+        .unwrap()
+        .expect("a third checkpoint");
+    let copies = events::anchor::read_dir(&dir).unwrap();
+    let covered: Vec<i64> = copies.iter().map(|c| c.up_to_position).collect();
+    assert_eq!(covered.len(), 3, "{covered:?}");
+    assert_eq!(covered[0], before.up_to_position);
 
     for sql in [
         "DELETE FROM events WHERE stream_id = 'checkpoints'",

@@ -227,7 +227,7 @@ async fn start_servers() -> (Servers, Certificates) {
         .arg(&conf)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    for user in ["publisher", "signer", "projector", "api"] {
+    for user in ["publisher", "signer", "projector", "billing", "api"] {
         nats.env(
             format!("LL_NATS_{}_PASSWORD", user.to_uppercase()),
             nats_password(user),
@@ -393,6 +393,36 @@ async fn every_connection_is_tls_and_every_component_holds_only_its_rights() {
         api.release(&alice, &session).await.status,
         StatusCode::NO_CONTENT
     );
+
+    // A billing consumer reads the stream as its own user, over TLS.
+    let billing_nats = licensed::app::NatsOptions {
+        url: format!("tls://localhost:{}", servers.nats_port),
+        ca_file: Some(certs.ca.clone()),
+        client_cert: Some((certs.cert.clone(), certs.key.clone())),
+        user: Some(("billing".into(), nats_password("billing").into())),
+    }
+    .connect()
+    .await
+    .unwrap();
+    let billing_store = projections::billing::BillingStore::open(
+        admin.clone(),
+        projections::billing::SchemaName::parse("billing").unwrap(),
+    )
+    .await
+    .unwrap();
+    let billing = projections::billing::ConsumerConfig {
+        until_idle: Some(Duration::from_secs(2)),
+        ..projections::billing::ConsumerConfig::new("LICENSE_EVENTS", "license.events", "billing")
+    };
+    let report = projections::billing::consume(
+        &async_nats::jetstream::new(billing_nats),
+        &billing,
+        &billing_store,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .expect("the billing user may consume");
+    assert!(report.applied >= 2, "{report:?}");
 
     // The writer appends, never rewrites.
     let writer = events::store::connect(&database_url(&servers, &certs, APP_ROLE), None, 2)
