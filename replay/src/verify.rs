@@ -336,7 +336,7 @@ async fn freshness(
         return Ok(Freshness::EmptyLog);
     }
     let Some(oldest_uncovered) = store
-        .recorded_after_outside(proven_up_to.unwrap_or(0), CHECKPOINT_STREAM)
+        .recorded_after(proven_up_to.unwrap_or(0), Some(CHECKPOINT_STREAM))
         .await?
     else {
         return Ok(Freshness::Fresh { lag_secs: 0 });

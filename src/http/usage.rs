@@ -108,7 +108,7 @@ async fn staleness(state: &AppState, usage: &LicenseUsage) -> Result<(i64, i64),
         return Ok((head, usage.projection_lag_ms));
     }
     let lag = match store
-        .recorded_after(usage.as_of_position)
+        .recorded_after(usage.as_of_position, None)
         .await
         .map_err(unavailable_log)?
     {

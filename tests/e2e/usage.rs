@@ -1,9 +1,21 @@
 //! The read API served from the Redis projection (it may lag the log by the
 //! projection lag, so the test waits for it).
 
-use crate::harness::{token, System};
+use crate::harness::{token, Answer, System, TestApp};
 use reqwest::{Method, StatusCode};
 use std::time::Duration;
+
+/// The usage answer once the projection shows `n` seats in use.
+async fn in_use(app: &TestApp, path: &str, token: &str, n: u32) -> Answer {
+    for _ in 0..50 {
+        let r = app.call(Method::GET, path, Some(token), None).await;
+        if r.status == StatusCode::OK && r.body["in_use"] == n {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the projection never showed {n} seats in use at {path}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn usage_shows_seats_and_sessions_scoped_to_the_caller() {
@@ -22,16 +34,7 @@ async fn usage_shows_seats_and_sessions_scoped_to_the_caller() {
     );
 
     let path = format!("/api/v1/licenses/{license}/usage");
-    let mut usage = None;
-    for _ in 0..50 {
-        let r = sys.app.call(Method::GET, &path, Some(&admin), None).await;
-        if r.status == StatusCode::OK && r.body["in_use"] == 2 {
-            usage = Some(r);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let usage = usage.expect("the projection catches up");
+    let usage = in_use(&sys.app, &path, &admin, 2).await;
     assert_eq!(usage.body["seats"], 3);
     assert_eq!(
         usage.body["sessions"].as_array().unwrap().len(),
@@ -87,16 +90,7 @@ async fn a_stalled_projection_reports_its_lag_behind_the_log_head() {
         StatusCode::OK
     );
     let path = format!("/api/v1/licenses/{license}/usage");
-    let mut caught_up = None;
-    for _ in 0..50 {
-        let r = sys.app.call(Method::GET, &path, Some(&admin), None).await;
-        if r.status == StatusCode::OK && r.body["in_use"] == 1 {
-            caught_up = Some(r);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let caught_up = caught_up.expect("the projection catches up");
+    let caught_up = in_use(&sys.app, &path, &admin, 1).await;
     assert!(caught_up.body["projection_lag_ms"].as_i64().unwrap() < 1000);
 
     // The only projector goes away; an API instance stays, and the log moves on.

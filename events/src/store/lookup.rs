@@ -52,25 +52,16 @@ impl EventStore {
         Ok(row.as_ref().map(from_row).transpose()?)
     }
 
-    /// When the first event after `position` was recorded (`None`: none yet).
-    pub async fn recorded_after(&self, position: i64) -> Result<Option<DateTime<Utc>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT recorded_at FROM events WHERE position > $1 ORDER BY position LIMIT 1",
-        )
-        .bind(position)
-        .fetch_optional(&self.pool)
-        .await?)
-    }
-
-    /// When the first event after `position` outside stream `skip` was
-    /// recorded (`None`: none).
-    pub async fn recorded_after_outside(
+    /// When the first event after `position` was recorded, leaving out
+    /// stream `skip` when given (`None`: no such event yet).
+    pub async fn recorded_after(
         &self,
         position: i64,
-        skip: &str,
+        skip: Option<&str>,
     ) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT recorded_at FROM events WHERE position > $1 AND stream_id <> $2
+            "SELECT recorded_at FROM events
+             WHERE position > $1 AND ($2::text IS NULL OR stream_id <> $2)
              ORDER BY position LIMIT 1",
         )
         .bind(position)

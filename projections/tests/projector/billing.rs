@@ -36,19 +36,6 @@ async fn log_events(world: &World) -> Vec<Envelope> {
     recorded.iter().map(Envelope::from).collect()
 }
 
-/// Waits until JetStream holds `count` messages.
-async fn published(world: &World, count: u64) {
-    let stream = world.js.get_stream(&world.stream).await.unwrap();
-    let started = Instant::now();
-    while stream.get_info().await.unwrap().state.messages < count {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "publisher stuck"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Consumes until idle, repeatedly, until `count` messages were handled.
 async fn consume_all(
     world: &World,
@@ -188,7 +175,7 @@ async fn a_killed_and_restarted_consumer_neither_loses_nor_double_counts() {
     workload(&world.ledger).await;
     churn(&world, 15).await;
     let events = log_events(&world).await;
-    published(&world, events.len() as u64).await;
+    world.published(events.len() as u64).await;
     let mut want = SeatHours::default();
     events.iter().for_each(|e| {
         want.observe(e);
@@ -276,7 +263,7 @@ async fn a_redelivered_or_republished_event_changes_nothing() {
     workload(&world.ledger).await;
     let events = log_events(&world).await;
     let count = events.len() as u64;
-    published(&world, count).await;
+    world.published(count).await;
     let store = billing_store(&world).await;
     let config = config(&world, "billing");
     consume_all(&world, &config, &store, count).await;

@@ -150,6 +150,19 @@ impl World {
         }
     }
 
+    /// Waits until JetStream holds `count` messages.
+    pub async fn published(&self, count: u64) {
+        let stream = self.js.get_stream(&self.stream).await.unwrap();
+        let started = Instant::now();
+        while stream.get_info().await.unwrap().state.messages < count {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "publisher stuck"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Number of events in the log.
     pub async fn event_count(&self) -> i64 {
         sqlx::query_scalar("SELECT count(*) FROM events")

@@ -7,18 +7,6 @@ use futures::StreamExt;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-async fn published(world: &World, count: u64) {
-    let stream = world.js.get_stream(&world.stream).await.unwrap();
-    let started = Instant::now();
-    while stream.get_info().await.unwrap().state.messages < count {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "publisher stuck"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_instance_that_dies_holding_messages_loses_none_of_them() {
     let mut world = World::new().await;
@@ -45,7 +33,7 @@ async fn an_instance_that_dies_holding_messages_loses_none_of_them() {
         .await
         .unwrap()
         .expect("granted");
-    published(&world, 2).await;
+    world.published(2).await;
     let mut held = consumer.fetch().max_messages(10).messages().await.unwrap();
     let mut pulled = 0;
     while let Some(message) = held.next().await {
@@ -62,7 +50,7 @@ async fn an_instance_that_dies_holding_messages_loses_none_of_them() {
         .await
         .unwrap()
         .expect("granted");
-    published(&world, 4).await;
+    world.published(4).await;
     let task = world.start_projector(world.projection.clone(), CancellationToken::new());
     world.tasks.push(task);
 

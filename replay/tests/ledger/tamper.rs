@@ -268,14 +268,23 @@ async fn checkpoint_with_copy(store: &events::store::EventStore, dir: &std::path
     info.up_to_position
 }
 
+/// A fresh schema, its store, a checkpoint directory and a ledger driver.
+async fn anchored() -> (
+    events::testing::TestDb,
+    events::store::EventStore,
+    std::path::PathBuf,
+    events::testing::Ledger,
+) {
+    let db = events::testing::TestDb::new().await;
+    let store = db.store();
+    let ledger = events::testing::Ledger::new(store.clone());
+    (db, store, crate::support::tmp_path("checkpoints"), ledger)
+}
+
 #[tokio::test]
 async fn a_consistent_rewrite_with_deleted_checkpoints_is_named_by_the_external_copy() {
-    use crate::support::{small_history, tmp_path};
-    use events::testing::{Ledger, TestDb};
-    let db = TestDb::new().await;
-    let store = db.store();
-    let dir = tmp_path("checkpoints");
-    let ledger_driver = Ledger::new(store.clone());
+    use crate::support::small_history;
+    let (db, store, dir, ledger_driver) = anchored().await;
     let small = small_history(&ledger_driver).await;
     checkpoint_with_copy(&store, &dir).await;
     small_history(&ledger_driver).await;
@@ -344,12 +353,8 @@ async fn a_consistent_rewrite_with_deleted_checkpoints_is_named_by_the_external_
 
 #[tokio::test]
 async fn a_stale_checkpoint_fails_and_an_external_copy_of_a_clean_log_passes() {
-    use crate::support::{small_history, tmp_path};
-    use events::testing::{Ledger, TestDb};
-    let db = TestDb::new().await;
-    let store = db.store();
-    let dir = tmp_path("checkpoints");
-    let ledger_driver = Ledger::new(store.clone());
+    use crate::support::small_history;
+    let (db, store, dir, ledger_driver) = anchored().await;
     small_history(&ledger_driver).await;
     let up_to = checkpoint_with_copy(&store, &dir).await;
     let key = crate::support::signer().1.to_str().unwrap().to_owned();
