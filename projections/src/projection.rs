@@ -25,6 +25,10 @@ use uuid::Uuid;
 /// The key prefix of the production projection.
 pub const DEFAULT_PREFIX: &str = "ll:";
 
+/// Most events applied by one script call: a call blocks Redis while it
+/// runs, so a batch is split to keep other clients' reads prompt.
+pub const EVENTS_PER_CALL: usize = 100;
+
 static SCRIPT: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("apply.lua")));
 
@@ -77,6 +81,9 @@ pub enum ProjectionError {
     /// The script answered something unexpected.
     #[error("unexpected projection script reply {0:?}")]
     Reply(String),
+    /// A task of the projector died (a panic in a reader).
+    #[error("projector task failed: {0}")]
+    Task(String),
     /// Missing versions could not be refetched from the log.
     #[error("stream {stream} is missing versions after {applied} in the log")]
     Unfillable {
@@ -135,20 +142,17 @@ impl RedisProjection {
         event: &Envelope,
         check_sentinel: bool,
     ) -> Result<Applied, ProjectionError> {
-        let call = self.call(event, check_sentinel);
-        let mut invocation = SCRIPT.prepare_invoke();
-        for key in &call.keys {
-            invocation.key(key);
-        }
-        for arg in &call.args {
-            invocation.arg(arg);
-        }
-        let reply: String = invocation.invoke_async(&mut self.conn.clone()).await?;
-        Applied::parse(&reply)
+        let mut applied = self
+            .apply_batch(std::slice::from_ref(event), check_sentinel)
+            .await?;
+        applied
+            .pop()
+            .ok_or_else(|| ProjectionError::Reply("no reply".into()))
     }
 
-    /// Applies a batch in one pipeline (one round trip). Results are in the
-    /// batch's order; a `Gap` or `Flushed` changed nothing for that event.
+    /// Applies a batch in one pipeline (one round trip) of script calls of
+    /// up to [`EVENTS_PER_CALL`] events each. Results are in the batch's
+    /// order; a `Gap` or `Flushed` changed nothing for that event.
     pub async fn apply_batch(
         &self,
         batch: &[Envelope],
@@ -158,16 +162,22 @@ impl RedisProjection {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
-        for event in batch {
-            let call = self.call(event, check_sentinel);
-            pipe.cmd("EVALSHA")
+        for chunk in batch.chunks(EVENTS_PER_CALL) {
+            let calls: Vec<Call> = chunk.iter().map(|e| self.call(e, check_sentinel)).collect();
+            let cmd = pipe
+                .cmd("EVALSHA")
                 .arg(SCRIPT.get_hash())
-                .arg(6)
-                .arg(&call.keys[..])
-                .arg(&call.args);
+                .arg(calls.len() * 6);
+            for call in &calls {
+                cmd.arg(&call.keys[..]);
+            }
+            cmd.arg(calls.len());
+            for call in &calls {
+                cmd.arg(call.args.len()).arg(&call.args);
+            }
         }
         let mut conn = self.conn.clone();
-        let replies: Vec<String> = match pipe.query_async(&mut conn).await {
+        let replies: Vec<Vec<String>> = match pipe.query_async(&mut conn).await {
             Ok(replies) => replies,
             Err(err) if err.kind() == redis::ErrorKind::NoScriptError => {
                 SCRIPT.load_async(&mut conn).await?;
@@ -175,7 +185,19 @@ impl RedisProjection {
             }
             Err(err) => return Err(err.into()),
         };
-        replies.iter().map(|r| Applied::parse(r)).collect()
+        let out: Vec<Applied> = replies
+            .iter()
+            .flatten()
+            .map(|r| Applied::parse(r))
+            .collect::<Result<_, _>>()?;
+        if out.len() != batch.len() {
+            return Err(ProjectionError::Reply(format!(
+                "{} replies for {} events",
+                out.len(),
+                batch.len()
+            )));
+        }
+        Ok(out)
     }
 
     fn call(&self, event: &Envelope, check_sentinel: bool) -> Call {

@@ -76,15 +76,22 @@ pub(crate) async fn rebuild_with_stats(
     let keys_deleted = projection.reset().await?;
     let mut after = 0;
     let mut events = 0u64;
+    // The next batch is read from Postgres while this one is applied in Redis.
+    let read = |after: i64| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let rows = store.read_all(after, BATCH).await?;
+            Ok::<_, ProjectionError>(rows.iter().map(Envelope::from).collect::<Vec<_>>())
+        })
+    };
+    let mut next = read(after);
     loop {
-        let batch: Vec<Envelope> = store
-            .read_all(after, BATCH)
-            .await?
-            .iter()
-            .map(Envelope::from)
-            .collect();
+        let batch: Vec<Envelope> = next
+            .await
+            .map_err(|e| ProjectionError::Task(format!("reading the log: {e}")))??;
         let Some(last) = batch.last() else { break };
         after = last.position;
+        next = read(after);
         let results = projection.apply_batch(&batch, false).await?;
         for (event, result) in batch.iter().zip(results) {
             match result {
