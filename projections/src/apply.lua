@@ -10,6 +10,7 @@
 -- what makes a rebuild fast): ARGV[1] is the number of events n; then, per
 -- event, the count of its arguments followed by them; KEYS holds the six
 -- keys of each event in turn. Returns one reply per event.
+local newest = nil
 local function apply(KEYS, ARGV)
   if ARGV[3] == '1' and redis.call('EXISTS', KEYS[5]) == 0 then
     return 'flushed'
@@ -17,10 +18,12 @@ local function apply(KEYS, ARGV)
   local version = tonumber(ARGV[2])
   local op = ARGV[7]
 
+  -- The newest applied event of the batch goes into the meta hash once,
+  -- after the batch (nothing sees the hash in between: a call is atomic).
   local function meta()
-    local cur = tonumber(redis.call('HGET', KEYS[6], 'position') or '0')
-    if tonumber(ARGV[4]) > cur then
-      redis.call('HSET', KEYS[6], 'position', ARGV[4], 'recorded_at_ms', ARGV[5], 'applied_at_ms', ARGV[6])
+    local position = tonumber(ARGV[4])
+    if newest == nil or position > newest[2] then
+      newest = {KEYS[6], position, ARGV[5], ARGV[6]}
     end
   end
 
@@ -108,5 +111,12 @@ for e = 0, n - 1 do
     keys[j] = KEYS[e * 6 + j]
   end
   replies[e + 1] = apply(keys, args)
+end
+if newest ~= nil then
+  local cur = tonumber(redis.call('HGET', newest[1], 'position') or '0')
+  if newest[2] > cur then
+    redis.call('HSET', newest[1], 'position', newest[2], 'recorded_at_ms', newest[3],
+      'applied_at_ms', newest[4])
+  end
 end
 return replies

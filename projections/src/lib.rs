@@ -3,7 +3,8 @@
 //! seat counts and TTL sessions in Redis.
 //!
 //! Owns the Redis key layout ([`keys`]), the idempotent, per-stream ordered
-//! apply ([`RedisProjection::apply`], one Lua script per event), the live
+//! apply ([`RedisProjection::apply`]; one Lua script call applies up to 100
+//! events, each atomically with its stream version), the live
 //! consumer ([`run`]), the rebuild from the log ([`rebuild`]), the read side
 //! used by the HTTP usage API ([`read`]) and the billing seat-hour fold
 //! ([`billing`]).
