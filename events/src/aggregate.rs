@@ -17,7 +17,8 @@ use crate::envelope::{decode, new_event, new_event_with_id};
 use crate::license::LicenseState;
 use crate::session::SessionState;
 use crate::store::{
-    AppendError, AppendResult, EventStore, ExpectedVersion, RecordedEvent, StoreError, StreamAppend,
+    AppendError, AppendResult, EventStore, ExpectedVersion, RecordedEvent, Snapshot, StoreError,
+    StreamAppend,
 };
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -30,7 +31,10 @@ const PAGE: i64 = 1000;
 pub const MAX_ATTEMPTS: usize = 16;
 
 /// A state folded from one stream.
-pub trait Aggregate: Default {
+pub trait Aggregate: Default + serde::Serialize + serde::de::DeserializeOwned {
+    /// Names the aggregate and the layout of its snapshots (bump the number
+    /// when the layout changes: older snapshots are then ignored).
+    const SNAPSHOT_KIND: &'static str;
     /// Folds one event (pure).
     fn apply_event(self, event: &LicenseEvent) -> Self;
     /// Version of the last event folded; -1 for an empty stream.
@@ -44,6 +48,7 @@ pub trait Aggregate: Default {
 }
 
 impl Aggregate for LicenseState {
+    const SNAPSHOT_KIND: &'static str = "license/1";
     fn apply_event(self, event: &LicenseEvent) -> Self {
         crate::license::apply(self, event)
     }
@@ -56,6 +61,7 @@ impl Aggregate for LicenseState {
 }
 
 impl Aggregate for SessionState {
+    const SNAPSHOT_KIND: &'static str = "session/1";
     fn apply_event(self, event: &LicenseEvent) -> Self {
         crate::session::apply(self, event)
     }
@@ -182,34 +188,103 @@ async fn for_each(
     loop {
         let page = store.read_stream(stream, next, PAGE).await?;
         let full = page.len() as i64 == PAGE;
-        for recorded in page {
-            let event = decode(&recorded).map_err(|source| LoadError::Decode {
-                stream: stream.to_owned(),
-                version: recorded.stream_version,
-                position: recorded.position,
-                source,
-            })?;
-            next = recorded.stream_version + 1;
-            f(recorded, event);
-        }
+        next = decode_page(stream, page, &mut f)?.unwrap_or(next);
         if !full {
             return Ok(());
         }
     }
 }
 
+/// Decodes a page and calls `f` for each event; returns the version after the last one.
+fn decode_page(
+    stream: &str,
+    page: Vec<RecordedEvent>,
+    f: &mut impl FnMut(RecordedEvent, LicenseEvent),
+) -> Result<Option<i64>, LoadError> {
+    let mut next = None;
+    for recorded in page {
+        let event = decode(&recorded).map_err(|source| LoadError::Decode {
+            stream: stream.to_owned(),
+            version: recorded.stream_version,
+            position: recorded.position,
+            source,
+        })?;
+        next = Some(recorded.stream_version + 1);
+        f(recorded, event);
+    }
+    Ok(next)
+}
+
+fn fold_into<A: Aggregate>(folded: &mut A) -> impl FnMut(RecordedEvent, LicenseEvent) + '_ {
+    |recorded, event| {
+        *folded = std::mem::take(folded).apply_event(&event);
+        folded.set_version(recorded.stream_version);
+    }
+}
+
+/// A state from a stored snapshot (`None`: missing, or of a layout this
+/// build does not read).
+fn restore<A: Aggregate>(snapshot: Option<Snapshot>) -> Option<A> {
+    let snapshot = snapshot?;
+    let mut state: A = serde_json::from_value(snapshot.state).ok()?;
+    state.set_version(snapshot.version);
+    Some(state)
+}
+
+/// Stores a snapshot of `state` when its version crossed a multiple of the
+/// store's snapshot interval since `before`. A failure only costs a longer
+/// fold later: it is logged, not returned.
+async fn maybe_snapshot<A: Aggregate>(store: &EventStore, stream: &str, before: i64, state: &A) {
+    let every = store.snapshot_every();
+    if every <= 0 || state.version() < 0 || state.version() / every <= before / every {
+        return;
+    }
+    let saved = match serde_json::to_value(state) {
+        Ok(value) => store
+            .save_snapshot(stream, A::SNAPSHOT_KIND, state.version(), &value)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(error) = saved {
+        tracing::warn!(%stream, %error, "storing a snapshot failed; the stream will be folded from an older one");
+    }
+}
+
 /// Folds the events of `stream` that `state` has not seen yet (its tail).
+/// A state that has seen nothing starts from the stream's newest snapshot,
+/// read in the same round trip as the first events after it.
 pub async fn refresh<A: Aggregate>(
     store: &EventStore,
     stream: &str,
     state: &mut A,
 ) -> Result<(), LoadError> {
     let mut folded = std::mem::take(state);
-    for_each(store, stream, folded.version() + 1, |recorded, event| {
-        folded = std::mem::take(&mut folded).apply_event(&event);
-        folded.set_version(recorded.stream_version);
-    })
-    .await?;
+    let mut before = folded.version();
+    if before < 0 {
+        let (snapshot, page) = store
+            .read_with_snapshot(stream, A::SNAPSHOT_KIND, PAGE)
+            .await?;
+        let had_snapshot = snapshot.is_some();
+        let restored = restore::<A>(snapshot);
+        // An unreadable snapshot (older layout): the page starts after it,
+        // so fold from the start below instead.
+        if restored.is_some() || !had_snapshot {
+            if let Some(restored) = restored {
+                folded = restored;
+                before = folded.version();
+            }
+            let full = page.len() as i64 == PAGE;
+            decode_page(stream, page, &mut fold_into(&mut folded))?;
+            if !full {
+                maybe_snapshot(store, stream, before, &folded).await;
+                *state = folded;
+                return Ok(());
+            }
+        }
+    }
+    for_each(store, stream, folded.version() + 1, fold_into(&mut folded)).await?;
+    maybe_snapshot(store, stream, before, &folded).await;
     *state = folded;
     Ok(())
 }
@@ -281,7 +356,9 @@ where
             .await
         {
             Ok(result) => {
+                let before = state.version();
                 fold_written(stream, state, &changes.events, &result);
+                maybe_snapshot(store, stream, before, state).await;
                 return Ok(changes.outcome);
             }
             Err(AppendError::Conflict { stream: at, .. }) if at == stream => {}

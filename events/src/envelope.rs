@@ -152,6 +152,14 @@ pub fn subject_filter(prefix: &str, event_type: &str) -> String {
     format!("{prefix}.*.*.{event_type}")
 }
 
+/// The core NATS subject on which the signer hands a token it just recorded
+/// straight to the API replicas (outside the JetStream stream's
+/// `<prefix>.>`: nothing is stored twice). Only a hint, like the
+/// `TokenIssued` event the publisher puts on the stream afterwards.
+pub fn direct_token_subject(prefix: &str) -> String {
+    format!("{prefix}-direct.TokenIssued")
+}
+
 /// Who and what an event is about, stored as its metadata. Every event of a
 /// license carries `tenant_id` and `license_id` (subjects are built from them).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

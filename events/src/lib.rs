@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod envelope;
 pub mod ids;
 pub mod license;
+mod pairs;
 pub mod session;
 pub mod store;
 pub mod testing;

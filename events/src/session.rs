@@ -35,7 +35,7 @@ use crate::ids::SessionId;
 use crate::license::DomainError;
 
 /// A license token minted for the session.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionToken {
     /// Signing key version (`kid`).
     pub key_id: String,
@@ -46,7 +46,7 @@ pub struct SessionToken {
 }
 
 /// The state of one session stream.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionState {
     /// Stream version of the last applied event; -1 when the stream is empty
     /// (a fresh session has no events here until its first heartbeat/token).

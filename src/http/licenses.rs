@@ -7,6 +7,7 @@ use crate::auth::Caller;
 use crate::metrics;
 use crate::problem::Problem;
 use crate::service::{Acquisition, Actor};
+use crate::workers::token_waiters::Minted;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -16,6 +17,7 @@ use events::catalog::DenialReason;
 use events::ids::{HardwareId, IdempotencyKey, LicenseId, SessionId};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
+use tokio::sync::oneshot;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -145,7 +147,13 @@ pub async fn acquire(
     let license_id = licenses
         .resolve_license(&actor, body.license_id.map(LicenseId::from_uuid))
         .await?;
-    let outcome = licenses.acquire(&actor, license_id, hardware_id, key).await;
+    // Wait for the token of the session this acquire may create before
+    // asking: the signer can be quicker than the answer.
+    let proposed = SessionId::new();
+    let waiting = state.waiters.register(proposed);
+    let outcome = licenses
+        .acquire_as(&actor, license_id, hardware_id, key, proposed)
+        .await;
     let response = match outcome? {
         Acquisition::Denied {
             reason, retry_at, ..
@@ -154,8 +162,11 @@ pub async fn acquire(
             license_id,
             session_id,
             expires_at,
-            existing: _,
-        } => Ok(granted(&state, &actor, license_id, session_id, expires_at).await?),
+            existing,
+        } => {
+            let fresh = (!existing && session_id == proposed).then_some(waiting);
+            Ok(granted(&state, &actor, license_id, session_id, expires_at, fresh).await?)
+        }
     };
     metrics::observe_latency("acquire", started.elapsed());
     response
@@ -187,9 +198,19 @@ async fn granted(
     license_id: LicenseId,
     session_id: SessionId,
     expires_at: DateTime<Utc>,
+    fresh: Option<oneshot::Receiver<Minted>>,
 ) -> Result<Response, Problem> {
-    let waiting = state.waiters.register(session_id);
-    let minted = match state.licenses.session(actor, session_id).await?.state.token {
+    // A new session has no token yet and its waiter was registered before
+    // the grant; an existing one may have its token in the log already.
+    let (known, waiting) = match fresh {
+        Some(waiting) => (None, waiting),
+        None => {
+            let waiting = state.waiters.register(session_id);
+            let known = state.licenses.session(actor, session_id).await?.state.token;
+            (known, waiting)
+        }
+    };
+    let minted = match known {
         Some(t) => Some((t.key_id, t.token)),
         None => match tokio::time::timeout(state.token_wait, waiting).await {
             // What NATS brought is only a hint: hand it out only if it is

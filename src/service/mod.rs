@@ -248,7 +248,12 @@ impl Licenses {
     ) -> Result<Outcome, ServiceError> {
         let cached = self.entry(id);
         let mut state = cached.lock().await;
-        self.refresh(id, &mut state).await?;
+        // A cached state is trusted to be current: the append expects its
+        // version, so if another replica moved the stream, the append
+        // conflicts and `execute` reads the tail and decides again.
+        if state.version < 0 {
+            self.refresh(id, &mut state).await?;
+        }
         // Tenant and product never change once issued; an issue brings its own.
         let meta = match (&state.issued, command(&state)?.0) {
             (Some(info), _) => metadata(info.tenant_id.clone(), id, info.product.clone(), actor),

@@ -22,7 +22,27 @@ impl Licenses {
         hardware_id: HardwareId,
         idempotency_key: Option<IdempotencyKey>,
     ) -> Result<Acquisition, ServiceError> {
-        let session_id = SessionId::new();
+        self.acquire_as(
+            actor,
+            license_id,
+            hardware_id,
+            idempotency_key,
+            SessionId::new(),
+        )
+        .await
+    }
+
+    /// [`Licenses::acquire`], naming the new session `session_id` if one is
+    /// granted (so a caller can wait for its token before asking): an
+    /// existing session keeps its own id.
+    pub async fn acquire_as(
+        &self,
+        actor: &Actor,
+        license_id: LicenseId,
+        hardware_id: HardwareId,
+        idempotency_key: Option<IdempotencyKey>,
+        session_id: SessionId,
+    ) -> Result<Acquisition, ServiceError> {
         let user = actor.user.clone();
         let outcome = self
             .run(license_id, Some(actor), |_| {

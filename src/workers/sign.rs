@@ -19,10 +19,11 @@
 
 use crate::metrics;
 use crate::signer::{LicenseClaims, TokenMinter};
+use crate::workers::token_waiters::DirectToken;
 use async_nats::jetstream::{self, consumer::pull, AckKind};
 use events::aggregate::{self, Changes, ExecuteError};
 use events::catalog::LicenseEvent;
-use events::envelope::{decode, subject_filter, Envelope, Metadata};
+use events::envelope::{decode, direct_token_subject, subject_filter, Envelope, Metadata};
 use events::ids::LicenseId;
 use events::license::effective_token_ttl;
 use events::session::{decide_token, Grant, SessionState};
@@ -98,10 +99,12 @@ pub async fn run(
     .await?;
     let messages = futures::stream::select(first, renewals);
     let minter = Arc::new(minter);
+    let (nats, direct) = (js.client(), direct_token_subject(&subject_prefix));
     messages
         .take_until(shutdown.cancelled())
         .for_each_concurrent(CONCURRENCY, |message| {
-            let (store, minter) = (store.clone(), minter.clone());
+            let (store, minter, nats, direct) =
+                (store.clone(), minter.clone(), nats.clone(), direct.clone());
             async move {
                 let message = match message {
                     Ok(m) => m,
@@ -110,11 +113,17 @@ pub async fn run(
                         return;
                     }
                 };
-                let ack = match handle(&store, &minter, &message.payload).await {
-                    Ok(Handled::Deferred(wait)) => AckKind::Nak(Some(wait)),
-                    Ok(handled) => {
+                let ack = match mint(&store, &minter, &message.payload).await {
+                    Ok((Handled::Deferred(wait), _)) => AckKind::Nak(Some(wait)),
+                    Ok((handled, token)) => {
                         if handled == Handled::Minted {
                             ::metrics::counter!(metrics::TOKENS_MINTED).increment(1);
+                        }
+                        // Straight to the waiting request (it is in the log already).
+                        if let Some(token) = token.and_then(|t| serde_json::to_vec(&t).ok()) {
+                            if let Err(err) = nats.publish(direct.clone(), token.into()).await {
+                                tracing::debug!(error = %err, "direct token message not sent; the stream brings it");
+                            }
                         }
                         AckKind::Ack
                     }
@@ -191,6 +200,15 @@ pub async fn handle(
     minter: &TokenMinter,
     payload: &[u8],
 ) -> Result<Handled, SignError> {
+    Ok(mint(store, minter, payload).await?.0)
+}
+
+/// [`handle`], with the token when this call recorded one.
+async fn mint(
+    store: &EventStore,
+    minter: &TokenMinter,
+    payload: &[u8],
+) -> Result<(Handled, Option<DirectToken>), SignError> {
     let message = Envelope::from_json(payload).map_err(|e| SignError::Rejected(e.to_string()))?;
     let authorizing = logged(store, &message).await?;
     let event = authorizing
@@ -199,7 +217,7 @@ pub async fn handle(
     let (grant, session_id) = match event {
         LicenseEvent::SeatAcquired { session_id, .. } => (Grant::Acquired, session_id),
         LicenseEvent::TokenRenewalDue { session_id } => (Grant::Renewal, session_id),
-        _ => return Ok(Handled::Nothing), // not ours (filtered by subject, but be strict)
+        _ => return Ok((Handled::Nothing, None)), // not ours (filtered by subject, but be strict)
     };
     // Who holds the seat: the session's acquisition, as logged.
     let acquisition = store
@@ -235,11 +253,11 @@ pub async fn handle(
         Grant::Renewal => state.renewal_due,
     };
     if state.closed.is_some() || !owed {
-        return Ok(Handled::Nothing);
+        return Ok((Handled::Nothing, None));
     }
     let now = chrono::Utc::now();
     if let Some(wait) = strict_wait(store, license, &state, now).await? {
-        return Ok(Handled::Deferred(wait));
+        return Ok((Handled::Deferred(wait), None));
     }
     let jti = Uuid::new_v4();
     let expires_at =
@@ -277,12 +295,17 @@ pub async fn handle(
     .await;
     match recorded {
         Ok(()) => Ok(if state.token.as_ref().is_some_and(|t| t.token == token) {
-            Handled::Minted
+            let direct = DirectToken {
+                session_id,
+                key_id: minter.key_id().to_owned(),
+                token,
+            };
+            (Handled::Minted, Some(direct))
         } else {
-            Handled::Nothing // another replica recorded it first
+            (Handled::Nothing, None) // another replica recorded it first
         }),
         // The session ended meanwhile: the token was never recorded, nor handed out.
-        Err(ExecuteError::Rejected(_)) => Ok(Handled::Nothing),
+        Err(ExecuteError::Rejected(_)) => Ok((Handled::Nothing, None)),
         Err(other) => Err(anyhow::Error::new(other)
             .context(format!("recording the token of session {session_id}"))
             .into()),

@@ -84,7 +84,7 @@ pub enum DomainError {
 }
 
 /// Terms of an issued license.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LicenseInfo {
     /// Owning tenant.
     pub tenant_id: TenantId,
@@ -130,7 +130,7 @@ pub fn effective_token_ttl(requested: Option<u32>, session_ttl_secs: u32) -> u32
 }
 
 /// A session holding a seat, as of its `SeatAcquired`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LiveSession {
     /// Holder.
     pub user_id: UserId,
@@ -146,7 +146,7 @@ pub struct LiveSession {
 }
 
 /// The state of one license, folded from its stream.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LicenseState {
     /// Stream version of the last applied event; -1 when none (the expected
     /// version for the next append).
@@ -158,8 +158,10 @@ pub struct LicenseState {
     /// Live sessions (acquired, neither released nor expired).
     pub sessions: BTreeMap<SessionId, LiveSession>,
     /// (user, idempotency key) -> live session.
+    #[serde(with = "crate::pairs")]
     idempotency: BTreeMap<(UserId, IdempotencyKey), SessionId>,
     /// (user, hardware id) -> live session; O(log n) duplicate check.
+    #[serde(with = "crate::pairs")]
     holders: BTreeMap<(UserId, HardwareId), SessionId>,
     /// Ended sessions whose tokens may still be valid, until when. Pruned as
     /// later events show those instants passed.

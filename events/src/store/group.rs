@@ -1,13 +1,14 @@
-//! Group commit: concurrent appends share one transaction and one fsync.
+//! Group commit: concurrent appends share one statement, one commit and one
+//! fsync.
 //!
 //! A durable commit is the unit cost of the log. Callers submit appends to a
 //! channel; a few writer tasks each take whatever is waiting (up to a batch
-//! size) and run it as one transaction in which every append still succeeds
-//! or fails on its own (see [`super::append::append_batch`]). If the batch
-//! as a whole hits a database error, each append is retried alone so one bad
+//! size) and run it as one `ll_append` call in which every append still
+//! succeeds or fails on its own (see [`super::fast`]). If the call as a
+//! whole hits a database error, each append is retried alone so one bad
 //! append cannot fail its neighbours.
 
-use super::append::{append_batch, append_one};
+use super::fast::{append_all, Heads, Notifier};
 use super::{AppendError, AppendResult, StreamAppend};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -42,11 +43,22 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(pool: PgPool, config: GroupCommitConfig) -> Self {
+    pub(super) fn start(
+        pool: PgPool,
+        heads: Arc<Heads>,
+        notifier: Arc<Notifier>,
+        config: GroupCommitConfig,
+    ) -> Self {
         let (tx, rx) = mpsc::channel::<Job>(config.max_batch.max(1) * 4);
         let rx = Arc::new(Mutex::new(rx));
         for _ in 0..config.writers.max(1) {
-            tokio::spawn(run(pool.clone(), rx.clone(), config.max_batch.max(1)));
+            tokio::spawn(run(
+                pool.clone(),
+                heads.clone(),
+                notifier.clone(),
+                rx.clone(),
+                config.max_batch.max(1),
+            ));
         }
         Self { tx }
     }
@@ -64,7 +76,13 @@ impl Writer {
     }
 }
 
-async fn run(pool: PgPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize) {
+async fn run(
+    pool: PgPool,
+    heads: Arc<Heads>,
+    notifier: Arc<Notifier>,
+    rx: Arc<Mutex<mpsc::Receiver<Job>>>,
+    max_batch: usize,
+) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
     loop {
         {
@@ -75,33 +93,9 @@ async fn run(pool: PgPool, rx: Arc<Mutex<mpsc::Receiver<Job>>>, max_batch: usize
             }
         }
         let (requests, senders): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
-        let results = match commit_batch(&pool, &requests).await {
-            Ok(results) => results,
-            Err(err) => {
-                tracing::warn!(error = %err, batch = requests.len(), "group commit failed; retrying appends one by one");
-                let mut results = Vec::with_capacity(requests.len());
-                for request in &requests {
-                    results.push(append_one(&pool, request).await);
-                }
-                results
-            }
-        };
+        let results = append_all(&pool, &heads, &notifier, &requests).await;
         for (sender, result) in senders.into_iter().zip(results) {
             let _ = sender.send(result); // the caller may have given up
         }
     }
-}
-
-async fn commit_batch(
-    pool: &PgPool,
-    requests: &[Vec<StreamAppend>],
-) -> Result<Vec<Result<AppendResult, AppendError>>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let results = append_batch(&mut tx, requests).await?;
-    if results.iter().any(Result::is_ok) {
-        tx.commit().await?;
-    } else {
-        tx.rollback().await?;
-    }
-    Ok(results)
 }

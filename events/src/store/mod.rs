@@ -7,11 +7,13 @@
 //! silent overwrite.
 
 mod append;
+mod fast;
 mod group;
 pub mod hash;
 mod lookup;
 mod read;
 mod singleton;
+mod snapshot;
 mod subscribe;
 mod verify;
 
@@ -20,10 +22,12 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use std::fmt;
+use std::sync::Arc;
 use uuid::Uuid;
 
 pub use group::GroupCommitConfig;
 pub use singleton::SingletonLock;
+pub use snapshot::{Snapshot, DEFAULT_SNAPSHOT_EVERY};
 pub use subscribe::{Subscription, SubscriptionStats};
 pub use verify::{Break, BreakKind, VerifyReport};
 
@@ -262,6 +266,10 @@ pub enum StoreError {
 pub struct EventStore {
     pool: PgPool,
     writer: Option<group::Writer>,
+    heads: Arc<fast::Heads>,
+    notifier: Arc<fast::Notifier>,
+    snapshot_every: i64,
+    events_read: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl fmt::Debug for EventStore {
@@ -275,18 +283,28 @@ impl fmt::Debug for EventStore {
 impl EventStore {
     /// A store over `pool` that appends each call in its own transaction.
     pub fn new(pool: PgPool) -> Self {
-        Self { pool, writer: None }
+        Self {
+            notifier: fast::Notifier::new(pool.clone()),
+            heads: Arc::new(fast::Heads::new(fast::HEADS_CAP)),
+            pool,
+            writer: None,
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
+            events_read: Arc::default(),
+        }
     }
 
     /// A store whose appends are group-committed: concurrent calls share
     /// transactions (each call still commits all-or-nothing on its own).
     /// Must be called inside a Tokio runtime.
     pub fn with_group_commit(pool: PgPool, config: GroupCommitConfig) -> Self {
-        let writer = group::Writer::start(pool.clone(), config);
-        Self {
-            pool,
-            writer: Some(writer),
-        }
+        let mut store = Self::new(pool);
+        store.writer = Some(group::Writer::start(
+            store.pool.clone(),
+            store.heads.clone(),
+            store.notifier.clone(),
+            config,
+        ));
+        store
     }
 
     /// The pool this store uses.
@@ -382,7 +400,15 @@ impl EventStore {
         append::validate(&appends)?;
         let result = match &self.writer {
             Some(writer) => writer.submit(appends).await,
-            None => append::append_one(&self.pool, &appends).await,
+            None => fast::append_all(
+                &self.pool,
+                &self.heads,
+                &self.notifier,
+                std::slice::from_ref(&appends),
+            )
+            .await
+            .pop()
+            .unwrap_or(Err(AppendError::WriterStopped)),
         }?;
         if !result.already_stored {
             metrics::counter!(APPENDED_TOTAL).increment(result.written.len() as u64);

@@ -45,7 +45,14 @@ impl EventStore {
         .bind(limit.max(0))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+        let events: Vec<RecordedEvent> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+        self.events_read
+            .fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        if let Some(last) = events.last() {
+            self.heads
+                .learn(stream, last.stream_version, &last.hash, false);
+        }
+        Ok(events)
     }
 
     /// Committed events with position > `after_position`, in position order,
