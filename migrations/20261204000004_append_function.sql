@@ -26,7 +26,16 @@ CREATE FUNCTION ll_append(
     e_prev bytea[], e_hash bytea[])
 RETURNS TABLE (o_req int4, o_ok boolean, o_stream text, o_version int8, o_hash bytea,
                o_event_id uuid, o_position int8)
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql
+-- Planning the statements below anew on each call (custom plans) cost more
+-- than running them: 0.87 ms vs 0.51 ms a call, one writer (pgbench). Every
+-- lookup here is by key for a handful of rows: a plan made while the tables
+-- were small (a seq scan, a hash join) must not stay once they are large.
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
 DECLARE
     genesis CONSTANT bytea := decode(repeat('00', 32), 'hex');
     stored int4[];

@@ -274,6 +274,7 @@ proptest! {
     fn seats_hold_and_fold_reproduces_state(
         issue in (1u32..=4, 1u32..=600, any::<bool>()),
         steps in proptest::collection::vec(step(), 0..80),
+        split in any::<proptest::sample::Index>(),
     ) {
         let mut world = World {
             now: t0(),
@@ -295,6 +296,21 @@ proptest! {
         prop_assert_eq!(folded.version, world.license_log.len() as i64 - 1);
         for (sstate, log) in world.sessions.values() {
             prop_assert_eq!(&SessionState::fold(log), sstate);
+        }
+        // (c) a snapshot taken after any prefix (through its JSON form), plus
+        // the events after it, gives the same state: loads may start there.
+        let k = split.index(world.license_log.len() + 1);
+        let prefix = LicenseState::fold(&world.license_log[..k]);
+        let json = serde_json::to_value(&prefix).expect("a state serialises");
+        let restored: LicenseState = serde_json::from_value(json).expect("and reads back");
+        prop_assert_eq!(&restored, &prefix);
+        let resumed = world.license_log[k..].iter().fold(restored, apply);
+        prop_assert_eq!(&resumed, &world.state);
+        for (sstate, log) in world.sessions.values() {
+            let k = split.index(log.len() + 1);
+            let json = serde_json::to_value(SessionState::fold(&log[..k])).expect("serialises");
+            let restored: SessionState = serde_json::from_value(json).expect("reads back");
+            prop_assert_eq!(&log[k..].iter().fold(restored, session::apply), sstate);
         }
     }
 }

@@ -456,6 +456,9 @@ pub fn connect_options(url: &str, schema: Option<&str>) -> Result<PgConnectOptio
 /// that does not answer.
 pub const ACQUIRE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// A pooled connection idle longer than this is pinged before use.
+const IDLE_BEFORE_PING: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A pool with the log's connection settings.
 pub async fn connect(
     url: &str,
@@ -465,6 +468,18 @@ pub async fn connect(
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        // Ping only a connection that sat idle (it may have died meanwhile;
+        // the ping runs within the acquire timeout): pinging every busy one
+        // doubled the round trips of the hot paths.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_BEFORE_PING {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(connect_options(url, schema)?)
         .await
 }
