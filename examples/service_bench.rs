@@ -6,7 +6,12 @@
 //!   concurrency (the raw Postgres ceiling);
 //! * acquire throughput vs. RSA-4096 RS256 signing on every core (the raw
 //!   signing ceiling);
-//! * p50/p99 latency at half of the measured maximum rate.
+//! * p50/p99 latency at half of the measured maximum rate;
+//! * heartbeats spread over two API instances sharing the database;
+//! * history: the first heartbeat of a session with 100 000 earlier
+//!   heartbeats at an instance that never saw it, against a fresh session's,
+//!   and loading a license stream of 1 000 000 events from its snapshot
+//!   against folding it whole.
 //!
 //! `cargo run --release --example service_bench -- --seconds 5`
 //!
@@ -35,6 +40,12 @@ struct Args {
     /// Concurrent acquire clients.
     #[arg(long, default_value_t = 16)]
     acquire_clients: usize,
+    /// Earlier heartbeats of the long-lived session (history section).
+    #[arg(long, default_value_t = 100_000)]
+    history_heartbeats: usize,
+    /// Events of the long license stream (history section; 0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    license_events: usize,
 }
 
 /// Latencies of one run.
@@ -101,10 +112,162 @@ where
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Median of `n` timed runs of `op`, in milliseconds.
+async fn median_ms<F, Fut>(n: usize, mut op: F) -> anyhow::Result<f64>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        op(i).await?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[n / 2])
+}
+
+/// Cost independent of history: what a cold instance pays for a long-lived
+/// session's heartbeat and for a long license stream, each next to a fresh one.
+async fn history(
+    args: &Args,
+    db: &events::testing::TestDb,
+    sessions: &[(String, String)],
+    license_id: &str,
+) -> anyhow::Result<()> {
+    use events::aggregate;
+    use events::catalog::LicenseEvent;
+    use events::envelope::{new_event, Metadata};
+    use events::ids::{HardwareId, LicenseId, ProductId, SessionId, TenantId, UserId};
+    use events::license::LicenseState;
+    use events::session::SessionState;
+    use events::store::{EventStore, ExpectedVersion};
+    use licensed::service::{Actor, Licenses};
+
+    let store = EventStore::new(db.pool.clone());
+    let license = LicenseId::from_uuid(license_id.parse()?);
+    let meta = Metadata::license(
+        TenantId::parse("bench")?,
+        license,
+        ProductId::parse("bench")?,
+    )
+    .to_value();
+    let actor = |c: usize| -> anyhow::Result<Actor> {
+        Ok(Actor {
+            tenant: TenantId::parse("bench")?,
+            user: UserId::parse(&format!("hb-{c}"))?,
+            admin: false,
+            correlation_id: None,
+        })
+    };
+    let (old, fresh): (Vec<usize>, Vec<usize>) = (0..sessions.len()).partition(|c| c % 2 == 0);
+    let (old, fresh) = (&old[..old.len().min(8)], &fresh[..fresh.len().min(8)]);
+    // Earlier heartbeats of the "old" sessions, 1000 per append, and the
+    // snapshot a replica leaves when it folds them (every 1000 events).
+    let deadline = chrono::Utc::now() + chrono::TimeDelta::hours(1);
+    for &c in old {
+        let session = SessionId::from_uuid(sessions[c].1.parse()?);
+        let stream = session.stream_name();
+        let mut version = store.stream_version(&stream).await?.unwrap_or(-1);
+        let beat = LicenseEvent::HeartbeatRecorded {
+            session_id: session,
+            expires_at: deadline,
+        };
+        let mut left = args.history_heartbeats;
+        while left > 0 {
+            let n = left.min(1000);
+            let events = (0..n).map(|_| new_event(&beat, &meta)).collect();
+            let r = store
+                .append_to(&stream, ExpectedVersion::after(version), events)
+                .await?;
+            version = r.version_of(&stream).unwrap_or(version);
+            left -= n;
+        }
+        let _: SessionState = aggregate::load(&store, &stream).await?;
+    }
+    // The first heartbeat of each session at an instance that never saw it.
+    let cold = |c: usize| {
+        let pool = db.pool.clone();
+        let session = sessions[c].1.clone();
+        async move {
+            let licenses = Licenses::new(EventStore::with_group_commit(pool, Default::default()));
+            let session = SessionId::from_uuid(session.parse()?);
+            licenses.heartbeat(&actor(c)?, session).await?;
+            anyhow::Ok(())
+        }
+    };
+    let old_ms = median_ms(old.len(), |i| cold(old[i])).await?;
+    let fresh_ms = median_ms(fresh.len(), |i| cold(fresh[i])).await?;
+    println!(
+        "\n| history | measured | baseline (same run) | ratio | target |\n|---|---:|---:|---:|---|"
+    );
+    println!(
+        "| first heartbeat at a cold instance, session with {} earlier heartbeats (median of {}) | {old_ms:.2} ms | {fresh_ms:.2} ms, a fresh session's | {:.2}x | <= 1.5x |",
+        args.history_heartbeats, old.len(), old_ms / fresh_ms
+    );
+
+    if args.license_events > 0 {
+        // A long license stream: denials are cheap to fold and change no seat.
+        let long = LicenseId::new();
+        let stream = long.stream_name();
+        let issued = LicenseEvent::LicenseIssued {
+            tenant_id: TenantId::parse("bench")?,
+            license_id: long,
+            product: ProductId::parse("bench")?,
+            seats: 10,
+            session_ttl_secs: 3600,
+            valid_until: None,
+            token_ttl_secs: None,
+            strict_seats: false,
+        };
+        let denied = LicenseEvent::AcquireDenied {
+            user_id: UserId::parse("someone")?,
+            hardware_id: HardwareId::parse("hw")?,
+            reason: events::catalog::DenialReason::NoSeats,
+        };
+        store
+            .append_to(
+                &stream,
+                ExpectedVersion::NoStream,
+                vec![new_event(&issued, &meta)],
+            )
+            .await?;
+        let (mut version, mut left) = (0i64, args.license_events - 1);
+        while left > 0 {
+            let n = left.min(5000);
+            let events = (0..n).map(|_| new_event(&denied, &meta)).collect();
+            let r = store
+                .append_to(&stream, ExpectedVersion::Exact(version), events)
+                .await?;
+            version = r.version_of(&stream).unwrap_or(version);
+            left -= n;
+        }
+        let _: LicenseState = aggregate::load(&store, &stream).await?; // leaves the snapshot
+        let load = |snapshots: i64| {
+            let (pool, stream) = (db.pool.clone(), stream.clone());
+            async move {
+                let cold = EventStore::new(pool).with_snapshot_every(snapshots);
+                let t = Instant::now();
+                let _: LicenseState = aggregate::load(&cold, &stream).await?;
+                anyhow::Ok((t.elapsed().as_secs_f64() * 1e3, cold.stream_events_read()))
+            }
+        };
+        let (snap_ms, snap_read) = load(1000).await?;
+        let removed = store.drop_snapshots().await?;
+        let (whole_ms, whole_read) = load(0).await?;
+        println!(
+            "| loading a license of {} events at a cold instance | {snap_ms:.1} ms, {snap_read} events read after its snapshot | {whole_ms:.0} ms, {whole_read} events folded without snapshots ({removed} deleted) | {:.4}x | reads only the tail |",
+            args.license_events, snap_ms / whole_ms
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let db = events::testing::TestDb::with_pool_size(args.clients as u32 + 8).await;
+    let db = events::testing::TestDb::with_pool_size(8).await;
     let id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
     let (stream, prefix) = (format!("BENCH_{id}"), format!("bench.{id}"));
     let issuer = Arc::new(DevIssuer::generate()?);
@@ -131,7 +294,7 @@ async fn main() -> anyhow::Result<()> {
         metrics_addr: "127.0.0.1:0".parse()?,
         ..Config::default()
     };
-    let app = App::build(config, Components::all()).await?;
+    let app = App::build(config.clone(), Components::all()).await?;
     let base = format!("http://{}", app.local_addr()?);
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
@@ -164,7 +327,9 @@ async fn main() -> anyhow::Result<()> {
     sqlx::query("CREATE TABLE ceiling (id bigserial PRIMARY KEY, session uuid NOT NULL, at timestamptz NOT NULL DEFAULT now(), data jsonb NOT NULL)")
         .execute(&db.pool)
         .await?;
-    let pool = db.pool.clone();
+    // Its own connections, closed after (Postgres allows 100 in all).
+    let pool = events::store::connect(&db.url, Some(&db.schema), args.clients as u32 + 4).await?;
+    let ceiling_pool = pool.clone();
     let insert_rate = drive(
         args.clients,
         args.seconds,
@@ -183,6 +348,8 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await;
+
+    ceiling_pool.close().await;
 
     // Sessions to heartbeat: one per client.
     let mut sessions = Vec::new();
@@ -223,6 +390,38 @@ async fn main() -> anyhow::Result<()> {
     let hb_max = heartbeat(None, Arc::default()).await;
     let hb_half = Arc::new(Samples::default());
     let hb_half_rate = heartbeat(Some(hb_max / 2.0), hb_half.clone()).await;
+
+    // A second API instance on the same database: every client alternates
+    // between the two, so each heartbeat lands where the previous one did not.
+    let second = App::build(
+        Config {
+            listen_addr: "127.0.0.1:0".parse()?,
+            metrics_addr: "127.0.0.1:0".parse()?,
+            db_max_connections: 24,
+            ..config.clone()
+        },
+        Components {
+            serve: true,
+            ..Components::default()
+        },
+    )
+    .await?;
+    let second_base = format!("http://{}", second.local_addr()?);
+    let second_server = tokio::spawn(second.run_until_stopped(shutdown.clone()));
+    let bases = Arc::new([base.clone(), second_base]);
+    let two_rate = {
+        let (http, sessions) = (http.clone(), sessions.clone());
+        drive(args.clients, args.seconds, None, Arc::default(), move |c, i| {
+            let (http, bases, sessions) = (http.clone(), bases.clone(), sessions.clone());
+            async move {
+                let (token, session) = &sessions[c];
+                let base = &bases[(i % 2) as usize];
+                matches!(http.put(format!("{base}/api/v1/licenses/heartbeat/{session}")).bearer_auth(token).send().await,
+                         Ok(r) if r.status().is_success())
+            }
+        })
+        .await
+    };
 
     // Ceiling 2: RS256 signing with the same RSA-4096 key on every core.
     let local = Arc::new(LocalPemSigner::load_or_generate(&key_path)?);
@@ -310,6 +509,10 @@ async fn main() -> anyhow::Result<()> {
         args.clients, args.clients, hb_max / insert_rate
     );
     println!(
+        "| heartbeat over HTTP, {} clients, alternating between 2 API instances | {two_rate:.0}/s | {insert_rate:.0}/s single-row INSERT, {} clients | {:.2}x | >= 1.0x |",
+        args.clients, args.clients, two_rate / insert_rate
+    );
+    println!(
         "| acquire over HTTP (local signer), {} clients | {acq_max:.0}/s | {sign_rate:.0}/s RS256 RSA-4096 signs, {cores} cores | {:.2}x | >= 0.8x |",
         args.acquire_clients, acq_max / sign_rate
     );
@@ -323,6 +526,8 @@ async fn main() -> anyhow::Result<()> {
     );
     shutdown.cancel();
     let _ = server.await;
+    let _ = second_server.await;
+    history(&args, &db, &sessions, &license_id).await?;
     let _ = async_nats::jetstream::new(async_nats::connect("nats://127.0.0.1:4222").await?)
         .delete_stream(&stream)
         .await;

@@ -2,6 +2,12 @@
 //! measured in the same run (a plain `INSERT` of an identical row through
 //! sqlx, same concurrency). Prints events/s and the ratio.
 //!
+//! Then the peers, in the same run, one event per append with an exact
+//! expected version on distinct streams of one category: Message DB 1.3
+//! (`write_message`; install it first with `scripts/message_db.sh`) and
+//! postgres-es 0.5 (cqrs-es's Postgres repository, `persist`), next to ours
+//! (group commit) and the plain INSERT; and tail-all read throughput of each.
+//!
 //! `cargo run --release -p events --example log_bench -- --seconds 3`
 
 use clap::Parser;
@@ -36,6 +42,15 @@ struct Args {
     /// Events per batched append.
     #[arg(long, default_value_t = 10)]
     batch: usize,
+    /// Message DB's database (`scripts/message_db.sh` installs it).
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432/message_db_bench"
+    )]
+    message_db_url: String,
+    /// Skip the peers.
+    #[arg(long)]
+    no_peers: bool,
 }
 
 fn new_event(n: u64) -> NewEvent {
@@ -138,6 +153,254 @@ async fn append_run(store: EventStore, writers: usize, seconds: f64, batch: usiz
     .await
 }
 
+/// postgres-es needs an aggregate type to name its rows; this one only names them.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Bench;
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+struct Beat(serde_json::Value);
+
+impl cqrs_es::DomainEvent for Beat {
+    fn event_type(&self) -> String {
+        "HeartbeatRecorded".into()
+    }
+    fn event_version(&self) -> String {
+        "1".into()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the benchmark aggregate takes no commands")]
+struct NoCommands;
+
+impl cqrs_es::Aggregate for Bench {
+    const TYPE: &'static str = "bench";
+    type Command = ();
+    type Event = Beat;
+    type Error = NoCommands;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        _: (),
+        _: &(),
+        _: &cqrs_es::event_sink::EventSink<Self>,
+    ) -> Result<(), NoCommands> {
+        Err(NoCommands)
+    }
+
+    fn apply(&mut self, _: Beat) {}
+}
+
+/// Message DB: `write_message` with the expected version, one stream per
+/// writer in the category `bench` (Message DB takes one advisory lock per
+/// category, which is how it serialises a category's writers).
+async fn message_db_run(pool: &PgPool, writers: usize, seconds: f64) -> f64 {
+    let run = Uuid::new_v4().simple().to_string();
+    let pool = pool.clone();
+    let versions: Arc<Vec<AtomicU64>> = Arc::new((0..writers).map(|_| AtomicU64::new(0)).collect());
+    measure(writers, seconds, 1, move |w, n| {
+        let (pool, versions) = (pool.clone(), versions.clone());
+        let stream = format!("bench-{run}x{w}");
+        async move {
+            let next = versions[w].load(Ordering::Relaxed) as i64;
+            let e = new_event(n);
+            sqlx::query("SELECT message_store.write_message($1, $2, $3, $4, $5, $6)")
+                .bind(e.event_id.to_string())
+                .bind(&stream)
+                .bind(&e.event_type)
+                .bind(&e.data)
+                .bind(&e.metadata)
+                .bind(next - 1)
+                .execute(&pool)
+                .await
+                .expect("write_message");
+            versions[w].fetch_add(1, Ordering::Relaxed);
+        }
+    })
+    .await
+}
+
+/// postgres-es: `persist` of one event with the next sequence (its primary
+/// key is the concurrency check), one aggregate per writer.
+async fn postgres_es_run(pool: &PgPool, writers: usize, seconds: f64) -> f64 {
+    use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
+    let run = Uuid::new_v4().simple().to_string();
+    let repo = Arc::new(
+        postgres_es::PostgresEventRepository::new(pool.clone())
+            .with_tables("es_events", "es_snapshots"),
+    );
+    let versions: Arc<Vec<AtomicU64>> = Arc::new((0..writers).map(|_| AtomicU64::new(0)).collect());
+    measure(writers, seconds, 1, move |w, n| {
+        let (repo, versions) = (repo.clone(), versions.clone());
+        let id = format!("{run}x{w}");
+        async move {
+            let sequence = versions[w].load(Ordering::Relaxed) as usize + 1;
+            let e = new_event(n);
+            let event = SerializedEvent::new(
+                id,
+                sequence,
+                <Bench as cqrs_es::Aggregate>::TYPE.into(),
+                e.event_type,
+                "1".into(),
+                e.data,
+                e.metadata,
+            );
+            repo.persist::<Bench>(&[event], None)
+                .await
+                .expect("postgres-es persist");
+            versions[w].fetch_add(1, Ordering::Relaxed);
+        }
+    })
+    .await
+}
+
+/// Events/s of reading a whole log in position order, `page` rows at a time.
+async fn read_rate<F, Fut>(mut page: F) -> (u64, f64)
+where
+    F: FnMut(i64) -> Fut,
+    Fut: std::future::Future<Output = Vec<i64>>,
+{
+    let start = Instant::now();
+    let (mut cursor, mut total) = (0i64, 0u64);
+    loop {
+        let positions = page(cursor).await;
+        let Some(last) = positions.last() else { break };
+        cursor = *last;
+        total += positions.len() as u64;
+    }
+    (total, total as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn peers(args: &Args, schema: &str) -> anyhow::Result<()> {
+    // Each level opens only the connections it needs (Postgres allows 100).
+    let mdb_options = args
+        .message_db_url
+        .parse::<sqlx::postgres::PgConnectOptions>()?
+        .options([("search_path", "message_store,public")]);
+    let mdb_pool = |n: u32| {
+        sqlx::postgres::PgPoolOptions::new()
+            .max_connections(n)
+            .connect_with(mdb_options.clone())
+    };
+    let mdb = match mdb_pool(2).await {
+        Ok(mdb) => mdb,
+        Err(err) => {
+            println!("\nMessage DB not reachable at {} ({err}): run scripts/message_db.sh; peers skipped", args.message_db_url);
+            return Ok(());
+        }
+    };
+    let mdb_version: String = sqlx::query_scalar("SELECT message_store.message_store_version()")
+        .fetch_one(&mdb)
+        .await?;
+    sqlx::query("TRUNCATE message_store.messages")
+        .execute(&mdb)
+        .await?;
+    let pool = connect(&args.database_url, Some(schema), 2).await?;
+    sqlx::query(
+        "CREATE TABLE es_events (aggregate_type text NOT NULL, aggregate_id text NOT NULL,
+           sequence bigint CHECK (sequence >= 0) NOT NULL, event_type text NOT NULL,
+           event_version text NOT NULL, payload json NOT NULL, metadata json NOT NULL,
+           PRIMARY KEY (aggregate_type, aggregate_id, sequence))",
+    )
+    .execute(&pool)
+    .await?;
+    println!("\nPeers, one event per append with an exact expected version, distinct streams (events/s; Message DB {mdb_version}, postgres-es 0.5):\n");
+    println!("| writers | plain INSERT | Message DB | postgres-es | ours, group commit | ours / Message DB | ours / postgres-es | ours / INSERT |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &writers in &args.writers {
+        let n = writers as u32 + 4;
+        let level = connect(&args.database_url, Some(schema), n).await?;
+        let p = level.clone();
+        let ceiling = measure(writers, args.seconds, 1, move |_, _| {
+            let p = p.clone();
+            async move { plain_insert(&p, 1).await }
+        })
+        .await;
+        let es = postgres_es_run(&level, writers, args.seconds).await;
+        let ours = append_run(
+            EventStore::with_group_commit(
+                level.clone(),
+                GroupCommitConfig {
+                    writers: args.group_writers,
+                    ..GroupCommitConfig::default()
+                },
+            ),
+            writers,
+            args.seconds,
+            1,
+        )
+        .await;
+        level.close().await;
+        let writing = mdb_pool(n).await?;
+        let message_db = message_db_run(&writing, writers, args.seconds).await;
+        writing.close().await;
+        println!(
+            "| {writers} | {ceiling:.0} | {message_db:.0} | {es:.0} | {ours:.0} | {:.2}x | {:.2}x | {:.2}x |",
+            ours / message_db,
+            ours / es,
+            ours / ceiling
+        );
+    }
+
+    // Tail-all reads of what each wrote above, 1000 rows a page in global order.
+    let store = EventStore::new(pool.clone());
+    let (n_ours, ours) = read_rate(|after| {
+        let store = store.clone();
+        async move {
+            store
+                .read_all(after, 1000)
+                .await
+                .expect("read_all")
+                .iter()
+                .map(|e| e.position)
+                .collect()
+        }
+    })
+    .await;
+    let (n_mdb, mdb_rate) = read_rate(|after| {
+        let mdb = mdb.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT global_position FROM (SELECT * FROM get_category_messages('bench', $1 + 1, 1000)) AS m",
+            )
+            .bind(after)
+            .fetch_all(&mdb)
+            .await
+            .expect("get_category_messages")
+        }
+    })
+    .await;
+    // postgres-es has no global order to tail from: its replay of every event of the type.
+    let repo = postgres_es::PostgresEventRepository::new(pool.clone())
+        .with_tables("es_events", "es_snapshots");
+    let start = Instant::now();
+    let mut replay = {
+        use cqrs_es::persist::PersistedEventRepository;
+        repo.stream_all_events::<Bench>().await?
+    };
+    let mut n_es = 0u64;
+    while let Some(event) = replay.next::<Bench>(&[]).await {
+        event?;
+        n_es += 1;
+    }
+    let es_rate = n_es as f64 / start.elapsed().as_secs_f64();
+    println!("\nReads of everything written above, in order (events/s):\n");
+    println!("| log | how | events | events/s |");
+    println!("|---|---|---:|---:|");
+    println!("| ours | `read_all`, 1000 a page, by position | {n_ours} | {ours:.0} |");
+    println!(
+        "| Message DB | `get_category_messages('bench')`, 1000 a page | {n_mdb} | {mdb_rate:.0} |"
+    );
+    println!("| postgres-es | `stream_all_events` (a replay: no position to resume from) | {n_es} | {es_rate:.0} |");
+    sqlx::query("TRUNCATE message_store.messages")
+        .execute(&mdb)
+        .await?;
+    mdb.close().await;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -183,6 +446,11 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
+    if !args.no_peers {
+        pool.close().await;
+        peers(&args, &schema).await?;
+    }
+    let pool = connect(&args.database_url, Some(&schema), 2).await?;
     let report = EventStore::new(pool.clone()).verify_all().await?;
     println!(
         "\nverify_all after the run: {} events in {} streams, intact: {}",
