@@ -38,75 +38,68 @@ SET enable_mergejoin = off
 AS $$
 DECLARE
     genesis CONSTANT bytea := decode(repeat('00', 32), 'hex');
-    stored int4[];
-    stored_id uuid[];
-    bad_r int4[];
-    bad_s text[];
-    bad_v int8[];
-    bad_h bytea[];
 BEGIN
-    -- The transaction id first, before any position is drawn.
-    PERFORM pg_current_xact_id();
+    -- Streams the writer believes new get their row first (in name order: no
+    -- deadlocks), in a statement of its own so that the one below sees them.
+    IF -1 = ANY (a_version) OR -2 = ANY (a_version) THEN
+        INSERT INTO streams (stream_id, version, last_hash)
+        SELECT w.s, -1, genesis
+        FROM unnest(a_stream, a_version) AS w(s, v)
+        WHERE w.v < 0
+        ORDER BY w.s
+        ON CONFLICT (stream_id) DO NOTHING;
+    END IF;
 
-    -- Streams the writer believes new get their row (in name order: no deadlocks).
-    INSERT INTO streams (stream_id, version, last_hash)
-    SELECT w.s, -1, genesis
-    FROM unnest(a_stream, a_version) AS w(s, v)
-    WHERE w.v < 0
-    ORDER BY w.s
-    ON CONFLICT (stream_id) DO NOTHING;
-
-    -- Requests carrying an event id that is already stored.
-    SELECT coalesce(array_agg(d.r), '{}'), coalesce(array_agg(d.id), '{}')
-    INTO stored, stored_id
-    FROM (SELECT DISTINCT ON (x.r) x.r, x.id
-          FROM unnest(e_req, e_id) AS x(r, id)
-          WHERE EXISTS (SELECT 1 FROM events ev WHERE ev.event_id = x.id)
-          ORDER BY x.r, x.id) AS d;
-
-    -- Lock every head in name order; keep the beliefs that do not hold.
-    WITH heads AS MATERIALIZED (
+    -- One statement for the rest. `heads` locks every stream row in name
+    -- order (this takes the transaction id); `ins` draws positions only
+    -- after it, since its filter reads `skip`, which reads `heads` (and
+    -- `pg_current_xact_id()` says so explicitly): gap-safe tailing relies
+    -- on the transaction id coming first.
+    RETURN QUERY
+    WITH stored AS MATERIALIZED (
+        -- Requests carrying an event id that is already stored.
+        SELECT DISTINCT ON (x.r) x.r, x.id
+        FROM unnest(e_req, e_id) AS x(r, id)
+        WHERE EXISTS (SELECT 1 FROM events ev WHERE ev.event_id = x.id)
+        ORDER BY x.r, x.id
+    ), heads AS MATERIALIZED (
         SELECT st.stream_id, st.version, st.last_hash
         FROM streams st
         WHERE st.stream_id = ANY (a_stream)
         ORDER BY st.stream_id
         FOR UPDATE
-    )
-    SELECT coalesce(array_agg(w.r), '{}'), coalesce(array_agg(w.s), '{}'),
-           coalesce(array_agg(coalesce(h.version, -1)), '{}'),
-           coalesce(array_agg(coalesce(h.last_hash, genesis)), '{}')
-    INTO bad_r, bad_s, bad_v, bad_h
-    FROM unnest(a_req, a_stream, a_version, a_hash) AS w(r, s, v, hs)
-    LEFT JOIN heads h ON h.stream_id = w.s
-    WHERE w.r <> ALL (stored)
-      AND (coalesce(h.version, -1) <> w.v OR coalesce(h.last_hash, genesis) <> w.hs);
-
-    RETURN QUERY
-    SELECT b.r, false, b.s, b.v, b.h, NULL::uuid, NULL::int8
-    FROM unnest(bad_r, bad_s, bad_v, bad_h) AS b(r, s, v, h)
-    UNION ALL
-    SELECT s.r, false, NULL::text, NULL::int8, NULL::bytea, s.id, NULL::int8
-    FROM unnest(stored, stored_id) AS s(r, id);
-
-    RETURN QUERY
-    WITH ins AS (
+    ), bad AS MATERIALIZED (
+        -- Beliefs that do not hold, with the actual heads.
+        SELECT w.r, w.s, coalesce(h.version, -1) AS v, coalesce(h.last_hash, genesis) AS h
+        FROM unnest(a_req, a_stream, a_version, a_hash) AS w(r, s, v, hs)
+        LEFT JOIN heads h ON h.stream_id = w.s
+        WHERE NOT EXISTS (SELECT 1 FROM stored WHERE stored.r = w.r)
+          AND (coalesce(h.version, -1) <> w.v OR coalesce(h.last_hash, genesis) <> w.hs)
+    ), skip AS MATERIALIZED (
+        SELECT stored.r FROM stored UNION SELECT bad.r FROM bad
+    ), ins AS (
         INSERT INTO events (event_id, stream_id, stream_version, event_type, schema_version,
                             data, metadata, recorded_at, prev_hash, hash)
         SELECT t.id, t.s, t.v, t.ty, t.sv, t.d, t.m, t.at, t.p, t.h
         FROM unnest(e_req, e_id, e_stream, e_version, e_type, e_schema, e_data, e_meta, e_at,
                     e_prev, e_hash) WITH ORDINALITY AS t(r, id, s, v, ty, sv, d, m, at, p, h, ord)
-        WHERE t.r <> ALL (stored) AND t.r <> ALL (bad_r)
+        WHERE NOT EXISTS (SELECT 1 FROM skip WHERE skip.r = t.r)
+          AND pg_current_xact_id() IS NOT NULL
         ORDER BY t.ord
         RETURNING events.event_id, events.position
+    ), moved AS (
+        UPDATE streams st
+        SET version = u.nv, last_hash = u.nh
+        FROM unnest(a_req, a_stream, a_version, a_new_version, a_new_hash) AS u(r, s, v, nv, nh)
+        WHERE st.stream_id = u.s AND u.nv > u.v
+          AND NOT EXISTS (SELECT 1 FROM skip WHERE skip.r = u.r)
     )
+    SELECT b.r, false, b.s, b.v, b.h, NULL::uuid, NULL::int8 FROM bad b
+    UNION ALL
+    SELECT s.r, false, NULL::text, NULL::int8, NULL::bytea, s.id, NULL::int8 FROM stored s
+    UNION ALL
     SELECT x.r, true, NULL::text, NULL::int8, NULL::bytea, ins.event_id, ins.position
     FROM ins JOIN unnest(e_req, e_id) AS x(r, id) ON x.id = ins.event_id;
-
-    UPDATE streams st
-    SET version = u.nv, last_hash = u.nh
-    FROM unnest(a_req, a_stream, a_version, a_new_version, a_new_hash) AS u(r, s, v, nv, nh)
-    WHERE st.stream_id = u.s AND u.nv > u.v
-      AND u.r <> ALL (stored) AND u.r <> ALL (bad_r);
 END
 $$;
 

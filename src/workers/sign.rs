@@ -27,7 +27,7 @@ use events::envelope::{decode, direct_token_subject, subject_filter, Envelope, M
 use events::ids::LicenseId;
 use events::license::effective_token_ttl;
 use events::session::{decide_token, Grant, SessionState};
-use events::store::EventStore;
+use events::store::{EventStore, RecordedEvent};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -174,14 +174,17 @@ async fn consumer(
 }
 
 /// The logged event a message names, if the message is exactly that event.
-async fn logged(store: &EventStore, message: &Envelope) -> Result<Envelope, SignError> {
+async fn logged(
+    store: &EventStore,
+    message: &Envelope,
+) -> Result<(Envelope, RecordedEvent), SignError> {
     let found = store
         .event_at(&message.stream, message.stream_version)
         .await
         .map_err(anyhow::Error::from)?
-        .map(Envelope::from);
+        .map(|recorded| (Envelope::from(&recorded), recorded));
     match found {
-        Some(logged) if logged == *message => Ok(logged),
+        Some((logged, recorded)) if logged == *message => Ok((logged, recorded)),
         Some(_) => Err(SignError::Rejected(format!(
             "{} version {} differs from the log",
             message.stream, message.stream_version
@@ -210,7 +213,7 @@ async fn mint(
     payload: &[u8],
 ) -> Result<(Handled, Option<DirectToken>), SignError> {
     let message = Envelope::from_json(payload).map_err(|e| SignError::Rejected(e.to_string()))?;
-    let authorizing = logged(store, &message).await?;
+    let (authorizing, authorizing_recorded) = logged(store, &message).await?;
     let event = authorizing
         .event()
         .map_err(|e| SignError::Rejected(e.to_string()))?;
@@ -219,12 +222,18 @@ async fn mint(
         LicenseEvent::TokenRenewalDue { session_id } => (Grant::Renewal, session_id),
         _ => return Ok((Handled::Nothing, None)), // not ours (filtered by subject, but be strict)
     };
-    // Who holds the seat: the session's acquisition, as logged.
-    let acquisition = store
-        .acquisition_of(session_id)
-        .await
-        .map_err(anyhow::Error::from)?
-        .ok_or_else(|| SignError::Rejected(format!("session {session_id} was never acquired")))?;
+    // Who holds the seat: the session's acquisition, as logged (for a first
+    // token, the authorizing event itself).
+    let acquisition = match grant {
+        Grant::Acquired => authorizing_recorded,
+        Grant::Renewal => store
+            .acquisition_of(session_id)
+            .await
+            .map_err(anyhow::Error::from)?
+            .ok_or_else(|| {
+                SignError::Rejected(format!("session {session_id} was never acquired"))
+            })?,
+    };
     let LicenseEvent::SeatAcquired {
         user_id,
         hardware_id,
@@ -352,8 +361,34 @@ async fn strict_wait(
     Ok(Some(next))
 }
 
+/// Token lifetimes already read (a `LicenseIssued` never changes).
+static TOKEN_TTLS: std::sync::LazyLock<std::sync::Mutex<lru::LruCache<LicenseId, u32>>> =
+    std::sync::LazyLock::new(|| {
+        std::sync::Mutex::new(lru::LruCache::new(
+            std::num::NonZeroUsize::new(crate::service::LICENSE_CACHE_CAP)
+                .unwrap_or(std::num::NonZeroUsize::MIN),
+        ))
+    });
+
 /// The token lifetime of `license`, from its `LicenseIssued`.
 async fn token_ttl_secs(store: &EventStore, license: LicenseId) -> Result<u32, SignError> {
+    let cached = TOKEN_TTLS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&license)
+        .copied();
+    if let Some(ttl) = cached {
+        return Ok(ttl);
+    }
+    let ttl = issued_token_ttl_secs(store, license).await?;
+    TOKEN_TTLS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .put(license, ttl);
+    Ok(ttl)
+}
+
+async fn issued_token_ttl_secs(store: &EventStore, license: LicenseId) -> Result<u32, SignError> {
     let issued = store
         .event_at(&license.stream_name(), 0)
         .await
