@@ -319,13 +319,7 @@ fn plan(
 ) -> Result<(Heads, Vec<(String, i64)>), AppendError> {
     for append in request {
         let version = heads.get(&append.stream).map(|(v, _)| *v).unwrap_or(-1);
-        let ok = match append.expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => version < 0,
-            ExpectedVersion::StreamExists => version >= 0,
-            ExpectedVersion::Exact(n) => version == n,
-        };
-        if !ok {
+        if !append.expected.holds_at(version) {
             return Err(AppendError::Conflict {
                 stream: append.stream.clone(),
                 expected: append.expected,

@@ -273,16 +273,6 @@ impl Call {
     }
 }
 
-/// Does a stream at `actual` satisfy `expected`?
-fn holds(expected: ExpectedVersion, actual: i64) -> bool {
-    match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => actual < 0,
-        ExpectedVersion::StreamExists => actual >= 0,
-        ExpectedVersion::Exact(v) => actual == v,
-    }
-}
-
 /// One round trip for `batch` (requests on disjoint streams).
 async fn call(
     pool: &PgPool,
@@ -350,7 +340,7 @@ async fn call(
         if let Some(wrong) = wrong.get(&req) {
             let broken = wrong.iter().find_map(|(stream, actual)| {
                 let append = request.iter().find(|a| a.stream == *stream)?;
-                (!holds(append.expected, *actual)).then(|| AppendError::Conflict {
+                (!append.expected.holds_at(*actual)).then(|| AppendError::Conflict {
                     stream: stream.clone(),
                     expected: append.expected,
                     actual: (*actual >= 0).then_some(*actual),
