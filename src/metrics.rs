@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
 
 pub use events::store::APPENDED_TOTAL as EVENTS_APPENDED;
+pub use events::store::STREAM_LOCKS_TOTAL as STREAM_LOCKS;
 pub use publisher::{PUBLISHED, PUBLISH_ERRORS, PUBLISH_LAG};
 /// Acquires that took a seat.
 pub const ACQUIRES: &str = "ledger_acquires_total";
@@ -82,7 +83,7 @@ fn registry() -> &'static Registry {
 }
 
 /// Every counter with its help text; each is exported from the start (at 0).
-const COUNTERS: [(&str, &str); 14] = [
+const COUNTERS: [(&str, &str); 15] = [
     (
         EVENTS_APPENDED,
         "Events appended to the log by this process",
@@ -100,6 +101,10 @@ const COUNTERS: [(&str, &str); 14] = [
     (EXPIRIES, "Sessions expired by the reaper"),
     (REAP_ERRORS, "Licenses whose reaping failed in a sweep"),
     (TOKENS_MINTED, "License tokens minted"),
+    (
+        STREAM_LOCKS,
+        "Commands that lost the optimistic race twice and locked their stream",
+    ),
     (SIGN_ERRORS, "Signing failures"),
     (
         SIGN_REJECTED,

@@ -30,6 +30,9 @@ const PAGE: i64 = 1000;
 /// Most decide/append rounds of one command that keeps meeting concurrent writers.
 pub const MAX_ATTEMPTS: usize = 16;
 
+/// Optimistic decide/append rounds of [`execute`] before it locks the stream.
+pub const OPTIMISTIC_ROUNDS: usize = 2;
+
 /// A state folded from one stream.
 pub trait Aggregate: Default + serde::Serialize + serde::de::DeserializeOwned {
     /// Names the aggregate and the layout of its snapshots (bump the number
@@ -107,7 +110,8 @@ pub enum ExecuteError<E> {
     /// (the caller re-reads that one; the own stream is retried here).
     #[error(transparent)]
     Append(AppendError),
-    /// Concurrent writers kept winning for [`MAX_ATTEMPTS`] rounds.
+    /// Concurrent writers kept winning (not expected of [`execute`], which
+    /// locks the stream after [`OPTIMISTIC_ROUNDS`]).
     #[error("stream {0}: too many concurrent changes")]
     Contention(String),
 }
@@ -333,7 +337,10 @@ pub async fn read_decoded(
 /// its changes with `state`'s version as the expected one (plus the other
 /// streams' own expectations), fold what was written into `state`. On a
 /// conflict of the own stream (or a fixed event id already used there),
-/// reads the tail and decides again, up to [`MAX_ATTEMPTS`] times.
+/// reads the tail and decides again; after [`OPTIMISTIC_ROUNDS`] such
+/// rounds it holds the stream's lock while it reads, decides and appends
+/// (see [`crate::store::StreamLock`]), so a command that keeps meeting
+/// another replica's writes still completes.
 ///
 /// `state` should be fresh (see [`refresh`]); a stale one only costs a retry.
 pub async fn execute<A, T, E>(
@@ -346,7 +353,7 @@ pub async fn execute<A, T, E>(
 where
     A: Aggregate,
 {
-    for _ in 0..MAX_ATTEMPTS {
+    for _ in 0..OPTIMISTIC_ROUNDS {
         let changes = decide(state).map_err(ExecuteError::Rejected)?;
         if changes.is_empty() {
             return Ok(changes.outcome);
@@ -356,9 +363,7 @@ where
             .await
         {
             Ok(result) => {
-                let before = state.version();
-                fold_written(stream, state, &changes.events, &result);
-                maybe_snapshot(store, stream, before, state).await;
+                written(store, stream, state, &changes.events, &result).await;
                 return Ok(changes.outcome);
             }
             Err(AppendError::Conflict { stream: at, .. }) if at == stream => {}
@@ -367,7 +372,51 @@ where
         }
         refresh(store, stream, state).await?;
     }
-    Err(ExecuteError::Contention(stream.to_owned()))
+    let mut lock = store.lock_stream(stream).await.map_err(LoadError::from)?;
+    let mut folded = std::mem::take(state);
+    loop {
+        let page = lock
+            .read(folded.version() + 1, PAGE)
+            .await
+            .map_err(LoadError::from)?;
+        let full = page.len() as i64 == PAGE;
+        decode_page(stream, page, &mut fold_into(&mut folded))?;
+        if !full {
+            break;
+        }
+    }
+    *state = folded;
+    let changes = decide(state).map_err(ExecuteError::Rejected)?;
+    if changes.is_empty() {
+        return Ok(changes.outcome);
+    }
+    match lock
+        .append(appends(stream, state, metadata, &changes))
+        .await
+    {
+        Ok(result) => {
+            written(store, stream, state, &changes.events, &result).await;
+            Ok(changes.outcome)
+        }
+        // Cannot happen while the lock is held; said rather than assumed.
+        Err(AppendError::Conflict { stream: at, .. }) if at == stream => {
+            Err(ExecuteError::Contention(stream.to_owned()))
+        }
+        Err(other) => Err(ExecuteError::Append(other)),
+    }
+}
+
+/// Folds what an append wrote into `state`, snapshotting when due.
+async fn written<A: Aggregate>(
+    store: &EventStore,
+    stream: &str,
+    state: &mut A,
+    events: &[LicenseEvent],
+    result: &AppendResult,
+) {
+    let before = state.version();
+    fold_written(stream, state, events, result);
+    maybe_snapshot(store, stream, before, state).await;
 }
 
 fn appends<A: Aggregate, T>(

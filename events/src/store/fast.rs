@@ -201,6 +201,9 @@ pub(super) async fn append_all(
     careful.sort_unstable();
     for i in careful {
         let result = append_one(pool, &requests[i]).await;
+        if result.as_ref().is_ok_and(|r| !r.already_stored) {
+            notifier.poke();
+        }
         results[i] = Some(result);
     }
     results

@@ -7,6 +7,7 @@
 //! silent overwrite.
 
 mod append;
+mod exclusive;
 mod fast;
 mod group;
 pub mod hash;
@@ -26,6 +27,7 @@ use std::fmt;
 use std::sync::Arc;
 use uuid::Uuid;
 
+pub use exclusive::StreamLock;
 pub use group::GroupCommitConfig;
 pub use pool::{connect, connect_options, is_unavailable, ACQUIRE_TIMEOUT};
 pub use singleton::SingletonLock;
@@ -39,6 +41,9 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 /// Counter of the events this process appended (committed, idempotent
 /// re-appends not counted).
 pub const APPENDED_TOTAL: &str = "ledger_events_appended_total";
+/// Commands that lost the optimistic race twice and took their stream's
+/// lock (see [`StreamLock`]).
+pub const STREAM_LOCKS_TOTAL: &str = "ledger_stream_locks_total";
 
 /// The Postgres channel appends notify on commit (a wake-up hint for tailers).
 pub const NOTIFY_CHANNEL: &str = "license_ledger_events";
