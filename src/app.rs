@@ -434,6 +434,7 @@ impl App {
             nats: c.nats.clone(),
             token_wait: Duration::from_millis(config.acquire_token_wait_ms),
             token_issuer: config.token_issuer.clone(),
+            verifiers: Arc::default(),
         };
         let per_minute = config.rate_limit_per_minute;
         let limits = RateLimitConfig {

@@ -37,7 +37,8 @@ pub use jwks::{jwks_document, jwks_keys, parse_jwks, RsaJwk};
 pub use public::{private_key_from_pem, PublicKey};
 pub use signer::RsaSigner;
 pub use token::{
-    verify_license_token, verify_license_token_jwk, LicenseClaims, VERIFY_LEEWAY_SECS,
+    token_key_id, verify_license_token, verify_license_token_jwk, LicenseClaims, TokenVerifier,
+    VERIFY_LEEWAY_SECS,
 };
 pub use trusted::{SignatureCheck, TrustedKeys};
 

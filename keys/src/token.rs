@@ -52,17 +52,62 @@ pub struct LicenseClaims {
     pub srv: Option<i64>,
 }
 
-/// Verifies a license token against an SPKI (or PKCS#1) public key PEM:
-/// RS256 only, `iss` must equal `expected_issuer`, `exp`/`nbf` checked with
-/// [`VERIFY_LEEWAY_SECS`] of leeway.
+/// A license-token verification key, parsed once and used for many
+/// tokens (parsing a PEM costs more than checking a signature).
+#[derive(Clone)]
+pub struct TokenVerifier(DecodingKey);
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenVerifier")
+    }
+}
+
+impl TokenVerifier {
+    /// From an SPKI (or PKCS#1) public key PEM.
+    pub fn from_pem(public_key_pem: &str) -> Result<Self, KeyError> {
+        DecodingKey::from_rsa_pem(public_key_pem.as_bytes())
+            .map(Self)
+            .map_err(KeyError::InvalidToken)
+    }
+
+    /// From JWK `n` and `e` (base64url), e.g. taken from the JWKS.
+    pub fn from_jwk(n: &str, e: &str) -> Result<Self, KeyError> {
+        DecodingKey::from_rsa_components(n, e)
+            .map(Self)
+            .map_err(KeyError::InvalidToken)
+    }
+
+    /// Verifies `token`: RS256 only, `iss` must equal `expected_issuer`,
+    /// `exp`/`nbf` checked with [`VERIFY_LEEWAY_SECS`] of leeway.
+    pub fn verify(&self, token: &str, expected_issuer: &str) -> Result<LicenseClaims, KeyError> {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[expected_issuer]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
+        validation.validate_nbf = true;
+        validation.leeway = VERIFY_LEEWAY_SECS;
+        jsonwebtoken::decode::<LicenseClaims>(token, &self.0, &validation)
+            .map(|data| data.claims)
+            .map_err(KeyError::InvalidToken)
+    }
+}
+
+/// The `kid` of a token's header, read without verifying anything: only to
+/// pick the key to verify it with.
+pub fn token_key_id(token: &str) -> Result<Option<String>, KeyError> {
+    jsonwebtoken::decode_header(token)
+        .map(|h| h.kid)
+        .map_err(KeyError::InvalidToken)
+}
+
+/// Verifies a license token against an SPKI (or PKCS#1) public key PEM
+/// (see [`TokenVerifier::verify`]).
 pub fn verify_license_token(
     token: &str,
     public_key_pem: &str,
     expected_issuer: &str,
 ) -> Result<LicenseClaims, KeyError> {
-    let key =
-        DecodingKey::from_rsa_pem(public_key_pem.as_bytes()).map_err(KeyError::InvalidToken)?;
-    verify_with(token, &key, expected_issuer)
+    TokenVerifier::from_pem(public_key_pem)?.verify(token, expected_issuer)
 }
 
 /// Like [`verify_license_token`], with the key given as JWK `n` and `e`
@@ -73,23 +118,7 @@ pub fn verify_license_token_jwk(
     e: &str,
     expected_issuer: &str,
 ) -> Result<LicenseClaims, KeyError> {
-    let key = DecodingKey::from_rsa_components(n, e).map_err(KeyError::InvalidToken)?;
-    verify_with(token, &key, expected_issuer)
-}
-
-fn verify_with(
-    token: &str,
-    key: &DecodingKey,
-    expected_issuer: &str,
-) -> Result<LicenseClaims, KeyError> {
-    let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_issuer(&[expected_issuer]);
-    validation.set_required_spec_claims(&["exp", "nbf", "iss", "sub"]);
-    validation.validate_nbf = true;
-    validation.leeway = VERIFY_LEEWAY_SECS;
-    jsonwebtoken::decode::<LicenseClaims>(token, key, &validation)
-        .map(|data| data.claims)
-        .map_err(KeyError::InvalidToken)
+    TokenVerifier::from_jwk(n, e)?.verify(token, expected_issuer)
 }
 
 #[cfg(test)]

@@ -50,7 +50,13 @@ pub struct AppState {
     pub token_wait: Duration,
     /// `iss` of the license tokens this service mints.
     pub token_issuer: String,
+    /// Parsed verification keys by key id, with the PEM they came from.
+    pub verifiers: Arc<std::sync::Mutex<Verifiers>>,
 }
+
+/// Parsed license-token verification keys by key id (a handful: the
+/// signing key and the ones it rotated from).
+pub type Verifiers = std::collections::HashMap<String, (String, keys::TokenVerifier)>;
 
 impl FromRef<AppState> for events::store::EventStore {
     fn from_ref(state: &AppState) -> Self {
@@ -95,7 +101,19 @@ impl AppState {
         let Some(key) = keys.iter().find(|k| k.kid == kid) else {
             return false;
         };
-        match keys::verify_license_token(token, &key.pem, &self.token_issuer) {
+        let verifier = {
+            let mut cache = self.verifiers.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.get(kid) {
+                Some((pem, verifier)) if *pem == key.pem => Ok(verifier.clone()),
+                _ => keys::TokenVerifier::from_pem(&key.pem).inspect(|v| {
+                    if cache.len() >= 64 {
+                        cache.clear();
+                    }
+                    cache.insert(kid.to_owned(), (key.pem.clone(), v.clone()));
+                }),
+            }
+        };
+        match verifier.and_then(|v| v.verify(token, &self.token_issuer)) {
             Ok(claims) => claims.sid == session.to_string(),
             Err(err) => {
                 tracing::warn!(error = %err, %session, "a TokenIssued message that does not verify was ignored");

@@ -18,6 +18,8 @@
 //! The load generator shares the machine with the service (and Postgres and
 //! NATS), as a client on the same host would.
 
+mod cpu;
+
 use clap::Parser;
 use licensed::app::{App, Components};
 use licensed::auth::dev_issuer::{DevIssuer, DEV_AUDIENCE, DEV_ISSUER};
@@ -330,6 +332,7 @@ async fn main() -> anyhow::Result<()> {
     // Its own connections, closed after (Postgres allows 100 in all).
     let pool = events::store::connect(&db.url, Some(&db.schema), args.clients as u32 + 4).await?;
     let ceiling_pool = pool.clone();
+    let meter = cpu::Meter::start();
     let insert_rate = drive(
         args.clients,
         args.seconds,
@@ -348,6 +351,7 @@ async fn main() -> anyhow::Result<()> {
         },
     )
     .await;
+    let insert_cpu = meter.finish(insert_rate);
 
     ceiling_pool.close().await;
 
@@ -387,7 +391,9 @@ async fn main() -> anyhow::Result<()> {
             }
         })
     };
+    let meter = cpu::Meter::start();
     let hb_max = heartbeat(None, Arc::default()).await;
+    let hb_cpu = meter.finish(hb_max);
     let hb_half = Arc::new(Samples::default());
     let hb_half_rate = heartbeat(Some(hb_max / 2.0), hb_half.clone()).await;
 
@@ -409,6 +415,7 @@ async fn main() -> anyhow::Result<()> {
     let second_base = format!("http://{}", second.local_addr()?);
     let second_server = tokio::spawn(second.run_until_stopped(shutdown.clone()));
     let bases = Arc::new([base.clone(), second_base]);
+    let meter = cpu::Meter::start();
     let two_rate = {
         let (http, sessions) = (http.clone(), sessions.clone());
         drive(args.clients, args.seconds, None, Arc::default(), move |c, i| {
@@ -422,12 +429,14 @@ async fn main() -> anyhow::Result<()> {
         })
         .await
     };
+    let two_cpu = meter.finish(two_rate);
 
     // Ceiling 2: RS256 signing with the same RSA-4096 key on every core.
     let local = Arc::new(LocalPemSigner::load_or_generate(&key_path)?);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    let meter = cpu::Meter::start();
     let sign_rate = {
         let stop = Arc::new(AtomicBool::new(false));
         let n = Arc::new(AtomicU64::new(0));
@@ -450,6 +459,7 @@ async fn main() -> anyhow::Result<()> {
         }
         n.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
     };
+    let sign_cpu = meter.finish(sign_rate);
 
     // The acquire rounds run on one license, or spread over 16.
     let mut spread = Vec::new();
@@ -511,10 +521,14 @@ async fn main() -> anyhow::Result<()> {
             },
         )
     };
+    let meter = cpu::Meter::start();
     let acq_max = acquire(None, Arc::default(), "max", one.clone()).await;
+    let acq_cpu = meter.finish(acq_max);
     let acq_half = Arc::new(Samples::default());
     let acq_half_rate = acquire(Some(acq_max / 2.0), acq_half.clone(), "half", one).await;
+    let meter = cpu::Meter::start();
     let spread_max = acquire(None, Arc::default(), "spread-max", spread.clone()).await;
+    let spread_cpu = meter.finish(spread_max);
     let spread_half = Arc::new(Samples::default());
     let spread_half_rate = acquire(
         Some(spread_max / 2.0),
@@ -554,6 +568,14 @@ async fn main() -> anyhow::Result<()> {
         "| acquire at half load ({spread_half_rate:.0}/s), 16 licenses | p50 {:.1} ms, p99 {:.1} ms | | | p99 < 100 ms |",
         spread_half.percentile(0.5), spread_half.percentile(0.99)
     );
+    cpu::print(&[
+        ("single-row INSERT (ceiling)", insert_cpu),
+        ("heartbeat over HTTP", hb_cpu),
+        ("heartbeat, 2 API instances alternating", two_cpu),
+        ("RS256 RSA-4096 sign (ceiling)", sign_cpu),
+        ("acquire, one license", acq_cpu),
+        ("acquire, 16 licenses", spread_cpu),
+    ]);
     shutdown.cancel();
     let _ = server.await;
     let _ = second_server.await;
