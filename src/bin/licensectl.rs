@@ -1,7 +1,8 @@
 //! `licensectl`: the admin and client CLI of License Ledger — dev tokens,
 //! license administration, and the client calls (acquire, heartbeat,
-//! release). Prints JSON responses; exits non-zero with the server's
-//! problem detail on errors.
+//! release, token, and `run`, which holds a seat while a command runs),
+//! the latter through the client SDK (`client/`). Prints JSON; exits
+//! non-zero with the server's problem detail on errors (2: no seat free).
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
@@ -32,6 +33,14 @@ struct Cli {
         hide_env_values = true
     )]
     token: Option<String>,
+    /// `iss` the license tokens must carry (the server's `TOKEN_ISSUER`).
+    #[arg(
+        long,
+        env = "LICENSE_LEDGER_TOKEN_ISSUER",
+        default_value = ledger_client::DEFAULT_TOKEN_ISSUER,
+        global = true
+    )]
+    token_issuer: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -85,6 +94,21 @@ enum Command {
         /// Session id.
         session: String,
     },
+    /// Holds a seat while a command runs: acquires it (exit 2 without
+    /// starting the command when none is free), heartbeats, releases it when
+    /// the command exits, and exits with the command's code. The command
+    /// gets LICENSE_LEDGER_SESSION_ID and LICENSE_LEDGER_LICENSE_TOKEN.
+    Run {
+        /// License id (optional when the tenant has one license).
+        #[arg(long)]
+        license: Option<String>,
+        /// Hardware id of this machine (default: its host name).
+        #[arg(long)]
+        hardware_id: Option<String>,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Lists the licenses of your tenant.
     Licenses,
     /// Issues a license to your tenant (admin).
@@ -126,11 +150,187 @@ async fn main() {
     let cli = Cli::parse();
     if let Err(err) = run(cli).await {
         eprintln!("licensectl: {err:#}");
-        std::process::exit(1);
+        let no_seats = matches!(
+            err.downcast_ref::<ledger_client::Error>(),
+            Some(ledger_client::Error::NoSeats { .. })
+        );
+        std::process::exit(if no_seats { 2 } else { 1 });
     }
 }
 
+/// The SDK client for the client commands.
+fn sdk(cli: &Cli) -> anyhow::Result<ledger_client::Client> {
+    let token = cli
+        .token
+        .clone()
+        .context("no bearer token: pass --token or set LICENSE_LEDGER_TOKEN")?;
+    Ok(ledger_client::Client::builder(&cli.url)
+        .bearer_token(token)
+        .token_issuer(&cli.token_issuer)
+        .build()?)
+}
+
+fn uuid_arg(raw: &str, what: &str) -> anyhow::Result<uuid::Uuid> {
+    raw.parse()
+        .with_context(|| format!("{what} {raw:?} is not a UUID"))
+}
+
+fn token_json(token: Option<&ledger_client::VerifiedToken>) -> Value {
+    match token {
+        Some(t) => json!({ "license_token": t.token, "token_expires_at": t.expires_at() }),
+        None => json!({ "license_token": null, "token_expires_at": null }),
+    }
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+/// The client commands, through the SDK; `None` for the other commands.
+async fn client_command(cli: &Cli) -> anyhow::Result<Option<Value>> {
+    let license = |l: &Option<String>| -> anyhow::Result<Option<uuid::Uuid>> {
+        l.as_deref().map(|l| uuid_arg(l, "license")).transpose()
+    };
+    Ok(Some(match &cli.command {
+        Command::Acquire {
+            hardware_id,
+            license: l,
+            idempotency_key,
+        } => {
+            let client = sdk(cli)?;
+            let key = idempotency_key
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let lease = client
+                .acquire_with_key(license(l)?, hardware_id, &key)
+                .await?;
+            let out = json!({
+                "session_id": lease.session_id(),
+                "license_id": lease.license_id(),
+                "expires_at": lease.deadline(),
+            });
+            let out = merge(out, token_json(lease.token().as_ref()));
+            // The seat outlives this process: the caller heartbeats it.
+            lease.detach().await;
+            out
+        }
+        Command::Heartbeat { session } => {
+            let session = uuid_arg(session, "session")?;
+            let beat = sdk(cli)?.heartbeat(session).await?;
+            let out = json!({
+                "session_id": session,
+                "expires_at": beat.expires_at,
+                "heartbeat_interval_secs": beat.interval.as_secs(),
+                "server_time": beat.server_time,
+            });
+            merge(out, token_json(beat.token.as_ref()))
+        }
+        Command::Release { session } => {
+            let session = uuid_arg(session, "session")?;
+            sdk(cli)?.release(session).await?;
+            json!({ "session_id": session, "released": true })
+        }
+        Command::Token { session } => {
+            let session = uuid_arg(session, "session")?;
+            let token = sdk(cli)?.session_token(session).await?;
+            let pending = token.is_none();
+            merge(
+                json!({ "session_id": session, "pending": pending }),
+                token_json(token.as_ref()),
+            )
+        }
+        Command::Run {
+            license: l,
+            hardware_id,
+            command,
+        } => {
+            let code =
+                hold_while_running(cli, license(l)?, hardware_id.as_deref(), command).await?;
+            std::process::exit(code);
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// `licensectl run`: the command's exit code (128 + signal when killed).
+async fn hold_while_running(
+    cli: &Cli,
+    license: Option<uuid::Uuid>,
+    hardware_id: Option<&str>,
+    command: &[String],
+) -> anyhow::Result<i32> {
+    use ledger_client::LeaseStatus;
+    let hardware_id = match hardware_id {
+        Some(h) => h.to_owned(),
+        None => host_name(),
+    };
+    let lease = sdk(cli)?
+        .acquire(license, &hardware_id)
+        .await
+        .with_context(|| format!("not starting {:?}", command[0]))?;
+    let mut child = tokio::process::Command::new(&command[0]);
+    child
+        .args(&command[1..])
+        .env("LICENSE_LEDGER_SESSION_ID", lease.session_id().to_string());
+    if let Some(token) = lease.token() {
+        child.env("LICENSE_LEDGER_LICENSE_TOKEN", token.token);
+    }
+    let mut child = match child.spawn() {
+        Ok(child) => child,
+        Err(err) => {
+            let _ = lease.release().await;
+            return Err(err).with_context(|| format!("starting {:?}", command[0]));
+        }
+    };
+    let mut watch = lease.watch();
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status?,
+            // Ctrl-C reaches the command too; wait for it to exit, then release.
+            _ = tokio::signal::ctrl_c() => {}
+            changed = watch.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                match &*watch.borrow_and_update() {
+                    LeaseStatus::Degraded { error, deadline } => eprintln!(
+                        "licensectl: heartbeats are failing ({error}); the seat is held until {deadline}"
+                    ),
+                    LeaseStatus::Lost { reason } => eprintln!("licensectl: the seat is lost: {reason}"),
+                    LeaseStatus::Ok => eprintln!("licensectl: heartbeats go through again"),
+                    LeaseStatus::Released => {}
+                }
+            }
+        }
+    };
+    if let Err(err) = lease.release().await {
+        eprintln!("licensectl: releasing the seat failed ({err}); it expires at its deadline");
+    }
+    use std::os::unix::process::ExitStatusExt as _;
+    Ok(status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1))
+}
+
+/// This machine's host name, for a default hardware id.
+fn host_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "licensectl-host".to_owned())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(out) = client_command(&cli).await? {
+        println!("{out}");
+        return Ok(());
+    }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
@@ -185,36 +385,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        Command::Acquire {
-            hardware_id,
-            license,
-            idempotency_key,
-        } => {
-            let mut req = call(
-                M::POST,
-                "/api/v1/licenses/acquire".into(),
-                Some(json!({ "hardware_id": hardware_id, "license_id": license })),
-            );
-            if let Some(key) = idempotency_key {
-                req = req.header("Idempotency-Key", key);
-            }
-            req
-        }
-        Command::Heartbeat { session } => call(
-            M::PUT,
-            format!("/api/v1/licenses/heartbeat/{session}"),
-            None,
-        ),
-        Command::Release { session } => call(
-            M::DELETE,
-            format!("/api/v1/licenses/release/{session}"),
-            None,
-        ),
-        Command::Token { session } => call(
-            M::GET,
-            format!("/api/v1/licenses/sessions/{session}/token"),
-            None,
-        ),
+        Command::Acquire { .. }
+        | Command::Heartbeat { .. }
+        | Command::Release { .. }
+        | Command::Token { .. }
+        | Command::Run { .. } => unreachable!("handled through the SDK above"),
         Command::Licenses => call(M::GET, "/api/v1/licenses".into(), None),
         Command::Issue {
             product,

@@ -2,6 +2,7 @@
 //! Postgres, NATS and Redis (one integration-test binary).
 
 mod anchor;
+mod cli;
 mod harness;
 mod http_api;
 mod kms;
