@@ -289,3 +289,38 @@ fn the_blocking_facade_holds_and_releases_a_seat() {
     again.release().unwrap();
     runtime.block_on(sys.cleanup());
 }
+
+#[allow(dead_code)]
+#[path = "../examples/hold_seat.rs"]
+mod hold_seat;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_example_holds_verifies_and_releases_a_seat() {
+    let sys = System::start().await;
+    let license = sys.app.issue("acme", 1, 3).await;
+    let settings = |bearer: String, hold: u64| hold_seat::Settings {
+        url: format!("http://{}", sys.app.addr),
+        bearer,
+        issuer: Some(ISSUER.into()),
+        license: Some(license.clone()),
+        hold: Duration::from_secs(hold),
+    };
+    // Held for 5 s, longer than the 3 s TTL: heartbeats kept it.
+    hold_seat::run(settings(token("erin", "acme", false).await, 5))
+        .await
+        .unwrap();
+    assert!(harness::count_events(&sys.db, "HeartbeatRecorded").await >= 1);
+    assert_eq!(harness::count_events(&sys.db, "SeatReleased").await, 1);
+    let bob = token("bob", "acme", false).await;
+    assert!(sys
+        .app
+        .acquire(&bob, &license, "bob-pc")
+        .await
+        .status
+        .is_success());
+    assert!(matches!(
+        hold_seat::run(settings(token("erin", "acme", false).await, 0)).await,
+        Err(Error::NoSeats { .. })
+    ));
+    sys.cleanup().await;
+}
