@@ -17,7 +17,7 @@
 use super::append::{append_batch, validate};
 use super::fast::{Heads, Notifier};
 use super::hash::GENESIS;
-use super::read::{from_row, COLUMNS};
+use super::read::stream_page;
 use super::{AppendError, AppendResult, EventStore, RecordedEvent, StoreError, StreamAppend};
 use sqlx::{Postgres, Transaction};
 use std::sync::Arc;
@@ -76,16 +76,7 @@ impl StreamLock {
         from_version: i64,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2
-             ORDER BY stream_version LIMIT $3"
-        ))
-        .bind(&self.stream)
-        .bind(from_version)
-        .bind(limit.max(0))
-        .fetch_all(&mut *self.tx)
-        .await?;
-        let events: Vec<RecordedEvent> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+        let events = stream_page(&mut *self.tx, &self.stream, from_version, limit).await?;
         if let Some(last) = events.last() {
             self.heads
                 .learn(&self.stream, last.stream_version, &last.hash, true);

@@ -26,6 +26,27 @@ pub(super) fn from_row(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
     })
 }
 
+/// One page of a stream: events of `stream` with version >= `from_version`,
+/// in version order, at most `limit`, on `executor` (the pool, or the
+/// connection holding a stream lock).
+pub(super) async fn stream_page<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    stream: &str,
+    from_version: i64,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2
+         ORDER BY stream_version LIMIT $3"
+    ))
+    .bind(stream)
+    .bind(from_version)
+    .bind(limit.max(0))
+    .fetch_all(executor)
+    .await?;
+    Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+}
+
 impl EventStore {
     /// Events of `stream` with version >= `from_version`, in version order,
     /// at most `limit`.
@@ -36,16 +57,7 @@ impl EventStore {
         from_version: i64,
         limit: i64,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND stream_version >= $2
-             ORDER BY stream_version LIMIT $3"
-        ))
-        .bind(stream)
-        .bind(from_version)
-        .bind(limit.max(0))
-        .fetch_all(&self.pool)
-        .await?;
-        let events: Vec<RecordedEvent> = rows.iter().map(from_row).collect::<Result<_, _>>()?;
+        let events = stream_page(&self.pool, stream, from_version, limit).await?;
         self.events_read
             .fetch_add(events.len() as u64, std::sync::atomic::Ordering::Relaxed);
         if let Some(last) = events.last() {
