@@ -37,6 +37,7 @@ pub async fn ensure_demo_license(licenses: &Licenses) -> anyhow::Result<events::
         tenant: TenantId::parse(DEMO_TENANT)?,
         user: UserId::parse("dev-admin")?,
         admin: true,
+        groups: Vec::new(),
         correlation_id: Some("dev-setup".into()),
     };
     if let Ok(id) = licenses.resolve_license(&admin, None).await {

@@ -152,6 +152,17 @@ string_id!(
     IdempotencyKey, "idempotency_key", "must be 1 to 255 visible ASCII characters", 255, visible_ascii, trim: true
 );
 
+string_id!(
+    /// A group the caller belongs to (the JWT's `groups` claim); seat
+    /// reservations name groups.
+    GroupId, "group", "must be 1 to 128 characters without control characters", 128, user_char, trim: false
+);
+
+string_id!(
+    /// The name of a seat reservation in a license's policy.
+    ReservationName, "reservation", "must be 1 to 64 characters of A-Z a-z 0-9 _ -", 64, tenant_char, trim: false
+);
+
 /// Defines a UUID newtype with `new` (random v4), `from_uuid`, `as_uuid`,
 /// `Display`, `FromStr` and transparent serde.
 macro_rules! uuid_id {

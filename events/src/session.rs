@@ -349,6 +349,7 @@ mod tests {
             &LicenseEvent::SeatReleased {
                 session_id: id,
                 tokens_valid_until: None,
+                linger_until: None,
             },
         );
         assert_eq!(state, SessionState::default());

@@ -22,6 +22,7 @@ fn acquire(n: u64) -> LicenseCommand {
         hardware_id: HardwareId::parse(&format!("hw-{n}")).unwrap(),
         idempotency_key: None,
         now: now(),
+        groups: Vec::new(),
     }
 }
 

@@ -161,6 +161,7 @@ async fn history(
             user: UserId::parse(&format!("hb-{c}"))?,
             admin: false,
             correlation_id: None,
+            groups: Vec::new(),
         })
     };
     let (old, fresh): (Vec<usize>, Vec<usize>) = (0..sessions.len()).partition(|c| c % 2 == 0);
@@ -227,6 +228,7 @@ async fn history(
             user_id: UserId::parse("someone")?,
             hardware_id: HardwareId::parse("hw")?,
             reason: events::catalog::DenialReason::NoSeats,
+            policy_version: 0,
         };
         store
             .append_to(

@@ -94,6 +94,9 @@ fn generate(target: usize) -> (Vec<u8>, Vec<u8>, usize) {
                 hardware_id,
                 expires_at: exp,
                 idempotency_key: None,
+                policy_version: 0,
+                overdraft: false,
+                reservation: None,
             };
             push(&ls, &acquired, &meta, &mut rows);
             for _ in 0..6 {
@@ -112,6 +115,7 @@ fn generate(target: usize) -> (Vec<u8>, Vec<u8>, usize) {
                 &LicenseEvent::SeatReleased {
                     session_id,
                     tokens_valid_until: Some(exp),
+                    linger_until: None,
                 },
                 &meta,
                 &mut rows,

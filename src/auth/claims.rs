@@ -9,7 +9,7 @@
 //! Must not: check signatures or time claims (that is [`super::Authenticator`]),
 //! and must not echo claim values into error messages.
 
-use events::ids::{IdError, TenantId, UserId};
+use events::ids::{GroupId, IdError, TenantId, UserId};
 use serde::Deserialize;
 
 /// The role (in the `roles` claim) that grants the admin routes.
@@ -25,12 +25,19 @@ pub struct Caller {
     pub tenant_id: String,
     /// Whether `roles` contains [`ADMIN_ROLE`].
     pub is_admin: bool,
+    /// The `groups` claim (for seat reservations); each a valid `GroupId`.
+    pub groups: Vec<String>,
 }
 
 impl Caller {
     /// The caller's tenant as a typed id (always `Ok` for a verified caller).
     pub fn tenant(&self) -> Result<TenantId, IdError> {
         TenantId::parse(&self.tenant_id)
+    }
+
+    /// The caller's groups as typed ids (always `Ok` for a verified caller).
+    pub fn groups(&self) -> Result<Vec<GroupId>, IdError> {
+        self.groups.iter().map(|g| GroupId::parse(g)).collect()
     }
 
     /// The caller's user as a typed id (always `Ok` for a verified caller).
@@ -60,7 +67,14 @@ pub enum ClaimsError {
     /// `roles` is neither a string nor an array of strings.
     #[error("token roles claim must be an array of strings")]
     InvalidRoles,
+    /// `groups` is not a string or an array of at most [`MAX_GROUPS`]
+    /// strings of 1..=128 characters without control characters.
+    #[error("token groups claim must be an array of at most 256 names of 1 to 128 characters")]
+    InvalidGroups,
 }
+
+/// Most groups a token may name.
+pub const MAX_GROUPS: usize = 256;
 
 /// The non-registered claims we read. Registered claims (`iss`, `aud`,
 /// `exp`, `nbf`) are checked by `jsonwebtoken` before this is used.
@@ -74,6 +88,8 @@ pub(crate) struct UserClaims {
     pub(crate) firebase: Option<serde_json::Value>,
     #[serde(default)]
     pub(crate) roles: Option<serde_json::Value>,
+    #[serde(default)]
+    pub(crate) groups: Option<serde_json::Value>,
     /// Expiry (validated by jsonwebtoken; kept to bound the verified-token cache).
     #[serde(default)]
     pub(crate) exp: Option<serde_json::Value>,
@@ -135,12 +151,34 @@ impl UserClaims {
         }
     }
 
+    /// The `groups` claim: a single string is a one-element list; any
+    /// other shape, or a malformed name, is rejected rather than ignored.
+    fn groups(&self) -> Result<Vec<String>, ClaimsError> {
+        let names: Vec<&serde_json::Value> = match &self.groups {
+            None | Some(serde_json::Value::Null) => return Ok(Vec::new()),
+            Some(one @ serde_json::Value::String(_)) => vec![one],
+            Some(serde_json::Value::Array(many)) if many.len() <= MAX_GROUPS => {
+                many.iter().collect()
+            }
+            Some(_) => return Err(ClaimsError::InvalidGroups),
+        };
+        names
+            .into_iter()
+            .map(|v| {
+                let name = v.as_str().ok_or(ClaimsError::InvalidGroups)?;
+                GroupId::parse(name).map_err(|_| ClaimsError::InvalidGroups)?;
+                Ok(name.to_owned())
+            })
+            .collect()
+    }
+
     /// Turns (already verified) claims into a caller.
     pub(crate) fn into_caller(self) -> Result<Caller, ClaimsError> {
         Ok(Caller {
             user_id: self.subject()?.to_owned(),
             tenant_id: self.tenant()?.to_owned(),
             is_admin: self.is_admin()?,
+            groups: self.groups()?,
         })
     }
 }
@@ -167,6 +205,19 @@ mod tests {
         let c = caller(agreeing).unwrap();
         assert_eq!(c.tenant_id, "b");
         assert!(!c.is_admin);
+    }
+
+    #[test]
+    fn groups_are_read_and_checked() {
+        let c = caller(json!({"sub": "u", "tenant_id": "t", "groups": ["cad", "ops"]})).unwrap();
+        assert_eq!(c.groups, ["cad", "ops"]);
+        let c = caller(json!({"sub": "u", "tenant_id": "t", "groups": "cad"})).unwrap();
+        assert_eq!(c.groups, ["cad"]);
+        assert!(caller(json!({"sub": "u", "tenant_id": "t"})).unwrap().groups.is_empty());
+        for bad in [json!([1]), json!({"a": 1}), json!([""]), json!(["a\nb"]), json!(vec!["g"; 257])] {
+            let e = caller(json!({"sub": "u", "tenant_id": "t", "groups": bad})).unwrap_err();
+            assert_eq!(e, ClaimsError::InvalidGroups);
+        }
     }
 
     #[test]

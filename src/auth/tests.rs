@@ -123,7 +123,8 @@ async fn valid_token_yields_caller_with_tenant_and_admin_flag() {
         Caller {
             user_id: "user-1".into(),
             tenant_id: "acme".into(),
-            is_admin: true
+            is_admin: true,
+            groups: Vec::new(),
         }
     );
     let plain = auth.verify(&key(0).sign(&claims()).unwrap()).await.unwrap();
@@ -473,7 +474,8 @@ async fn dev_issuer_tokens_verify_through_its_served_jwks() {
         Caller {
             user_id: "dev-user".into(),
             tenant_id: "dev-tenant".into(),
-            is_admin: true
+            is_admin: true,
+            groups: Vec::new(),
         }
     );
 }

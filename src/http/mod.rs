@@ -145,6 +145,7 @@ pub fn actor(caller: &Caller, headers: &HeaderMap) -> Result<Actor, Problem> {
         tenant: caller.tenant().map_err(unauthorized)?,
         user: caller.user().map_err(unauthorized)?,
         admin: caller.is_admin,
+        groups: caller.groups().map_err(unauthorized)?,
         correlation_id: headers
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())

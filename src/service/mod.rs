@@ -82,6 +82,8 @@ pub struct Actor {
     pub user: UserId,
     /// Holds the `license-admin` role.
     pub admin: bool,
+    /// The caller's groups (the JWT's `groups` claim), for reservations.
+    pub groups: Vec<events::ids::GroupId>,
     /// Request id, stored as the events' correlation id.
     pub correlation_id: Option<String>,
 }

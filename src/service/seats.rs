@@ -51,6 +51,7 @@ impl Licenses {
                         session_id,
                         user_id: user.clone(),
                         hardware_id: hardware_id.clone(),
+                        groups: actor.groups.clone(),
                         idempotency_key: idempotency_key.clone(),
                         now: now(),
                     },
@@ -99,7 +100,6 @@ impl Licenses {
     /// Releases a session (its holder, or an admin of the tenant).
     pub async fn release(&self, actor: &Actor, session: SessionId) -> Result<(), ServiceError> {
         let (license_id, _) = self.owned_session(actor, session).await?;
-        let user = (!actor.admin).then(|| actor.user.clone());
         for _ in 0..MAX_ATTEMPTS {
             let view = self.sessions.view(&self.store, session).await?;
             if view.state.closed.is_some() {
@@ -107,11 +107,18 @@ impl Licenses {
             }
             let expected = events::aggregate::Aggregate::expected(&view.state);
             let result = self
-                .run(license_id, Some(actor), |_| {
+                .run(license_id, Some(actor), |state| {
+                    // As the holder (its release lingers), or as an admin
+                    // releasing someone else's session (it frees the seat).
+                    let own = state
+                        .sessions
+                        .get(&session)
+                        .is_some_and(|s| s.user_id == actor.user);
+                    let user = (own || !actor.admin).then(|| actor.user.clone());
                     Ok((
                         LicenseCommand::Release {
                             session_id: session,
-                            user_id: user.clone(),
+                            user_id: user,
                             now: now(),
                         },
                         Some(expected),

@@ -17,6 +17,7 @@ async fn workload(licenses: Arc<Licenses>, rounds: usize) {
         tenant: TenantId::parse("acme").unwrap(),
         user: UserId::parse("boss").unwrap(),
         admin: true,
+        groups: Vec::new(),
         correlation_id: None,
     };
     let mut ids = Vec::new();
@@ -32,6 +33,7 @@ async fn workload(licenses: Arc<Licenses>, rounds: usize) {
             tenant: admin.tenant.clone(),
             user: UserId::parse(&format!("u{}", i % 7)).unwrap(),
             admin: false,
+            groups: Vec::new(),
             correlation_id: None,
         };
         let license = ids[i % ids.len()];

@@ -431,6 +431,7 @@ fn acme_admin() -> (licensed::service::Actor, events::ids::ProductId) {
         tenant: events::ids::TenantId::parse("acme").unwrap(),
         user: events::ids::UserId::parse("admin").unwrap(),
         admin: true,
+        groups: Vec::new(),
         correlation_id: None,
     };
     (admin, events::ids::ProductId::parse("cad").unwrap())

@@ -17,7 +17,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ids::{HardwareId, IdempotencyKey, LicenseId, ProductId, SessionId, TenantId, UserId};
+use crate::ids::{
+    HardwareId, IdempotencyKey, LicenseId, ProductId, ReservationName, SessionId, TenantId, UserId,
+};
+use crate::license::Policy;
 
 /// Why an acquire was turned away.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -29,15 +32,22 @@ pub enum DenialReason {
     Suspended,
     /// The license's `valid_until` has passed.
     LicenseExpired,
+    /// The user holds the policy's `max_seats_per_user` seats already.
+    UserLimit,
+    /// Seats are free, but the policy reserves them for others.
+    Reserved,
 }
 
 impl DenialReason {
-    /// The wire name (`no_seats`, `suspended`, `license_expired`).
+    /// The wire name (`no_seats`, `suspended`, `license_expired`,
+    /// `user_limit`, `reserved`).
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::NoSeats => "no_seats",
             Self::Suspended => "suspended",
             Self::LicenseExpired => "license_expired",
+            Self::UserLimit => "user_limit",
+            Self::Reserved => "reserved",
         }
     }
 }
@@ -66,6 +76,10 @@ pub enum RevokeReason {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Which kind of stream an event is written to.
@@ -111,6 +125,15 @@ pub enum LicenseEvent {
         /// The new seat count.
         seats: u32,
     },
+    /// An admin set the license's policy (license stream). Versions count
+    /// from 1; a license without this event runs policy version 0, the
+    /// default policy.
+    PolicyChanged {
+        /// This policy's version: the previous one plus 1.
+        version: u32,
+        /// The whole policy now in force.
+        policy: Policy,
+    },
     /// An admin suspended the license: new acquires are denied (license stream).
     LicenseSuspended {
         /// Free-text reason given by the admin.
@@ -130,6 +153,15 @@ pub enum LicenseEvent {
         expires_at: DateTime<Utc>,
         /// The client's `Idempotency-Key`, if it sent one.
         idempotency_key: Option<IdempotencyKey>,
+        /// The policy version that granted it (0: the default policy).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        policy_version: u32,
+        /// It took one of the policy's overdraft seats.
+        #[serde(default, skip_serializing_if = "is_false")]
+        overdraft: bool,
+        /// The reservation it counts against, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reservation: Option<ReservationName>,
     },
     /// An acquire was turned away; turnaways matter to vendors (license stream).
     AcquireDenied {
@@ -139,6 +171,9 @@ pub enum LicenseEvent {
         hardware_id: HardwareId,
         /// Why it was denied.
         reason: DenialReason,
+        /// The policy version that denied it (0: the default policy).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        policy_version: u32,
     },
     /// The holder (or an admin) gave the seat back (license stream).
     SeatReleased {
@@ -148,6 +183,10 @@ pub enum LicenseEvent {
         /// one token lifetime); absent on events written before tokens were renewed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tokens_valid_until: Option<DateTime<Utc>>,
+        /// The seat stays held until then (the policy's linger): the same
+        /// user on the same machine gets it back meanwhile.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        linger_until: Option<DateTime<Utc>>,
     },
     /// The reaper ended a session whose deadline passed (license stream).
     SessionExpired {
@@ -158,6 +197,9 @@ pub enum LicenseEvent {
         /// As in `SeatReleased`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tokens_valid_until: Option<DateTime<Utc>>,
+        /// The policy version in force (0: the default policy).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        policy_version: u32,
     },
     /// The license ended a live session: suspension, or a seat reduction
     /// below the live sessions (license stream).
@@ -226,6 +268,7 @@ pub enum LicenseEvent {
 pub const EVENT_TYPES: &[(&str, i32)] = &[
     ("LicenseIssued", 1),
     ("SeatsChanged", 1),
+    ("PolicyChanged", 1),
     ("LicenseSuspended", 1),
     ("LicenseReinstated", 1),
     ("SeatAcquired", 1),
@@ -276,6 +319,7 @@ impl LicenseEvent {
         match self {
             Self::LicenseIssued { .. } => "LicenseIssued",
             Self::SeatsChanged { .. } => "SeatsChanged",
+            Self::PolicyChanged { .. } => "PolicyChanged",
             Self::LicenseSuspended { .. } => "LicenseSuspended",
             Self::LicenseReinstated {} => "LicenseReinstated",
             Self::SeatAcquired { .. } => "SeatAcquired",
@@ -301,6 +345,7 @@ impl LicenseEvent {
         match self {
             Self::LicenseIssued { .. }
             | Self::SeatsChanged { .. }
+            | Self::PolicyChanged { .. }
             | Self::LicenseSuspended { .. }
             | Self::LicenseReinstated {}
             | Self::SeatAcquired { .. }

@@ -22,6 +22,21 @@ pub(crate) fn samples() -> Vec<LicenseEvent> {
             strict_seats: false,
         },
         LicenseEvent::SeatsChanged { seats: 5 },
+        LicenseEvent::PolicyChanged {
+            version: 2,
+            policy: crate::license::Policy {
+                linger_secs: 60,
+                overdraft_seats: 2,
+                max_seats_per_user: Some(1),
+                reservations: vec![crate::license::Reservation {
+                    name: ReservationName::parse("build-farm").unwrap(),
+                    seats: 2,
+                    users: vec![UserId::parse("ci").unwrap()],
+                    groups: vec![crate::ids::GroupId::parse("builders").unwrap()],
+                    lend_when_idle: true,
+                }],
+            },
+        },
         LicenseEvent::LicenseSuspended {
             reason: "unpaid invoice".into(),
         },
@@ -32,20 +47,26 @@ pub(crate) fn samples() -> Vec<LicenseEvent> {
             hardware_id: hardware_id.clone(),
             expires_at: at,
             idempotency_key: Some(IdempotencyKey::parse("k-1").unwrap()),
+            policy_version: 2,
+            overdraft: true,
+            reservation: Some(ReservationName::parse("build-farm").unwrap()),
         },
         LicenseEvent::AcquireDenied {
             user_id,
             hardware_id,
             reason: DenialReason::NoSeats,
+            policy_version: 0,
         },
         LicenseEvent::SeatReleased {
             session_id,
             tokens_valid_until: Some(at),
+            linger_until: Some(at),
         },
         LicenseEvent::SessionExpired {
             session_id,
             deadline: at,
             tokens_valid_until: Some(at),
+            policy_version: 0,
         },
         LicenseEvent::SessionRevoked {
             session_id,
@@ -97,12 +118,15 @@ fn every_type_round_trips_through_data_and_from_stored() {
 
 #[test]
 fn wire_names_are_snake_case() {
-    let denied = &samples()[5];
+    let denied = &samples()[6];
     assert_eq!(denied.data()["reason"], "no_seats");
     assert_eq!(DenialReason::LicenseExpired.as_str(), "license_expired");
-    assert_eq!(samples()[10].data()["reason"], "expired");
-    assert_eq!(samples()[8].data()["reason"], "suspended");
-    assert_eq!(samples()[3].data(), serde_json::json!({}));
+    for reason in [DenialReason::UserLimit, DenialReason::Reserved] {
+        assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+    }
+    assert_eq!(samples()[11].data()["reason"], "expired");
+    assert_eq!(samples()[9].data()["reason"], "suspended");
+    assert_eq!(samples()[4].data(), serde_json::json!({}));
 }
 
 #[test]

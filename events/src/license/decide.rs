@@ -6,9 +6,14 @@
 
 use chrono::{DateTime, Utc};
 
+use chrono::TimeDelta;
+
+use super::policy::{allocate, Allocation, Policy};
 use super::{DomainError, LicenseState, MAX_REASON_CHARS, SEATS_RANGE, SESSION_TTL_RANGE};
 use crate::catalog::{CloseReason, DenialReason, LicenseEvent, RevokeReason};
-use crate::ids::{HardwareId, IdempotencyKey, LicenseId, ProductId, SessionId, TenantId, UserId};
+use crate::ids::{
+    GroupId, HardwareId, IdempotencyKey, LicenseId, ProductId, SessionId, TenantId, UserId,
+};
 
 /// What a caller asks of a license.
 #[derive(Clone, Debug, PartialEq)]
@@ -41,6 +46,13 @@ pub enum LicenseCommand {
         /// The caller's clock.
         now: DateTime<Utc>,
     },
+    /// Replace the license's policy (admin). Setting the policy in force
+    /// again is a no-op; a new one gets the next version. Sessions granted
+    /// under the old policy keep their seats.
+    SetPolicy {
+        /// The whole new policy, checked against the seat count.
+        policy: Policy,
+    },
     /// Deny new acquires and revoke every live session (admin).
     Suspend {
         /// Why, 1..=[`MAX_REASON_CHARS`] characters.
@@ -59,6 +71,8 @@ pub enum LicenseCommand {
         user_id: UserId,
         /// For which machine.
         hardware_id: HardwareId,
+        /// The caller's groups (for the policy's reservations).
+        groups: Vec<GroupId>,
         /// The request's `Idempotency-Key`.
         idempotency_key: Option<IdempotencyKey>,
         /// The caller's clock.
@@ -217,14 +231,28 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
             if seats == info.seats {
                 return Ok(Decision::nothing(Outcome::Done));
             }
-            // The newest sessions beyond the new count are revoked.
+            state.policy.check_reserved(seats)?;
+            // The newest sessions beyond the new count (and the overdraft)
+            // are revoked.
             let mut newest: Vec<_> = state.sessions.iter().collect();
             newest.sort_by_key(|(_, live)| std::cmp::Reverse(live.acquired_version));
-            let excess = state.sessions.len().saturating_sub(seats as usize);
+            let capacity = seats as usize + state.policy.overdraft_seats as usize;
+            let excess = state.sessions.len().saturating_sub(capacity);
             let revoked = newest.into_iter().take(excess).map(|(id, _)| *id);
             let mut decision = revoke(info, revoked, RevokeReason::SeatsReduced, now);
             decision.license_events.insert(0, E::SeatsChanged { seats });
             Ok(decision)
+        }
+        LicenseCommand::SetPolicy { policy } => {
+            policy.validate(info.seats)?;
+            if policy == state.policy {
+                return Ok(Decision::nothing(Outcome::Done));
+            }
+            let event = E::PolicyChanged {
+                version: state.policy_version + 1,
+                policy,
+            };
+            Ok(Decision::license(vec![event], Outcome::Done))
         }
         LicenseCommand::Suspend { reason, now } => {
             let reason = reason.trim();
@@ -258,6 +286,7 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
             session_id,
             user_id,
             hardware_id,
+            groups,
             idempotency_key,
             now,
         } => {
@@ -282,22 +311,45 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
             if state.sessions.contains_key(&session_id) {
                 return Err(DomainError::SessionIdInUse);
             }
-            let denial = if info.valid_until.is_some_and(|until| now > until) {
+            let policy_version = state.policy_version;
+            let mut denial = if info.valid_until.is_some_and(|until| now > until) {
                 Some(DenialReason::LicenseExpired)
             } else if state.suspended {
                 Some(DenialReason::Suspended)
-            } else if state.seats_held(now) >= info.seats as usize {
-                Some(DenialReason::NoSeats)
             } else {
                 None
             };
+            // The seat a lingering release of this user and machine holds is
+            // theirs again; otherwise the policy allocates one.
+            let (mut overdraft, mut reservation) = (false, None);
+            if denial.is_none() {
+                if let Some((_, lingering)) = state.lingering_of(&user_id, &hardware_id, now) {
+                    overdraft = lingering.overdraft;
+                    reservation = lingering.reservation.clone();
+                } else {
+                    let held = state.held_for(now, &user_id, None);
+                    match allocate(&state.policy, info.seats, &held, &user_id, &groups) {
+                        Allocation::Seat {
+                            reservation: r,
+                            overdraft: o,
+                        } => (reservation, overdraft) = (r, o),
+                        Allocation::UserCap => denial = Some(DenialReason::UserLimit),
+                        Allocation::Full => denial = Some(DenialReason::NoSeats),
+                        Allocation::Reserved => denial = Some(DenialReason::Reserved),
+                    }
+                }
+            }
             if let Some(reason) = denial {
                 let event = E::AcquireDenied {
                     user_id,
                     hardware_id,
                     reason,
+                    policy_version,
                 };
-                let retry_at = state.seat_frees_at(now);
+                let retry_at = match reason {
+                    DenialReason::NoSeats => state.seat_frees_at(now),
+                    _ => None,
+                };
                 let outcome = Outcome::Denied { reason, retry_at };
                 return Ok(Decision::license(vec![event], outcome));
             }
@@ -308,6 +360,9 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
                 hardware_id,
                 expires_at,
                 idempotency_key,
+                policy_version,
+                overdraft,
+                reservation,
             };
             Ok(Decision::license(
                 vec![event],
@@ -324,10 +379,15 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
             now,
         } => {
             state.live_session(session_id, user_id.as_ref())?;
+            // The holder's own release lingers; an admin's frees the seat.
+            let linger = state.policy.linger_secs;
+            let linger_until = (user_id.is_some() && linger > 0)
+                .then(|| now + TimeDelta::seconds(i64::from(linger)));
             Ok(Decision {
                 license_events: vec![E::SeatReleased {
                     session_id,
                     tokens_valid_until: Some(info.tokens_valid_until(now)),
+                    linger_until,
                 }],
                 session_events: vec![E::SessionClosed {
                     session_id,
@@ -350,6 +410,7 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
                     session_id,
                     deadline,
                     tokens_valid_until: Some(info.tokens_valid_until(now)),
+                    policy_version: state.policy_version,
                 }],
                 session_events: vec![E::SessionClosed {
                     session_id,

@@ -17,15 +17,22 @@
 //! the new session id), or return technical errors.
 
 mod decide;
+mod policy;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::catalog::LicenseEvent;
-use crate::ids::{HardwareId, IdempotencyKey, LicenseId, ProductId, SessionId, TenantId, UserId};
+use crate::ids::{
+    HardwareId, IdempotencyKey, LicenseId, ProductId, ReservationName, SessionId, TenantId, UserId,
+};
 
 pub use decide::{decide, Decision, LicenseCommand, Outcome};
+pub use policy::{
+    allocate, Allocation, Held, Policy, PolicyError, Reservation, MAX_LINGER_SECS,
+    MAX_OVERDRAFT_SEATS, MAX_RESERVATIONS, MAX_RESERVATION_MEMBERS,
+};
 
 /// Seat counts a license may have.
 pub const SEATS_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
@@ -81,6 +88,9 @@ pub enum DomainError {
         /// The license's session TTL.
         session_ttl_secs: u32,
     },
+    /// The policy is malformed or does not fit the license.
+    #[error(transparent)]
+    InvalidPolicy(#[from] PolicyError),
 }
 
 /// Terms of an issued license.
@@ -143,6 +153,27 @@ pub struct LiveSession {
     pub idempotency_key: Option<IdempotencyKey>,
     /// License-stream version of its `SeatAcquired` (acquire order).
     pub acquired_version: i64,
+    /// It holds one of the policy's overdraft seats.
+    #[serde(default)]
+    pub overdraft: bool,
+    /// The reservation it counts against.
+    #[serde(default)]
+    pub reservation: Option<ReservationName>,
+}
+
+/// A released seat its holder's policy keeps held for a while (linger).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Lingering {
+    /// Its holder.
+    pub user_id: UserId,
+    /// Its machine.
+    pub hardware_id: HardwareId,
+    /// Held until then.
+    pub until: DateTime<Utc>,
+    /// It was an overdraft seat.
+    pub overdraft: bool,
+    /// The reservation it counts against.
+    pub reservation: Option<ReservationName>,
 }
 
 /// The state of one license, folded from its stream.
@@ -166,6 +197,16 @@ pub struct LicenseState {
     /// Ended sessions whose tokens may still be valid, until when. Pruned as
     /// later events show those instants passed.
     pub token_holds: BTreeMap<SessionId, DateTime<Utc>>,
+    /// The policy in force (the default until the first `PolicyChanged`).
+    #[serde(default)]
+    pub policy: Policy,
+    /// Its version (0: the default policy).
+    #[serde(default)]
+    pub policy_version: u32,
+    /// Released seats still held by the policy's linger, until when. Pruned
+    /// as later events show those instants passed.
+    #[serde(default)]
+    pub lingering: BTreeMap<SessionId, Lingering>,
 }
 
 impl Default for LicenseState {
@@ -178,6 +219,9 @@ impl Default for LicenseState {
             idempotency: BTreeMap::new(),
             holders: BTreeMap::new(),
             token_holds: BTreeMap::new(),
+            policy: Policy::default(),
+            policy_version: 0,
+            lingering: BTreeMap::new(),
         }
     }
 }
@@ -193,27 +237,100 @@ impl LicenseState {
         self.issued.as_ref().map_or(0, |info| info.seats)
     }
 
-    /// Seats held at `now`: live sessions, plus, with strict accounting,
-    /// ended sessions whose tokens may still be valid.
+    /// Seats usable at most: the seat count plus the policy's overdraft.
+    pub fn capacity(&self) -> usize {
+        self.seats() as usize + self.policy.overdraft_seats as usize
+    }
+
+    /// Released seats still lingering at `now`.
+    pub fn lingering_at(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Iterator<Item = (&SessionId, &Lingering)> + '_ {
+        self.lingering.iter().filter(move |(_, l)| l.until > now)
+    }
+
+    /// Seats held at `now`: live sessions, lingering releases, plus, with
+    /// strict accounting, ended sessions whose tokens may still be valid
+    /// (a lingering session's seat counted once).
     pub fn seats_held(&self, now: DateTime<Utc>) -> usize {
         let strict = self.issued.as_ref().is_some_and(|i| i.strict_seats);
+        let lingering = self.lingering_at(now).count();
         let held_by_tokens = if strict {
             self.token_holds
-                .values()
-                .filter(|until| **until > now)
+                .iter()
+                .filter(|(id, until)| {
+                    **until > now && self.lingering.get(id).is_none_or(|l| l.until <= now)
+                })
                 .count()
         } else {
             0
         };
-        self.sessions.len() + held_by_tokens
+        self.sessions.len() + lingering + held_by_tokens
+    }
+
+    /// Seats held at `now` as the policy's allocation sees them, for an
+    /// acquire by `user`; `reclaiming` (a lingering seat of the same user
+    /// and machine, which the acquire takes over) is not counted for the user.
+    pub fn held_for(
+        &self,
+        now: DateTime<Utc>,
+        user: &UserId,
+        reclaiming: Option<&SessionId>,
+    ) -> Held<'_> {
+        let live = self
+            .sessions
+            .values()
+            .map(|s| (&s.user_id, s.reservation.as_ref()));
+        let lingering = self
+            .lingering_at(now)
+            .filter(|(id, _)| Some(*id) != reclaiming)
+            .map(|(_, l)| (&l.user_id, l.reservation.as_ref()));
+        let mut held = Held {
+            total: self.seats_held(now),
+            ..Held::default()
+        };
+        for (holder, reservation) in live.chain(lingering) {
+            if holder == user {
+                held.by_user += 1;
+            }
+            if let Some(name) = reservation {
+                match held.by_reservation.iter_mut().find(|(n, _)| *n == name) {
+                    Some((_, used)) => *used += 1,
+                    None => held.by_reservation.push((name, 1)),
+                }
+            }
+        }
+        held
+    }
+
+    /// The lingering seat `user` released on `hardware_id`, if it still
+    /// lingers at `now`.
+    pub fn lingering_of(
+        &self,
+        user: &UserId,
+        hardware_id: &HardwareId,
+        now: DateTime<Utc>,
+    ) -> Option<(SessionId, &Lingering)> {
+        self.lingering_at(now)
+            .find(|(_, l)| &l.user_id == user && &l.hardware_id == hardware_id)
+            .map(|(id, l)| (*id, l))
+    }
+
+    /// Drops lingering seats whose linger ended at or before `at` (an
+    /// instant a folded event shows has passed).
+    fn prune_lingering(&mut self, at: DateTime<Utc>) {
+        self.lingering.retain(|_, l| l.until > at);
     }
 
     /// With strict accounting, when a seat frees if none is free at `now`
     /// because of token holds (`None`: not strict, a seat is free, or live
     /// sessions alone fill the license).
     pub fn seat_frees_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let info = self.issued.as_ref().filter(|i| i.strict_seats)?;
-        let seats = info.seats as usize;
+        if !self.issued.as_ref().is_some_and(|i| i.strict_seats) {
+            return None;
+        }
+        let seats = self.capacity();
         if self.sessions.len() >= seats || self.seats_held(now) < seats {
             return None;
         }
@@ -244,6 +361,7 @@ impl LicenseState {
             let at = until - info.token_ttl() - TimeDelta::seconds(CLOCK_SKEW_SECS);
             self.token_holds.retain(|_, u| *u > at);
             self.token_holds.insert(*session_id, until);
+            self.prune_lingering(at);
         }
     }
 
@@ -333,6 +451,10 @@ pub fn apply(mut state: LicenseState, event: &LicenseEvent) -> LicenseState {
                 info.seats = *seats;
             }
         }
+        LicenseEvent::PolicyChanged { version, policy } => {
+            state.policy = policy.clone();
+            state.policy_version = *version;
+        }
         LicenseEvent::LicenseSuspended { .. } => state.suspended = true,
         LicenseEvent::LicenseReinstated {} => state.suspended = false,
         LicenseEvent::SeatAcquired {
@@ -341,7 +463,18 @@ pub fn apply(mut state: LicenseState, event: &LicenseEvent) -> LicenseState {
             hardware_id,
             expires_at,
             idempotency_key,
+            overdraft,
+            reservation,
+            ..
         } => {
+            if let Some(info) = &state.issued {
+                // Granted at `expires_at - ttl`: lingers that ended before are gone.
+                state.prune_lingering(*expires_at - info.session_ttl());
+            }
+            // A lingering seat of the same user and machine is taken over.
+            state
+                .lingering
+                .retain(|_, l| !(&l.user_id == user_id && &l.hardware_id == hardware_id));
             let holder = (user_id.clone(), hardware_id.clone());
             state.holders.insert(holder, *session_id);
             if let Some(key) = idempotency_key {
@@ -355,14 +488,29 @@ pub fn apply(mut state: LicenseState, event: &LicenseEvent) -> LicenseState {
                 expires_at: *expires_at,
                 idempotency_key: idempotency_key.clone(),
                 acquired_version: state.version,
+                overdraft: *overdraft,
+                reservation: reservation.clone(),
             };
             state.sessions.insert(*session_id, session);
         }
         LicenseEvent::SeatReleased {
             session_id,
             tokens_valid_until,
+            linger_until,
+        } => {
+            if let (Some(until), Some(s)) = (linger_until, state.sessions.get(session_id)) {
+                let lingering = Lingering {
+                    user_id: s.user_id.clone(),
+                    hardware_id: s.hardware_id.clone(),
+                    until: *until,
+                    overdraft: s.overdraft,
+                    reservation: s.reservation.clone(),
+                };
+                state.lingering.insert(*session_id, lingering);
+            }
+            state.end_session(session_id, *tokens_valid_until);
         }
-        | LicenseEvent::SessionExpired {
+        LicenseEvent::SessionExpired {
             session_id,
             tokens_valid_until,
             ..

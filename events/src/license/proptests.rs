@@ -129,6 +129,7 @@ impl World {
                     idempotency_key: key
                         .map(|k| IdempotencyKey::parse(&format!("key-{k}")).unwrap()),
                     now: self.now,
+                    groups: Vec::new(),
                 }
             }
             Step::Release { pick, by } => LicenseCommand::Release {

@@ -37,6 +37,9 @@ fn acquired(session_id: SessionId, u: &str, h: &str, key: Option<&str>) -> Licen
         hardware_id: hw(h),
         expires_at: t(360),
         idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
+        policy_version: 0,
+        overdraft: false,
+        reservation: None,
     }
 }
 
@@ -47,6 +50,7 @@ fn acquire(u: &str, h: &str, key: Option<&str>, now: DateTime<Utc>) -> LicenseCo
         hardware_id: hw(h),
         idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
         now,
+        groups: Vec::new(),
     }
 }
 
@@ -181,7 +185,8 @@ fn no_seats_is_a_denial_event() {
         vec![LicenseEvent::AcquireDenied {
             user_id: user("u2"),
             hardware_id: hw("h2"),
-            reason: DenialReason::NoSeats
+            reason: DenialReason::NoSeats,
+            policy_version: 0,
         }]
     );
 }
@@ -266,7 +271,8 @@ fn release_frees_the_seat_and_closes_the_session_stream() {
         vec![LicenseEvent::SeatReleased {
             session_id: s1,
             // one default token lifetime (300 s) and the skew allowance after t(1)
-            tokens_valid_until: Some(t(306))
+            tokens_valid_until: Some(t(306)),
+            linger_until: None,
         }]
     );
     assert_eq!(
@@ -346,7 +352,8 @@ fn expire_ends_a_session_past_its_deadline_only() {
         vec![LicenseEvent::SessionExpired {
             session_id: s1,
             deadline: t(400),
-            tokens_valid_until: Some(t(707))
+            tokens_valid_until: Some(t(707)),
+            policy_version: 0,
         }]
     );
     assert_eq!(

@@ -145,6 +145,7 @@ impl Ledger {
             session_id: SessionId::new(),
             user_id: user.clone(),
             hardware_id: hardware.clone(),
+            groups: Vec::new(),
             idempotency_key: None,
             now: now(),
         };

@@ -214,15 +214,20 @@ mod tests {
                 hardware_id: HardwareId::parse("h").unwrap(),
                 expires_at: at,
                 idempotency_key: None,
+                policy_version: 0,
+                overdraft: false,
+                reservation: None,
             },
             "SeatReleased" => LicenseEvent::SeatReleased {
                 session_id,
                 tokens_valid_until: None,
+                linger_until: None,
             },
             "SessionExpired" => LicenseEvent::SessionExpired {
                 session_id,
                 deadline: at,
                 tokens_valid_until: None,
+                policy_version: 0,
             },
             _ => LicenseEvent::HeartbeatRecorded {
                 session_id,

@@ -157,13 +157,29 @@ impl<'a> Proof<'a> {
     /// A license-stream event: checks a grant against the state before it, then folds it.
     fn license_event(&mut self, e: &Timed) {
         match &e.event {
-            LicenseEvent::SeatAcquired { session_id, .. } => {
+            LicenseEvent::SeatAcquired {
+                session_id,
+                user_id,
+                hardware_id,
+                ..
+            } => {
                 self.out.grants_checked += 1;
-                let (seats, live) = (self.state.seats(), self.state.sessions.len());
+                // Seats in force: the seat count plus the policy's overdraft.
+                let seats = u32::try_from(self.state.capacity()).unwrap_or(u32::MAX);
+                let live = self.state.sessions.len();
+                // Released seats the policy's linger still holds, except the
+                // one this grant takes back (same user and machine).
+                let lingering = self
+                    .state
+                    .lingering_at(e.at)
+                    .filter(|(_, l)| !(&l.user_id == user_id && &l.hardware_id == hardware_id))
+                    .count();
                 // A repeated grant to a live session takes no second seat.
-                let count = live + usize::from(!self.state.sessions.contains_key(session_id));
+                let count = live
+                    + lingering
+                    + usize::from(!self.state.sessions.contains_key(session_id));
                 if count > seats as usize {
-                    let detail = format!("SeatAcquired granted session {session_id} a seat while {live} session(s) were live of {seats} seat(s)");
+                    let detail = format!("SeatAcquired granted session {session_id} a seat while {live} session(s) were live and {lingering} lingering of {seats} seat(s)");
                     let counts = Some((count, seats));
                     self.violations.push(found(
                         self.history,
@@ -181,6 +197,7 @@ impl<'a> Proof<'a> {
             LicenseEvent::SeatReleased {
                 session_id,
                 tokens_valid_until: Some(until),
+                ..
             }
             | LicenseEvent::SessionExpired {
                 session_id,

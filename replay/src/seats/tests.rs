@@ -74,6 +74,9 @@ impl Script {
             hardware_id: HardwareId::parse(&format!("hw-{}", self.position)).unwrap(),
             expires_at: t(secs + 360),
             idempotency_key: None,
+            policy_version: 0,
+            overdraft: false,
+            reservation: None,
         };
         (id, self.license(secs, event))
     }
@@ -95,6 +98,7 @@ impl Script {
         let event = LicenseEvent::SeatReleased {
             session_id: id,
             tokens_valid_until: Some(t(until)),
+            linger_until: None,
         };
         let at = self.license(secs, event);
         let close = LicenseEvent::SessionClosed {

@@ -74,6 +74,9 @@ async fn plant_grant(l: &Ledger, license: LicenseId, name: &str) -> (SessionId, 
         hardware_id: hw(name),
         expires_at: now() + TimeDelta::seconds(360),
         idempotency_key: None,
+        policy_version: 0,
+        overdraft: false,
+        reservation: None,
     };
     (
         session,

@@ -300,6 +300,7 @@ mod tests {
                 user_id: sub.into(),
                 tenant_id: tenant.into(),
                 is_admin: false,
+                groups: Vec::new(),
             });
         if let Some(caller) = caller {
             request.extensions_mut().insert(caller);
