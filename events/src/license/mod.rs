@@ -535,3 +535,9 @@ mod tests;
 
 #[cfg(test)]
 mod proptests;
+
+#[cfg(test)]
+mod policy_tests;
+
+#[cfg(test)]
+mod policy_proptests;
