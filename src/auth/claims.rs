@@ -213,8 +213,17 @@ mod tests {
         assert_eq!(c.groups, ["cad", "ops"]);
         let c = caller(json!({"sub": "u", "tenant_id": "t", "groups": "cad"})).unwrap();
         assert_eq!(c.groups, ["cad"]);
-        assert!(caller(json!({"sub": "u", "tenant_id": "t"})).unwrap().groups.is_empty());
-        for bad in [json!([1]), json!({"a": 1}), json!([""]), json!(["a\nb"]), json!(vec!["g"; 257])] {
+        assert!(caller(json!({"sub": "u", "tenant_id": "t"}))
+            .unwrap()
+            .groups
+            .is_empty());
+        for bad in [
+            json!([1]),
+            json!({"a": 1}),
+            json!([""]),
+            json!(["a\nb"]),
+            json!(vec!["g"; 257]),
+        ] {
             let e = caller(json!({"sub": "u", "tenant_id": "t", "groups": bad})).unwrap_err();
             assert_eq!(e, ClaimsError::InvalidGroups);
         }

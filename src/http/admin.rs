@@ -11,7 +11,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use events::ids::{LicenseId, ProductId};
-use events::license::{LicenseCommand, LicenseState, DEFAULT_SESSION_TTL_SECS, SESSION_TTL_RANGE};
+use events::license::{
+    LicenseCommand, LicenseState, Policy, DEFAULT_SESSION_TTL_SECS, SESSION_TTL_RANGE,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -29,6 +31,10 @@ pub struct LicenseView {
     pub seats: u32,
     /// Seats held by live sessions.
     pub seats_in_use: usize,
+    /// Seats held now: live sessions, released seats the policy's linger
+    /// still holds, and (strict accounting) ended sessions whose tokens may
+    /// still be valid.
+    pub seats_held: usize,
     /// Session TTL without heartbeats, seconds.
     pub session_ttl_secs: u32,
     /// Lifetime of each license token, seconds.
@@ -41,6 +47,10 @@ pub struct LicenseView {
     pub suspended: bool,
     /// Version of the license stream.
     pub version: i64,
+    /// The policy in force.
+    pub policy: Policy,
+    /// Its version (0: the default policy, never set).
+    pub policy_version: u32,
 }
 
 impl LicenseView {
@@ -52,12 +62,15 @@ impl LicenseView {
             product: info.product.to_string(),
             seats: info.seats,
             seats_in_use: state.sessions.len(),
+            seats_held: state.seats_held(Utc::now()),
             session_ttl_secs: info.session_ttl_secs,
             token_ttl_secs: info.token_ttl_secs,
             strict_seats: info.strict_seats,
             valid_until: info.valid_until,
             suspended: state.suspended,
             version: state.version,
+            policy: state.policy.clone(),
+            policy_version: state.policy_version,
         })
     }
 }
@@ -231,6 +244,32 @@ pub async fn change_seats(
         now: events::envelope::now(),
     };
     administer(&state, &caller, &headers, &id, cmd).await
+}
+
+/// Set a license's policy (admin): linger, overdraft, per-user cap and
+/// reservations, replacing the whole policy. A new policy appends
+/// `PolicyChanged` with the next version; the policy in force again is a
+/// no-op. Sessions granted under the old policy keep their seats.
+#[utoipa::path(put, path = "/api/v1/admin/licenses/{license_id}/policy", tag = "admin", request_body = Policy,
+    params(("license_id" = Uuid, Path)),
+    responses((status = 200, body = LicenseView), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 422, body = Problem, content_type = "application/problem+json")),
+    security(("bearer" = [])))]
+pub async fn set_policy(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    ApiJson(policy): ApiJson<Policy>,
+) -> Result<Json<LicenseView>, Problem> {
+    administer(
+        &state,
+        &caller,
+        &headers,
+        &id,
+        LicenseCommand::SetPolicy { policy },
+    )
+    .await
 }
 
 /// Suspend a license: acquires are denied and every live session is revoked (its next heartbeat gets 404, its token is not renewed) (admin).

@@ -159,7 +159,7 @@ pub fn actor(caller: &Caller, headers: &HeaderMap) -> Result<Actor, Problem> {
     info(title = "License Ledger", description = "Floating licenses over an event log: acquire, heartbeat, release."),
     paths(
         licenses::acquire, licenses::heartbeat, licenses::release, licenses::token,
-        admin::list, admin::get, admin::issue, admin::change_seats, admin::suspend, admin::reinstate,
+        admin::list, admin::get, admin::issue, admin::change_seats, admin::set_policy, admin::suspend, admin::reinstate,
         usage::usage,
         usage::sessions,
         ops::health, ops::ready, ops::jwks,
@@ -270,6 +270,10 @@ pub fn router(
         .route(
             "/admin/licenses/{license_id}/seats",
             put(admin::change_seats),
+        )
+        .route(
+            "/admin/licenses/{license_id}/policy",
+            put(admin::set_policy),
         )
         .route("/admin/licenses/{license_id}/suspend", post(admin::suspend))
         .route(

@@ -216,6 +216,17 @@ pub async fn token(sub: &str, tenant: &str, admin: bool) -> String {
         .unwrap()
 }
 
+/// A user token of the dev issuer naming `groups` (the `groups` claim).
+pub async fn token_in_groups(sub: &str, tenant: &str, groups: &[&str]) -> String {
+    let (issuer, _) = issuer().await;
+    let now = jsonwebtoken::get_current_timestamp();
+    let claims = json!({
+        "iss": DEV_ISSUER, "aud": DEV_AUDIENCE, "sub": sub, "tenant_id": tenant,
+        "groups": groups, "iat": now, "nbf": now, "exp": now + 3600,
+    });
+    issuer.sign(&claims).unwrap()
+}
+
 /// An HTTP answer: status, headers, JSON body (Null when empty).
 pub struct Answer {
     pub status: StatusCode,

@@ -9,6 +9,7 @@ mod kms;
 mod metrics;
 mod nats;
 mod outage;
+mod policies;
 mod seats;
 mod tls;
 mod tokens;

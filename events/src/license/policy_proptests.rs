@@ -39,21 +39,23 @@ fn policy() -> impl Strategy<Value = Policy> {
         proptest::option::of(1u32..=2),
         proptest::option::of((1u32..=2, any::<bool>())),
     )
-        .prop_map(|(linger_secs, overdraft_seats, max_seats_per_user, reserve)| Policy {
-            linger_secs,
-            overdraft_seats,
-            max_seats_per_user,
-            reservations: reserve
-                .map(|(seats, lend_when_idle)| Reservation {
-                    name: ReservationName::parse("farm").unwrap(),
-                    seats,
-                    users: vec![user(0)],
-                    groups: vec![group()],
-                    lend_when_idle,
-                })
-                .into_iter()
-                .collect(),
-        })
+        .prop_map(
+            |(linger_secs, overdraft_seats, max_seats_per_user, reserve)| Policy {
+                linger_secs,
+                overdraft_seats,
+                max_seats_per_user,
+                reservations: reserve
+                    .map(|(seats, lend_when_idle)| Reservation {
+                        name: ReservationName::parse("farm").unwrap(),
+                        seats,
+                        users: vec![user(0)],
+                        groups: vec![group()],
+                        lend_when_idle,
+                    })
+                    .into_iter()
+                    .collect(),
+            },
+        )
 }
 
 fn step(policy_changes: bool) -> impl Strategy<Value = Step> {
@@ -195,7 +197,11 @@ impl World {
                 .expect("a session past its deadline expires");
                 self.seats.remove(&session_id);
             }
-            Step::Acquire { user: u, hw, group: in_group } => self.acquire(u, hw, in_group),
+            Step::Acquire {
+                user: u,
+                hw,
+                group: in_group,
+            } => self.acquire(u, hw, in_group),
         }
     }
 
@@ -282,9 +288,8 @@ impl World {
             }
             (Outcome::Denied { reason, .. }, _) => {
                 assert!(reclaim.is_none(), "a lingering seat is its holder's");
-                let honoured = kept_room
-                    && !self.policy_changed_late
-                    && cap.is_none_or(|c| by_user < c);
+                let honoured =
+                    kept_room && !self.policy_changed_late && cap.is_none_or(|c| by_user < c);
                 assert!(
                     !(honoured && matches!(reason, DenialReason::NoSeats | DenialReason::Reserved)),
                     "a member with an unused reserved seat was denied {reason:?}"

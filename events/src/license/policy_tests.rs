@@ -17,17 +17,18 @@ struct License(LicenseState);
 impl License {
     fn issued(seats: u32) -> Self {
         let mut license = Self(LicenseState::default());
-        license.run(LicenseCommand::Issue {
-            tenant_id: TenantId::parse("acme").unwrap(),
-            license_id: LicenseId::new(),
-            product: ProductId::parse("cad").unwrap(),
-            seats,
-            session_ttl_secs: 360,
-            valid_until: None,
-            token_ttl_secs: None,
-            strict_seats: false,
-        })
-        .unwrap();
+        license
+            .run(LicenseCommand::Issue {
+                tenant_id: TenantId::parse("acme").unwrap(),
+                license_id: LicenseId::new(),
+                product: ProductId::parse("cad").unwrap(),
+                seats,
+                session_ttl_secs: 360,
+                valid_until: None,
+                token_ttl_secs: None,
+                strict_seats: false,
+            })
+            .unwrap();
         license
     }
 
@@ -150,7 +151,10 @@ fn a_policy_change_appends_the_next_version_and_the_same_policy_is_a_no_op() {
         [LicenseEvent::PolicyChanged { version: 2, .. }]
     ));
     assert_eq!(license.0.policy_version, 2);
-    assert_eq!(license.0.policy.linger_secs, 0, "a policy replaces the whole");
+    assert_eq!(
+        license.0.policy.linger_secs, 0,
+        "a policy replaces the whole"
+    );
 }
 
 #[test]
@@ -225,14 +229,29 @@ fn overdraft_seats_are_granted_marked_and_then_denied() {
         ..Policy::default()
     };
     let mut license = License::with(2, policy);
-    assert_eq!(granted(&license.acquire("a", "h1", &[], 0).unwrap()), (1, false, None));
-    assert_eq!(granted(&license.acquire("b", "h1", &[], 0).unwrap()), (1, false, None));
-    assert_eq!(granted(&license.acquire("c", "h1", &[], 0).unwrap()), (1, true, None));
-    assert_eq!(license.acquire("d", "h1", &[], 0), Err(DenialReason::NoSeats));
+    assert_eq!(
+        granted(&license.acquire("a", "h1", &[], 0).unwrap()),
+        (1, false, None)
+    );
+    assert_eq!(
+        granted(&license.acquire("b", "h1", &[], 0).unwrap()),
+        (1, false, None)
+    );
+    assert_eq!(
+        granted(&license.acquire("c", "h1", &[], 0).unwrap()),
+        (1, true, None)
+    );
+    assert_eq!(
+        license.acquire("d", "h1", &[], 0),
+        Err(DenialReason::NoSeats)
+    );
     assert!(license.0.sessions.values().filter(|s| s.overdraft).count() == 1);
     // Lowering the seats revokes beyond seats + overdraft only.
     let lowered = license
-        .run(LicenseCommand::ChangeSeats { seats: 1, now: t(1) })
+        .run(LicenseCommand::ChangeSeats {
+            seats: 1,
+            now: t(1),
+        })
         .unwrap();
     assert_eq!(lowered.session_events.len(), 1);
     assert_eq!(license.0.sessions.len(), 2);
@@ -247,7 +266,10 @@ fn the_per_user_cap_counts_every_machine_of_the_user() {
     let mut license = License::with(10, policy);
     license.acquire("alice", "h1", &[], 0).unwrap();
     license.acquire("alice", "h2", &[], 0).unwrap();
-    assert_eq!(license.acquire("alice", "h3", &[], 0), Err(DenialReason::UserLimit));
+    assert_eq!(
+        license.acquire("alice", "h3", &[], 0),
+        Err(DenialReason::UserLimit)
+    );
     // Her existing machine still gets its session back.
     assert!(matches!(
         decide(
@@ -284,12 +306,18 @@ fn a_released_seat_lingers_for_its_holder_and_then_frees() {
         LicenseEvent::SeatReleased { linger_until: Some(until), .. } if until == t(70)
     ));
     assert_eq!(license.0.seats_held(t(20)), 1);
-    assert_eq!(license.acquire("bob", "h9", &[], 20), Err(DenialReason::NoSeats));
+    assert_eq!(
+        license.acquire("bob", "h9", &[], 20),
+        Err(DenialReason::NoSeats)
+    );
     // The same user on the same machine takes the lingering seat back.
     license.acquire("alice", "h1", &[], 30).unwrap();
     assert!(license.0.lingering.is_empty());
     license.release("alice", "h1", true, 40);
-    assert_eq!(license.acquire("alice", "h2", &[], 50), Err(DenialReason::NoSeats));
+    assert_eq!(
+        license.acquire("alice", "h2", &[], 50),
+        Err(DenialReason::NoSeats)
+    );
     // After the linger the seat is anyone's.
     assert_eq!(license.0.seats_held(t(100)), 0);
     license.acquire("bob", "h9", &[], 100).unwrap();
@@ -323,11 +351,19 @@ fn reserved_seats_are_kept_for_their_members() {
         ..Policy::default()
     };
     let mut license = License::with(3, policy);
-    assert_eq!(granted(&license.acquire("bob", "h1", &[], 0).unwrap()), (1, false, None));
-    assert_eq!(license.acquire("bob", "h2", &[], 0), Err(DenialReason::Reserved));
+    assert_eq!(
+        granted(&license.acquire("bob", "h1", &[], 0).unwrap()),
+        (1, false, None)
+    );
+    assert_eq!(
+        license.acquire("bob", "h2", &[], 0),
+        Err(DenialReason::Reserved)
+    );
     let ci = license.acquire("ci", "agent-1", &[], 0).unwrap();
     assert_eq!(granted(&ci), (1, false, Some("farm")));
-    let by_group = license.acquire("dana", "agent-2", &["builders"], 0).unwrap();
+    let by_group = license
+        .acquire("dana", "agent-2", &["builders"], 0)
+        .unwrap();
     assert_eq!(granted(&by_group), (1, false, Some("farm")));
     assert_eq!(
         license.acquire("erin", "agent-3", &["builders"], 0),
@@ -335,7 +371,14 @@ fn reserved_seats_are_kept_for_their_members() {
     );
     // A member whose reservation is full may still take an open seat.
     license.release("bob", "h1", true, 1);
-    assert_eq!(granted(&license.acquire("erin", "agent-3", &["builders"], 2).unwrap()), (1, false, None));
+    assert_eq!(
+        granted(
+            &license
+                .acquire("erin", "agent-3", &["builders"], 2)
+                .unwrap()
+        ),
+        (1, false, None)
+    );
 }
 
 #[test]
@@ -349,7 +392,10 @@ fn a_lending_reservation_lets_others_use_its_idle_seats() {
     for hw in ["h1", "h2", "h3"] {
         license.acquire("bob", hw, &[], 0).unwrap();
     }
-    assert_eq!(license.acquire("ci", "agent-1", &[], 0), Err(DenialReason::NoSeats));
+    assert_eq!(
+        license.acquire("ci", "agent-1", &[], 0),
+        Err(DenialReason::NoSeats)
+    );
 }
 
 #[test]
@@ -359,7 +405,10 @@ fn seats_cannot_go_below_the_reserved_seats() {
         ..Policy::default()
     };
     let mut license = License::with(3, policy);
-    let lowered = license.run(LicenseCommand::ChangeSeats { seats: 1, now: t(0) });
+    let lowered = license.run(LicenseCommand::ChangeSeats {
+        seats: 1,
+        now: t(0),
+    });
     assert_eq!(
         lowered,
         Err(DomainError::InvalidPolicy(PolicyError::OverReserved {

@@ -175,9 +175,8 @@ impl<'a> Proof<'a> {
                     .filter(|(_, l)| !(&l.user_id == user_id && &l.hardware_id == hardware_id))
                     .count();
                 // A repeated grant to a live session takes no second seat.
-                let count = live
-                    + lingering
-                    + usize::from(!self.state.sessions.contains_key(session_id));
+                let count =
+                    live + lingering + usize::from(!self.state.sessions.contains_key(session_id));
                 if count > seats as usize {
                     let detail = format!("SeatAcquired granted session {session_id} a seat while {live} session(s) were live and {lingering} lingering of {seats} seat(s)");
                     let counts = Some((count, seats));
