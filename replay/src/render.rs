@@ -2,7 +2,8 @@
 //!
 //! CSV columns: `license_id,metric,key,value` with metrics
 //! `peak_concurrent` (key = day), `seat_limit` (key = day), `seat_hours`
-//! (key = user), `sessions` (key = user), `acquisitions`, `denials` (key =
+//! (key = user), `sessions` (key = user), `acquisitions`,
+//! `overdraft_acquisitions`, `denials` (key =
 //! reason), `releases`, `expiries`.
 
 use crate::report::Report;
@@ -44,7 +45,11 @@ pub fn table(report: &Report) -> String {
         }
         let total: u64 = l.denials.values().sum();
         let reasons: Vec<String> = l.denials.iter().map(|(r, n)| format!("{r}: {n}")).collect();
-        let _ = writeln!(out, "acquisitions: {}", l.acquisitions);
+        let _ = writeln!(
+            out,
+            "acquisitions: {} ({} on overdraft seats)",
+            l.acquisitions, l.overdraft_acquisitions
+        );
         let _ = writeln!(
             out,
             "denials: {total}{}",
@@ -90,6 +95,11 @@ pub fn csv(report: &Report) -> String {
             let _ = writeln!(out, "{id},sessions,{},{}", csv_field(&u.user), u.sessions);
         }
         let _ = writeln!(out, "{id},acquisitions,,{}", l.acquisitions);
+        let _ = writeln!(
+            out,
+            "{id},overdraft_acquisitions,,{}",
+            l.overdraft_acquisitions
+        );
         for (reason, n) in &l.denials {
             let _ = writeln!(out, "{id},denials,{reason},{n}");
         }

@@ -1,7 +1,8 @@
 //! `ledger report`: usage figures a vendor bills on, for one license or a tenant.
 //!
 //! Per license and window `[from, to)`: peak concurrent seats per UTC day,
-//! seat-hours per user, acquisitions, denials (turnaways) by reason, and how
+//! seat-hours per user, acquisitions (overdraft ones counted apart), denials
+//! (turnaways) by reason, and how
 //! sessions ended (released vs expired). Concurrency is the number of live
 //! sessions of the folded license state (`events::license::apply`): a seat
 //! counts from its `SeatAcquired` until the `SeatReleased`/`SessionExpired`
@@ -66,6 +67,8 @@ pub struct LicenseReport {
     pub seat_hours: Vec<UserHours>,
     /// `SeatAcquired` events in the window.
     pub acquisitions: u64,
+    /// Of those, the ones that took one of the policy's overdraft seats.
+    pub overdraft_acquisitions: u64,
     /// `AcquireDenied` events in the window, by reason.
     pub denials: BTreeMap<String, u64>,
     /// Sessions ended by `SeatReleased` (or revoked by the license) in the window.
@@ -120,6 +123,7 @@ pub fn license_report(
         peak_per_day: vec![],
         seat_hours: vec![],
         acquisitions: 0,
+        overdraft_acquisitions: 0,
         denials: BTreeMap::new(),
         releases: 0,
         expiries: 0,
@@ -140,10 +144,12 @@ pub fn license_report(
             LicenseEvent::SeatAcquired {
                 session_id,
                 user_id,
+                overdraft,
                 ..
             } if !held_before && held_after => {
                 open.insert(*session_id, (user_id.to_string(), e.at));
                 report.acquisitions += u64::from(inside(e.at));
+                report.overdraft_acquisitions += u64::from(inside(e.at) && *overdraft);
             }
             LicenseEvent::SeatReleased { session_id, .. }
             | LicenseEvent::SessionExpired { session_id, .. }

@@ -219,7 +219,10 @@ pub async fn token(sub: &str, tenant: &str, admin: bool) -> String {
 /// A user token of the dev issuer naming `groups` (the `groups` claim).
 pub async fn token_in_groups(sub: &str, tenant: &str, groups: &[&str]) -> String {
     let (issuer, _) = issuer().await;
-    let now = jsonwebtoken::get_current_timestamp();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let claims = json!({
         "iss": DEV_ISSUER, "aud": DEV_AUDIENCE, "sub": sub, "tenant_id": tenant,
         "groups": groups, "iat": now, "nbf": now, "exp": now + 3600,
