@@ -163,6 +163,33 @@ string_id!(
     ReservationName, "reservation", "must be 1 to 64 characters of A-Z a-z 0-9 _ -", 64, tenant_char, trim: false
 );
 
+/// An OpenAPI schema for a string id: a string of `1..=max` characters
+/// matching `pattern` (what `parse` accepts, as the document says it).
+macro_rules! string_schema {
+    ($name:ident, $max:expr, $pattern:literal) => {
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+                let object = ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some($max))
+                    .pattern(Some($pattern))
+                    .build();
+                utoipa::openapi::RefOr::T(Schema::Object(object))
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
+    };
+}
+
+string_schema!(UserId, 256, r"^[^\x00-\x1F\x7F-\x9F]+$");
+string_schema!(GroupId, 128, r"^[^\x00-\x1F\x7F-\x9F]+$");
+string_schema!(ReservationName, 64, r"^[A-Za-z0-9_-]+$");
+
 /// Defines a UUID newtype with `new` (random v4), `from_uuid`, `as_uuid`,
 /// `Display`, `FromStr` and transparent serde.
 macro_rules! uuid_id {

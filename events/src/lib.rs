@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod envelope;
 pub mod ids;
+pub mod integral;
 pub mod license;
 mod pairs;
 pub mod session;

@@ -230,7 +230,8 @@ pub async fn issue(
 /// Change a license's seats (admin).
 #[utoipa::path(put, path = "/api/v1/admin/licenses/{license_id}/seats", tag = "admin", request_body = SeatsRequest,
     params(("license_id" = Uuid, Path)),
-    responses((status = 200, body = LicenseView), (status = 404, body = Problem, content_type = "application/problem+json")),
+    responses((status = 200, body = LicenseView), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "The policy's reservations hold more seats than the new count", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn change_seats(
     State(state): State<AppState>,
@@ -253,6 +254,7 @@ pub async fn change_seats(
 #[utoipa::path(put, path = "/api/v1/admin/licenses/{license_id}/policy", tag = "admin", request_body = Policy,
     params(("license_id" = Uuid, Path)),
     responses((status = 200, body = LicenseView), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 409, description = "Two reservations share a name, or the reservations hold more seats than the license has", body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn set_policy(

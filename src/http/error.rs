@@ -10,7 +10,7 @@ use crate::service::ServiceError;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
-use events::license::DomainError;
+use events::license::{DomainError, PolicyError};
 use serde::de::DeserializeOwned;
 
 impl From<ServiceError> for Problem {
@@ -66,6 +66,11 @@ fn domain_problem(err: DomainError) -> Problem {
         | DomainError::SessionIdInUse
         | DomainError::IdempotencyKeyReused => StatusCode::CONFLICT,
         DomainError::NotYetExpired(_) => StatusCode::CONFLICT,
+        // The request is well-formed but conflicts with itself or with the
+        // license (its seat count), which no schema can say.
+        DomainError::InvalidPolicy(
+            PolicyError::DuplicateName(_) | PolicyError::OverReserved { .. },
+        ) => StatusCode::CONFLICT,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
     Problem::new(status, "rule", err.to_string())

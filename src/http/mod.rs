@@ -28,6 +28,9 @@ use utoipa::OpenApi;
 
 /// Largest request body accepted (bytes).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest policy body: 32 reservations of 100 users and 100 groups each
+/// fit, written in ASCII.
+pub const MAX_POLICY_BYTES: usize = 4 * 1024 * 1024;
 
 /// Everything handlers share.
 #[derive(Clone)]
@@ -273,7 +276,7 @@ pub fn router(
         )
         .route(
             "/admin/licenses/{license_id}/policy",
-            put(admin::set_policy),
+            put(admin::set_policy).layer(DefaultBodyLimit::max(MAX_POLICY_BYTES)),
         )
         .route("/admin/licenses/{license_id}/suspend", post(admin::suspend))
         .route(

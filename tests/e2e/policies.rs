@@ -89,12 +89,23 @@ async fn only_admins_set_a_policy_a_bad_one_changes_nothing_and_reads_show_it() 
     assert_eq!(a.status, StatusCode::FORBIDDEN);
 
     let over_reserved = json!({"reservations": [{"name": "farm", "seats": 3, "users": ["ci"]}]});
+    let twice =
+        json!({"reservations": [{"name": "farm", "seats": 1}, {"name": "farm", "seats": 1}]});
     let unknown_field = json!({"linger": 5});
     let bad_name = json!({"reservations": [{"name": "no spaces", "seats": 1, "users": ["ci"]}]});
     let negative = json!({"overdraft_seats": -1});
-    for bad in [over_reserved, unknown_field, bad_name, negative] {
+    let too_long = json!({"linger_secs": 86_401});
+    let bad = [
+        (over_reserved, StatusCode::CONFLICT),
+        (twice, StatusCode::CONFLICT),
+        (unknown_field, StatusCode::UNPROCESSABLE_ENTITY),
+        (bad_name, StatusCode::UNPROCESSABLE_ENTITY),
+        (negative, StatusCode::UNPROCESSABLE_ENTITY),
+        (too_long, StatusCode::UNPROCESSABLE_ENTITY),
+    ];
+    for (bad, expected) in bad {
         let (status, body) = set_policy(&sys.app, "acme", &license, bad.clone()).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert_eq!(status, expected, "{bad}: {body}");
         assert!(
             body["detail"].as_str().is_some_and(|d| !d.is_empty()),
             "{body}"

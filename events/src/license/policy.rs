@@ -16,9 +16,9 @@ use crate::ids::{GroupId, ReservationName, UserId};
 /// Longest linger, in seconds (one day).
 pub const MAX_LINGER_SECS: u32 = 86_400;
 /// Most reservations a policy may hold.
-pub const MAX_RESERVATIONS: usize = 100;
-/// Most users plus groups one reservation may name.
-pub const MAX_RESERVATION_MEMBERS: usize = 1_000;
+pub const MAX_RESERVATIONS: usize = 32;
+/// Most users, and most groups, one reservation may name.
+pub const MAX_RESERVATION_MEMBERS: usize = 100;
 /// Most overdraft seats (the same bound as seats).
 pub const MAX_OVERDRAFT_SEATS: u32 = 100_000;
 
@@ -31,19 +31,23 @@ pub struct Policy {
     /// A seat its holder releases stays held for this many seconds (0 to
     /// 86400); the same user on the same machine gets it back meanwhile.
     /// FlexNet's `LINGER`. An admin's release frees the seat at once.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::u32")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 86_400))]
     pub linger_secs: u32,
     /// Seats usable beyond the seat count (0 to 100000); each grant that
     /// uses one is marked `overdraft` in its `SeatAcquired`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::u32")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100_000))]
     pub overdraft_seats: u32,
     /// At most this many seats held by one user at once, lingering ones
     /// included (1 to 100000; absent: no cap). FlexNet's `MAX`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::integral::option_u32")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100_000))]
     pub max_seats_per_user: Option<u32>,
-    /// Seats set aside for named users or groups (at most 100; their seats
-    /// add up to at most the seat count).
+    /// Seats set aside for named users or groups (at most 32, names
+    /// unique; their seats add up to at most the seat count).
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 32))]
     pub reservations: Vec<Reservation>,
 }
 
@@ -53,17 +57,19 @@ pub struct Policy {
 #[serde(deny_unknown_fields)]
 pub struct Reservation {
     /// Unique within the policy; recorded in the grants that use it.
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "build-farm"))]
     pub name: ReservationName,
     /// Seats reserved, at least 1.
+    #[serde(deserialize_with = "crate::integral::u32")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100_000))]
     pub seats: u32,
-    /// Users (the JWT's `sub`) it is for.
+    /// Users (the JWT's `sub`) it is for, at most 100. A reservation
+    /// naming no users and no groups keeps its seats free for no one.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    #[cfg_attr(feature = "openapi", schema(max_items = 100))]
     pub users: Vec<UserId>,
-    /// Groups (the JWT's `groups` claim) it is for.
+    /// Groups (the JWT's `groups` claim) it is for, at most 100.
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    #[cfg_attr(feature = "openapi", schema(max_items = 100))]
     pub groups: Vec<GroupId>,
     /// `false` (the default): its unused seats are kept free for its
     /// members. `true`: others may take them while they are unused; members
@@ -92,7 +98,7 @@ pub enum PolicyError {
     #[error("max_seats_per_user must be between 1 and 100000, got {0}")]
     UserCap(u32),
     /// More than [`MAX_RESERVATIONS`].
-    #[error("at most 100 reservations, got {0}")]
+    #[error("at most 32 reservations, got {0}")]
     TooManyReservations(usize),
     /// Two reservations share a name.
     #[error("reservation name {0:?} is used twice")]
@@ -100,8 +106,8 @@ pub enum PolicyError {
     /// A reservation of zero seats.
     #[error("reservation {0:?} must reserve at least 1 seat")]
     EmptyReservation(String),
-    /// A reservation naming no users and no groups, or too many.
-    #[error("reservation {0:?} must name 1 to 1000 users and groups")]
+    /// A reservation naming more than [`MAX_RESERVATION_MEMBERS`] users or groups.
+    #[error("reservation {0:?} may name at most 100 users and 100 groups")]
     Members(String),
     /// Reserved seats add up to more than the seat count.
     #[error("reservations hold {reserved} seats but the license has {seats}")]
@@ -139,8 +145,7 @@ impl Policy {
             if r.seats == 0 {
                 return Err(PolicyError::EmptyReservation(name));
             }
-            let members = r.users.len() + r.groups.len();
-            if !(1..=MAX_RESERVATION_MEMBERS).contains(&members) {
+            if r.users.len().max(r.groups.len()) > MAX_RESERVATION_MEMBERS {
                 return Err(PolicyError::Members(name));
             }
         }

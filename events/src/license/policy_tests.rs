@@ -209,7 +209,12 @@ fn a_malformed_policy_is_refused_and_changes_nothing() {
         ),
         (
             Policy {
-                reservations: vec![reservation("farm", 1, &[], &[], false)],
+                reservations: vec![Reservation {
+                    users: (0..=MAX_RESERVATION_MEMBERS)
+                        .map(|i| UserId::parse(&format!("u{i}")).unwrap())
+                        .collect(),
+                    ..reservation("farm", 1, &[], &[], false)
+                }],
                 ..Policy::default()
             },
             PolicyError::Members("farm".into()),
