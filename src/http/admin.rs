@@ -262,16 +262,20 @@ pub async fn set_policy(
     AdminCaller(caller): AdminCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
-    ApiJson(policy): ApiJson<Policy>,
+    ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Json<LicenseView>, Problem> {
-    administer(
-        &state,
-        &caller,
-        &headers,
-        &id,
-        LicenseCommand::SetPolicy { policy },
-    )
-    .await
+    // serde reads a struct from a JSON array too; the contract says objects.
+    let reservations = body.get("reservations").and_then(|r| r.as_array());
+    if reservations.is_some_and(|r| r.iter().any(|r| !r.is_object())) {
+        return Err(invalid(
+            "reservations",
+            "each reservation must be an object",
+        ));
+    }
+    let policy: Policy = serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|e| invalid("policy", e))?;
+    let cmd = LicenseCommand::SetPolicy { policy };
+    administer(&state, &caller, &headers, &id, cmd).await
 }
 
 /// Suspend a license: acquires are denied and every live session is revoked (its next heartbeat gets 404, its token is not renewed) (admin).

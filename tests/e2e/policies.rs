@@ -95,6 +95,8 @@ async fn only_admins_set_a_policy_a_bad_one_changes_nothing_and_reads_show_it() 
     let bad_name = json!({"reservations": [{"name": "no spaces", "seats": 1, "users": ["ci"]}]});
     let negative = json!({"overdraft_seats": -1});
     let too_long = json!({"linger_secs": 86_401});
+    let array = json!([30, 0, null, []]);
+    let array_inside = json!({"reservations": [["farm", 1]]});
     let bad = [
         (over_reserved, StatusCode::CONFLICT),
         (twice, StatusCode::CONFLICT),
@@ -102,6 +104,8 @@ async fn only_admins_set_a_policy_a_bad_one_changes_nothing_and_reads_show_it() 
         (bad_name, StatusCode::UNPROCESSABLE_ENTITY),
         (negative, StatusCode::UNPROCESSABLE_ENTITY),
         (too_long, StatusCode::UNPROCESSABLE_ENTITY),
+        (array, StatusCode::UNPROCESSABLE_ENTITY),
+        (array_inside, StatusCode::UNPROCESSABLE_ENTITY),
     ];
     for (bad, expected) in bad {
         let (status, body) = set_policy(&sys.app, "acme", &license, bad.clone()).await;
