@@ -6,7 +6,7 @@
 
 use crate::keys::{self, TrustedKeys};
 use crate::time::parse_time;
-use crate::{export, offline, render, report, seats, state, svg, verify};
+use crate::{export, offline, render, report, seats, state, svg, verify, what_if};
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use events::ids::{LicenseId, TenantId};
@@ -49,6 +49,17 @@ pub enum ReportFormat {
     /// JSON.
     Json,
     /// SVG chart of concurrent seats with the seat limit.
+    Svg,
+}
+
+/// Output formats of `what-if`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum WhatIfFormat {
+    /// Side-by-side text.
+    Table,
+    /// JSON (both reports in full).
+    Json,
+    /// SVG: concurrency recorded and under the policy, one panel each.
     Svg,
 }
 
@@ -131,6 +142,35 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Replay a window's recorded demand under another policy, side by side
+    /// with what happened (grants, denials, overdraft, peak, seat-hours).
+    WhatIf {
+        /// JSON file holding the policy (the body of `PUT .../policy`).
+        #[arg(long)]
+        policy: PathBuf,
+        /// One license.
+        #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
+        license: Option<String>,
+        /// Every license of a tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Window start (inclusive).
+        #[arg(long)]
+        from: String,
+        /// Window end (exclusive).
+        #[arg(long)]
+        to: String,
+        /// How long a seat the log denied but the policy grants is held,
+        /// seconds (default: the mean session length in the window).
+        #[arg(long)]
+        denied_hold_secs: Option<u32>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: WhatIfFormat,
         /// Write to this file instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -360,6 +400,35 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ReportFormat::Csv => render::csv(&report),
                 ReportFormat::Json => json(&report)?,
                 ReportFormat::Svg => svg::render(&report),
+            };
+            output(out.as_ref(), text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::WhatIf {
+            policy,
+            license,
+            tenant,
+            from,
+            to,
+            denied_hold_secs,
+            format,
+            out,
+        } => {
+            let (from, to) = (parse_time(from)?, parse_time(to)?);
+            let text = std::fs::read_to_string(policy)
+                .with_context(|| format!("--policy: reading {}", policy.display()))?;
+            let policy: events::license::Policy = serde_json::from_str(&text)
+                .with_context(|| format!("--policy: {} is not a policy", policy.display()))?;
+            let store = connect(&cli).await?;
+            let licenses = chosen_licenses(&store, license, tenant)
+                .await?
+                .context("pass --license or --tenant")?;
+            let hold = denied_hold_secs.map(|s| chrono::TimeDelta::seconds(i64::from(s)));
+            let result = what_if::build(&store, &licenses, policy, from, to, hold).await?;
+            let text = match format {
+                WhatIfFormat::Table => result.render(),
+                WhatIfFormat::Json => json(&result)?,
+                WhatIfFormat::Svg => result.svg(),
             };
             output(out.as_ref(), text.as_bytes())?;
             Ok(ExitCode::SUCCESS)

@@ -7,9 +7,11 @@
 //! checkpoints kept outside it, and their freshness), [`export`] and [`offline`] (JSON-lines
 //! archives checked with only a public key), [`state`] (a license at an
 //! instant), [`report`] with [`render`] and [`svg`] (usage figures),
-//! [`seats`] (proof that seats and strict tokens never exceeded the seat count).
+//! [`seats`] (proof that seats and strict tokens never exceeded the seat count),
+//! [`what_if`] (the recorded demand replayed under another policy).
 //!
-//! Must not: write to the log (the tool is read-only), or decide anything.
+//! Must not: write to the log (the tool is read-only), or decide anything
+//! for the live system (`what-if` runs the pure `decide` on a copy).
 
 pub mod anchored;
 pub mod checkpoints;
@@ -25,3 +27,4 @@ pub mod state;
 pub mod svg;
 pub mod time;
 pub mod verify;
+pub mod what_if;

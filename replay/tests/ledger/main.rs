@@ -7,3 +7,4 @@ mod figures;
 mod seats;
 mod support;
 mod tamper;
+mod what_if;
