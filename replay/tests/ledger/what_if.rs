@@ -102,6 +102,9 @@ async fn an_overdraft_policy_would_have_granted_a_turned_away_acquire() {
         "{table}"
     );
 
+    let (_, table, _) = run_what_if(&db, &id, &json!({"overdraft_seats": 1}), "table");
+    eprintln!("{table}");
+
     // The chart has both panels.
     let (code, svg, err) = run_what_if(&db, &id, &json!({"overdraft_seats": 1}), "svg");
     assert_eq!(code, 0, "{err}");
