@@ -54,7 +54,7 @@ for _ in $(seq 1 100); do
   kill -0 "$SERVER" 2>/dev/null || { cat "$WORK/server.log"; echo "contract: the service did not start" >&2; exit 1; }
   sleep 0.2
 done
-TOKEN=$(cd "$WORK" && "$OLDPWD/target/debug/licensectl" dev-token --admin --sub contract-admin --ttl-secs 7200 | tail -1)
+TOKEN=$(cd "$WORK" && "$OLDPWD/target/debug/licensectl" dev-token --admin --vendor --sub contract-admin --ttl-secs 7200 | tail -1)
 
 echo "contract: schemathesis, all checks, ${SECONDS_BUDGET}s, against http://127.0.0.1:$PORT"
 status=0

@@ -4,6 +4,7 @@
 //! `curl` that acquires a seat. Keys live in `.dev/` (generated once).
 
 use crate::auth::dev_issuer::{DevIssuer, DEV_AUDIENCE, DEV_ISSUER};
+use crate::auth::{ADMIN_ROLE, VENDOR_ROLE};
 use crate::config::Config;
 use crate::service::{Actor, Licenses};
 use events::ids::{ProductId, TenantId, UserId};
@@ -68,7 +69,7 @@ pub fn print_banner(
     let admin = issuer.mint(
         "dev-admin",
         DEMO_TENANT,
-        &["license-admin".to_owned()],
+        &[ADMIN_ROLE.to_owned(), VENDOR_ROLE.to_owned()],
         day,
         DEV_ISSUER,
         DEV_AUDIENCE,
@@ -78,7 +79,7 @@ pub fn print_banner(
          demo license {license} (tenant {DEMO_TENANT}, 5 seats)\n\n\
          Acquire a seat:\n\n\
          curl -s -X POST http://{host}/api/v1/licenses/acquire \\\n  -H 'Authorization: Bearer {user}' \\\n  -H 'Content-Type: application/json' \\\n  -d '{{\"hardware_id\":\"dev-laptop-1\"}}'\n\n\
-         Admin token (license-admin role):\n{admin}\n\n\
+         Admin token (license-admin and license-vendor roles):\n{admin}\n\n\
          Swagger UI: http://{host}/api/docs   OpenAPI: http://{host}/api/v1/openapi.json\n"
     );
     Ok(())

@@ -12,8 +12,13 @@
 use events::ids::{GroupId, IdError, TenantId, UserId};
 use serde::Deserialize;
 
-/// The role (in the `roles` claim) that grants the admin routes.
+/// The role (in the `roles` claim) of a tenant's license admin: it manages
+/// the tenant's sessions and reads its usage.
 pub const ADMIN_ROLE: &str = "license-admin";
+
+/// The role (in the `roles` claim) of the vendor: it alone issues licenses
+/// and changes their seats, policies and suspension.
+pub const VENDOR_ROLE: &str = "license-vendor";
 
 /// An authenticated caller: who it is, which tenant it acts in, and whether
 /// it may use the admin routes.
@@ -25,6 +30,8 @@ pub struct Caller {
     pub tenant_id: String,
     /// Whether `roles` contains [`ADMIN_ROLE`].
     pub is_admin: bool,
+    /// Whether `roles` contains [`VENDOR_ROLE`].
+    pub is_vendor: bool,
     /// The `groups` claim (for seat reservations); each a valid `GroupId`.
     pub groups: Vec<String>,
 }
@@ -134,18 +141,18 @@ impl UserClaims {
         Ok(sub)
     }
 
-    /// Whether `roles` grants admin. A single string is accepted as a
+    /// Whether `roles` holds `wanted`. A single string is accepted as a
     /// one-element list; any other shape is rejected rather than ignored.
-    fn is_admin(&self) -> Result<bool, ClaimsError> {
+    fn has_role(&self, wanted: &str) -> Result<bool, ClaimsError> {
         match &self.roles {
             None | Some(serde_json::Value::Null) => Ok(false),
-            Some(serde_json::Value::String(role)) => Ok(role == ADMIN_ROLE),
+            Some(serde_json::Value::String(role)) => Ok(role == wanted),
             Some(serde_json::Value::Array(roles)) => {
-                let mut admin = false;
+                let mut found = false;
                 for role in roles {
-                    admin |= role.as_str().ok_or(ClaimsError::InvalidRoles)? == ADMIN_ROLE;
+                    found |= role.as_str().ok_or(ClaimsError::InvalidRoles)? == wanted;
                 }
-                Ok(admin)
+                Ok(found)
             }
             Some(_) => Err(ClaimsError::InvalidRoles),
         }
@@ -177,7 +184,8 @@ impl UserClaims {
         Ok(Caller {
             user_id: self.subject()?.to_owned(),
             tenant_id: self.tenant()?.to_owned(),
-            is_admin: self.is_admin()?,
+            is_admin: self.has_role(ADMIN_ROLE)?,
+            is_vendor: self.has_role(VENDOR_ROLE)?,
             groups: self.groups()?,
         })
     }
@@ -233,6 +241,14 @@ mod tests {
     fn firebase_tenant_is_the_fallback() {
         let c = caller(json!({"sub": "u1", "firebase": {"tenant": "t1"}})).unwrap();
         assert_eq!(c.tenant_id, "t1");
+    }
+
+    #[test]
+    fn the_vendor_role_is_its_own() {
+        let c = caller(json!({"sub": "u", "tenant_id": "t", "roles": [VENDOR_ROLE]})).unwrap();
+        assert!(c.is_vendor && !c.is_admin);
+        let c = caller(json!({"sub": "u", "tenant_id": "t", "roles": ADMIN_ROLE})).unwrap();
+        assert!(!c.is_vendor && c.is_admin);
     }
 
     #[test]

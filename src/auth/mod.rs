@@ -30,7 +30,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 
 use crate::problem::Problem;
-pub use claims::{Caller, ClaimsError, ADMIN_ROLE};
+pub use claims::{Caller, ClaimsError, ADMIN_ROLE, VENDOR_ROLE};
 pub use jwks::JwksCache;
 use jwks::KeyLookup;
 
@@ -111,9 +111,9 @@ pub enum AuthError {
     /// `sub`/tenant/roles unusable.
     #[error(transparent)]
     Claims(#[from] ClaimsError),
-    /// Authenticated, but the route needs [`ADMIN_ROLE`].
-    #[error("this route needs the license-admin role")]
-    Forbidden,
+    /// Authenticated, but the route needs this role ([`ADMIN_ROLE`] or [`VENDOR_ROLE`]).
+    #[error("this route needs the {0} role")]
+    Forbidden(&'static str),
 }
 
 impl From<AuthError> for Problem {
@@ -128,7 +128,7 @@ impl From<AuthError> for Problem {
                 Problem::new(StatusCode::SERVICE_UNAVAILABLE, "auth-unavailable", detail)
                     .with_header(header::RETRY_AFTER, HeaderValue::from_static("10"))
             }
-            AuthError::Forbidden => Problem::new(StatusCode::FORBIDDEN, "forbidden", detail)
+            AuthError::Forbidden(_) => Problem::new(StatusCode::FORBIDDEN, "forbidden", detail)
                 .with_header(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer error=\"insufficient_scope\""),
@@ -318,7 +318,28 @@ where
         if caller.is_admin {
             Ok(AdminCaller(caller))
         } else {
-            Err(AuthError::Forbidden.into())
+            Err(AuthError::Forbidden(ADMIN_ROLE).into())
+        }
+    }
+}
+
+/// A [`Caller`] holding [`VENDOR_ROLE`]; others get 403 problem+json.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VendorCaller(pub Caller);
+
+impl<S> FromRequestParts<S> for VendorCaller
+where
+    S: Send + Sync,
+    Arc<Authenticator>: FromRef<S>,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        if caller.is_vendor {
+            Ok(VendorCaller(caller))
+        } else {
+            Err(AuthError::Forbidden(VENDOR_ROLE).into())
         }
     }
 }

@@ -124,6 +124,7 @@ async fn valid_token_yields_caller_with_tenant_and_admin_flag() {
             user_id: "user-1".into(),
             tenant_id: "acme".into(),
             is_admin: true,
+            is_vendor: false,
             groups: Vec::new(),
         }
     );
@@ -475,6 +476,7 @@ async fn dev_issuer_tokens_verify_through_its_served_jwks() {
             user_id: "dev-user".into(),
             tenant_id: "dev-tenant".into(),
             is_admin: true,
+            is_vendor: false,
             groups: Vec::new(),
         }
     );

@@ -7,6 +7,7 @@
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
 use licensed::auth::dev_issuer::{DevIssuer, DEV_AUDIENCE, DEV_ISSUER};
+use licensed::auth::{ADMIN_ROLE, VENDOR_ROLE};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -55,9 +56,12 @@ enum Command {
         /// Tenant.
         #[arg(long, default_value = "demo")]
         tenant: String,
-        /// Adds the license-admin role.
+        /// Adds the license-admin role (the tenant's license admin).
         #[arg(long)]
         admin: bool,
+        /// Adds the license-vendor role (issues licenses, sets seats and policies).
+        #[arg(long)]
+        vendor: bool,
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl_secs: u64,
@@ -351,15 +355,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             sub,
             tenant,
             admin,
+            vendor,
             ttl_secs,
             dir,
         } => {
             let issuer = DevIssuer::load_or_generate(std::path::Path::new(&dir))?;
-            let roles = if admin {
-                vec!["license-admin".to_owned()]
-            } else {
-                vec![]
-            };
+            let roles: Vec<String> = [(admin, ADMIN_ROLE), (vendor, VENDOR_ROLE)]
+                .into_iter()
+                .filter(|(wanted, _)| *wanted)
+                .map(|(_, role)| role.to_owned())
+                .collect();
             println!(
                 "{}",
                 issuer.mint(

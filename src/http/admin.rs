@@ -1,9 +1,10 @@
-//! Licenses of the caller's tenant (read: any user; write: `license-admin`).
+//! Licenses of the caller's tenant (read: any user; issue, seats, policy,
+//! suspension: the vendor, `license-vendor`).
 
 use super::contract::integral;
 use super::error::{invalid, ApiJson};
 use super::{actor, AppState};
-use crate::auth::{AdminCaller, Caller};
+use crate::auth::{Caller, VendorCaller};
 use crate::problem::Problem;
 use crate::service::Terms;
 use axum::extract::{Path, State};
@@ -191,14 +192,14 @@ pub async fn get(
     )
 }
 
-/// Issue a license to your tenant (admin).
-#[utoipa::path(post, path = "/api/v1/admin/licenses", tag = "admin", request_body = IssueRequest,
+/// Issue a license to your tenant (vendor).
+#[utoipa::path(post, path = "/api/v1/admin/licenses", tag = "vendor", request_body = IssueRequest,
     responses((status = 201, body = LicenseView), (status = 403, body = Problem, content_type = "application/problem+json"),
               (status = 422, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn issue(
     State(state): State<AppState>,
-    AdminCaller(caller): AdminCaller,
+    VendorCaller(caller): VendorCaller,
     headers: HeaderMap,
     ApiJson(body): ApiJson<IssueRequest>,
 ) -> Result<(StatusCode, Json<LicenseView>), Problem> {
@@ -227,15 +228,15 @@ pub async fn issue(
     Ok((StatusCode::CREATED, view(&license)?))
 }
 
-/// Change a license's seats (admin).
-#[utoipa::path(put, path = "/api/v1/admin/licenses/{license_id}/seats", tag = "admin", request_body = SeatsRequest,
+/// Change a license's seats (vendor).
+#[utoipa::path(put, path = "/api/v1/admin/licenses/{license_id}/seats", tag = "vendor", request_body = SeatsRequest,
     params(("license_id" = Uuid, Path)),
     responses((status = 200, body = LicenseView), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "The policy's reservations hold more seats than the new count", body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn change_seats(
     State(state): State<AppState>,
-    AdminCaller(caller): AdminCaller,
+    VendorCaller(caller): VendorCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SeatsRequest>,
@@ -247,11 +248,11 @@ pub async fn change_seats(
     administer(&state, &caller, &headers, &id, cmd).await
 }
 
-/// Set a license's policy (admin): linger, overdraft, per-user cap and
+/// Set a license's policy (vendor): linger, overdraft, per-user cap and
 /// reservations, replacing the whole policy. A new policy appends
 /// `PolicyChanged` with the next version; the policy in force again is a
 /// no-op. Sessions granted under the old policy keep their seats.
-#[utoipa::path(put, path = "/api/v1/admin/licenses/{license_id}/policy", tag = "admin", request_body = Policy,
+#[utoipa::path(put, path = "/api/v1/admin/licenses/{license_id}/policy", tag = "vendor", request_body = Policy,
     params(("license_id" = Uuid, Path)),
     responses((status = 200, body = LicenseView), (status = 404, body = Problem, content_type = "application/problem+json"),
               (status = 409, description = "Two reservations share a name, or the reservations hold more seats than the license has", body = Problem, content_type = "application/problem+json"),
@@ -259,7 +260,7 @@ pub async fn change_seats(
     security(("bearer" = [])))]
 pub async fn set_policy(
     State(state): State<AppState>,
-    AdminCaller(caller): AdminCaller,
+    VendorCaller(caller): VendorCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
@@ -278,14 +279,14 @@ pub async fn set_policy(
     administer(&state, &caller, &headers, &id, cmd).await
 }
 
-/// Suspend a license: acquires are denied and every live session is revoked (its next heartbeat gets 404, its token is not renewed) (admin).
-#[utoipa::path(post, path = "/api/v1/admin/licenses/{license_id}/suspend", tag = "admin", request_body = SuspendRequest,
+/// Suspend a license: acquires are denied and every live session is revoked (its next heartbeat gets 404, its token is not renewed) (vendor).
+#[utoipa::path(post, path = "/api/v1/admin/licenses/{license_id}/suspend", tag = "vendor", request_body = SuspendRequest,
     params(("license_id" = Uuid, Path)),
     responses((status = 200, body = LicenseView), (status = 404, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn suspend(
     State(state): State<AppState>,
-    AdminCaller(caller): AdminCaller,
+    VendorCaller(caller): VendorCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<SuspendRequest>,
@@ -297,14 +298,14 @@ pub async fn suspend(
     administer(&state, &caller, &headers, &id, cmd).await
 }
 
-/// Lift a suspension (admin).
-#[utoipa::path(post, path = "/api/v1/admin/licenses/{license_id}/reinstate", tag = "admin",
+/// Lift a suspension (vendor).
+#[utoipa::path(post, path = "/api/v1/admin/licenses/{license_id}/reinstate", tag = "vendor",
     params(("license_id" = Uuid, Path)),
     responses((status = 200, body = LicenseView), (status = 404, body = Problem, content_type = "application/problem+json")),
     security(("bearer" = [])))]
 pub async fn reinstate(
     State(state): State<AppState>,
-    AdminCaller(caller): AdminCaller,
+    VendorCaller(caller): VendorCaller,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<LicenseView>, Problem> {

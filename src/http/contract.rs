@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | 400 | the JSON extractor (malformed JSON) | operations with a body |
 //! | 401 | the `Caller` extractors (missing, bad or expired token) | operations with `security` |
-//! | 403 | `AdminCaller` (no license-admin role) | tag `admin` |
+//! | 403 | `AdminCaller` (no license-admin role), `VendorCaller` (no license-vendor role) | tags `admin`, `vendor` |
 //! | 413 | the body limit (`MAX_BODY_BYTES`) | operations with a body |
 //! | 415 | the JSON extractor (not `application/json`) | operations with a body |
 //! | 422 | the JSON extractor and field validation | operations with a body |
@@ -57,10 +57,11 @@ impl utoipa::Modify for CommonResponses {
             ];
             for operation in operations.into_iter().flatten() {
                 let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
-                let admin = operation
+                let role = operation
                     .tags
                     .as_ref()
-                    .is_some_and(|t| t.iter().any(|t| t == "admin"));
+                    .and_then(|t| t.iter().find(|t| *t == "admin" || *t == "vendor"))
+                    .cloned();
                 if operation.request_body.is_some() {
                     add(operation, "400", "Malformed JSON");
                     add(operation, "413", "Body larger than the limit");
@@ -84,8 +85,12 @@ impl utoipa::Modify for CommonResponses {
                         "The license log is unavailable; retry shortly",
                     );
                 }
-                if admin {
-                    add(operation, "403", "The token lacks the license-admin role");
+                match role.as_deref() {
+                    Some("admin") => {
+                        add(operation, "403", "The token lacks the license-admin role")
+                    }
+                    Some(_) => add(operation, "403", "The token lacks the license-vendor role"),
+                    None => {}
                 }
             }
         }

@@ -169,7 +169,7 @@ pub fn actor(caller: &Caller, headers: &HeaderMap) -> Result<Actor, Problem> {
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth, &CommonResponses),
-    tags((name = "licenses", description = "Client routes"), (name = "admin", description = "Needs the license-admin role"))
+    tags((name = "licenses", description = "Client routes"), (name = "admin", description = "Needs the license-admin role (the tenant's license admin)"), (name = "vendor", description = "Needs the license-vendor role (the vendor)"))
 )]
 pub struct ApiDoc;
 

@@ -199,8 +199,9 @@ pub async fn delete_stream(name: &str) {
 /// A user token of the dev issuer.
 pub async fn token(sub: &str, tenant: &str, admin: bool) -> String {
     let (issuer, _) = issuer().await;
+    // An "admin" here is both the tenant's license admin and the vendor.
     let roles = if admin {
-        vec!["license-admin".to_owned()]
+        vec!["license-admin".to_owned(), "license-vendor".to_owned()]
     } else {
         vec![]
     };
@@ -218,6 +219,11 @@ pub async fn token(sub: &str, tenant: &str, admin: bool) -> String {
 
 /// A user token of the dev issuer naming `groups` (the `groups` claim).
 pub async fn token_in_groups(sub: &str, tenant: &str, groups: &[&str]) -> String {
+    token_with(sub, tenant, &[], groups).await
+}
+
+/// A token of the dev issuer with exactly these `roles` and `groups`.
+pub async fn token_with(sub: &str, tenant: &str, roles: &[&str], groups: &[&str]) -> String {
     let (issuer, _) = issuer().await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -225,7 +231,7 @@ pub async fn token_in_groups(sub: &str, tenant: &str, groups: &[&str]) -> String
         .as_secs();
     let claims = json!({
         "iss": DEV_ISSUER, "aud": DEV_AUDIENCE, "sub": sub, "tenant_id": tenant,
-        "groups": groups, "iat": now, "nbf": now, "exp": now + 3600,
+        "roles": roles, "groups": groups, "iat": now, "nbf": now, "exp": now + 3600,
     });
     issuer.sign(&claims).unwrap()
 }

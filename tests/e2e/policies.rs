@@ -2,7 +2,7 @@
 //! and each rule (overdraft, per-user cap, linger, reservations) as a
 //! client sees it, with what the log records.
 
-use crate::harness::{count_events, token, token_in_groups, System, TestApp};
+use crate::harness::{count_events, token, token_in_groups, token_with, System, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -73,7 +73,7 @@ async fn count_with(sys: &System, event_type: &str, field: &str, value: Value) -
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_admins_set_a_policy_a_bad_one_changes_nothing_and_reads_show_it() {
+async fn only_the_vendor_sets_a_policy_a_bad_one_changes_nothing_and_reads_show_it() {
     let sys = System::start().await;
     let license = sys.app.issue("acme", 2, 360).await;
     let before = license_view(&sys.app, "acme", &license).await;
@@ -279,5 +279,74 @@ async fn reserved_seats_go_to_named_users_and_groups_only() {
     let bad = issuer.sign(&claims).unwrap();
     let a = sys.app.acquire(&bad, &license, "m-1").await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    sys.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_vendor_changes_licenses_and_the_tenant_admin_manages_sessions() {
+    let sys = System::start().await;
+    let vendor = token_with("vendor-1", "acme", &["license-vendor"], &[]).await;
+    let admin = token_with("it-admin", "acme", &["license-admin"], &[]).await;
+    let issue = json!({"product": "cad-pro", "seats": 1});
+    let path = "/api/v1/admin/licenses";
+    let denied = sys
+        .app
+        .call(Method::POST, path, Some(&admin), Some(issue.clone()))
+        .await;
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    assert!(denied.body["detail"]
+        .as_str()
+        .unwrap()
+        .contains("license-vendor"));
+    let issued = sys
+        .app
+        .call(Method::POST, path, Some(&vendor), Some(issue))
+        .await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
+    let license = issued.body["license_id"].as_str().unwrap().to_owned();
+
+    // The tenant admin cannot change seats, policy or suspension.
+    let changes = [
+        (Method::PUT, "seats", json!({"seats": 5})),
+        (Method::PUT, "policy", json!({"overdraft_seats": 3})),
+        (Method::POST, "suspend", json!({"reason": "x"})),
+    ];
+    for (method, what, body) in changes {
+        let path = format!("/api/v1/admin/licenses/{license}/{what}");
+        let a = sys
+            .app
+            .call(method.clone(), &path, Some(&admin), Some(body.clone()))
+            .await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{what}");
+        let v = sys.app.call(method, &path, Some(&vendor), Some(body)).await;
+        assert_eq!(v.status, StatusCode::OK, "{what}: {}", v.body);
+    }
+    let reinstate = format!("/api/v1/admin/licenses/{license}/reinstate");
+    let a = sys
+        .app
+        .call(Method::POST, &reinstate, Some(&admin), None)
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let v = sys
+        .app
+        .call(Method::POST, &reinstate, Some(&vendor), None)
+        .await;
+    assert_eq!(v.status, StatusCode::OK);
+    assert_eq!(count_events(&sys.db, "SeatsChanged").await, 1);
+
+    // The tenant admin manages its users' sessions; the vendor does not.
+    let session = acquire(&sys.app, "alice", &[], &license, "alice-1")
+        .await
+        .unwrap();
+    let sessions = format!("/api/v1/admin/licenses/{license}/sessions");
+    let v = sys
+        .app
+        .call(Method::GET, &sessions, Some(&vendor), None)
+        .await;
+    assert_eq!(v.status, StatusCode::FORBIDDEN);
+    let a = sys.app.release(&vendor, &session).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "not the vendor's session");
+    let a = sys.app.release(&admin, &session).await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);
     sys.cleanup().await;
 }

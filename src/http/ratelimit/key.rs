@@ -60,6 +60,7 @@ mod tests {
             user_id: "carol".into(),
             tenant_id: "t".into(),
             is_admin: false,
+            is_vendor: false,
             groups: Vec::new(),
         });
         assert_eq!(request_key(&request, 0), "user:t/carol");

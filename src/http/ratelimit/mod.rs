@@ -300,6 +300,7 @@ mod tests {
                 user_id: sub.into(),
                 tenant_id: tenant.into(),
                 is_admin: false,
+                is_vendor: false,
                 groups: Vec::new(),
             });
         if let Some(caller) = caller {
