@@ -28,6 +28,8 @@ pub const DENIALS: &str = "ledger_denials_total";
 pub const HEARTBEATS: &str = "ledger_heartbeats_total";
 /// Sessions released.
 pub const RELEASES: &str = "ledger_releases_total";
+/// Expired sessions revived by a heartbeat inside the policy's revive window.
+pub const REVIVALS: &str = "ledger_revivals_total";
 /// Sessions expired by the reaper.
 pub const EXPIRIES: &str = "ledger_expiries_total";
 /// License tokens minted and recorded.
@@ -83,7 +85,7 @@ fn registry() -> &'static Registry {
 }
 
 /// Every counter with its help text; each is exported from the start (at 0).
-const COUNTERS: [(&str, &str); 15] = [
+const COUNTERS: [(&str, &str); 16] = [
     (
         EVENTS_APPENDED,
         "Events appended to the log by this process",
@@ -98,6 +100,10 @@ const COUNTERS: [(&str, &str); 15] = [
     (DENIALS, "Acquires turned away"),
     (HEARTBEATS, "Heartbeats recorded"),
     (RELEASES, "Sessions released"),
+    (
+        REVIVALS,
+        "Expired sessions revived by a heartbeat inside the revive window",
+    ),
     (EXPIRIES, "Sessions expired by the reaper"),
     (REAP_ERRORS, "Licenses whose reaping failed in a sweep"),
     (TOKENS_MINTED, "License tokens minted"),

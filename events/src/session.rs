@@ -91,6 +91,11 @@ pub fn apply(mut state: SessionState, event: &LicenseEvent) -> SessionState {
         // Latest wins: each heartbeat sets the deadline it computed.
         LicenseEvent::HeartbeatRecorded { expires_at, .. } => state.expires_at = Some(*expires_at),
         LicenseEvent::SessionClosed { reason, .. } => state.closed = Some(*reason),
+        // Revived: live again, with the deadline the revival set.
+        LicenseEvent::SessionReopened { expires_at, .. } => {
+            state.closed = None;
+            state.expires_at = Some(*expires_at);
+        }
         LicenseEvent::TokenIssued {
             key_id,
             token,
@@ -350,6 +355,7 @@ mod tests {
                 session_id: id,
                 tokens_valid_until: None,
                 linger_until: None,
+                revival: 0,
             },
         );
         assert_eq!(state, SessionState::default());

@@ -41,14 +41,17 @@ local function apply(KEYS, ARGV)
       redis.call('HSET', KEYS[1], 'suspended', 1)
     elseif op == 'reinstated' then
       redis.call('HSET', KEYS[1], 'suspended', 0)
-    elseif op == 'acquired' then
-      -- ARGV 8 session, 9 user, 10 hardware, 11 deadline ms, 12 license
-      if redis.call('HSETNX', KEYS[3], ARGV[8], '-1\t' .. ARGV[10] .. '\t' .. ARGV[9]) == 1 then
+    elseif op == 'acquired' or op == 'revived' then
+      -- ARGV 8 session, 9 user, 10 hardware, 11 deadline ms, 12 license.
+      -- A new session's stream is empty (version -1); a revived one's
+      -- version is unknown here (-2): its next session event sets it.
+      local start = (op == 'acquired') and '-1' or '-2'
+      if redis.call('HSETNX', KEYS[3], ARGV[8], start .. '\t' .. ARGV[10] .. '\t' .. ARGV[9]) == 1 then
         redis.call('HINCRBY', KEYS[1], 'in_use', 1)
       end
       redis.call('ZADD', KEYS[2], ARGV[11], ARGV[8])
       redis.call('HSET', KEYS[4], 'license', ARGV[12], 'user', ARGV[9], 'hardware', ARGV[10],
-        'deadline', ARGV[11], 'version', -1)
+        'deadline', ARGV[11], 'version', start)
       redis.call('PEXPIREAT', KEYS[4], ARGV[11])
     elseif op == 'denied' then
       -- ARGV 8 the UTC day of the denial
@@ -78,8 +81,10 @@ local function apply(KEYS, ARGV)
     end
     local v, hardware, user = string.match(raw, '^(-?%d+)\t([^\t]*)\t(.*)$')
     local applied = tonumber(v)
-    if applied >= version then return 'dup' end
-    if version > applied + 1 then return 'gap:' .. applied end
+    if applied ~= -2 then
+      if applied >= version then return 'dup' end
+      if version > applied + 1 then return 'gap:' .. applied end
+    end
     redis.call('HSET', KEYS[3], ARGV[8], version .. '\t' .. hardware .. '\t' .. user)
     if op == 'heartbeat' then
       redis.call('ZADD', KEYS[2], ARGV[9], ARGV[8])

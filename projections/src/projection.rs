@@ -396,6 +396,22 @@ fn license_op(event: &Envelope, decoded: Option<LicenseEvent>, license: Uuid) ->
             s(&expires_at.timestamp_millis()),
             s(&license),
         ],
+        // A revived session is live again; its session-stream version is
+        // taken from its next session event (`SessionReopened`).
+        Some(LicenseEvent::SessionRevived {
+            session_id,
+            user_id,
+            hardware_id,
+            expires_at,
+            ..
+        }) => vec![
+            s(&"revived"),
+            s(&session_id),
+            s(&user_id),
+            s(&hardware_id),
+            s(&expires_at.timestamp_millis()),
+            s(&license),
+        ],
         Some(LicenseEvent::AcquireDenied { .. }) => {
             vec![
                 s(&"denied"),

@@ -116,6 +116,7 @@ fn generate(target: usize) -> (Vec<u8>, Vec<u8>, usize) {
                     session_id,
                     tokens_valid_until: Some(exp),
                     linger_until: None,
+                    revival: 0,
                 },
                 &meta,
                 &mut rows,

@@ -151,6 +151,14 @@ pub fn license_report(
                 report.acquisitions += u64::from(inside(e.at));
                 report.overdraft_acquisitions += u64::from(inside(e.at) && *overdraft);
             }
+            // A revived session holds a seat again (not a new acquisition).
+            LicenseEvent::SessionRevived {
+                session_id,
+                user_id,
+                ..
+            } if !held_before && held_after => {
+                open.insert(*session_id, (user_id.to_string(), e.at));
+            }
             LicenseEvent::SeatReleased { session_id, .. }
             | LicenseEvent::SessionExpired { session_id, .. }
             | LicenseEvent::SessionRevoked { session_id, .. }

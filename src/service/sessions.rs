@@ -10,10 +10,12 @@
 use super::{metadata, Actor, Licenses, ServiceError};
 use chrono::{DateTime, Utc};
 use events::aggregate;
+use events::catalog::CloseReason;
 use events::envelope::now;
 use events::ids::{LicenseId, SessionId, UserId};
-use events::license::{LicenseInfo, LicenseState};
+use events::license::{LicenseCommand, LicenseInfo, LicenseState};
 use events::session::{decide_heartbeat, SessionState, SessionToken};
+use events::store::AppendError;
 use events::store::EventStore;
 use lru::LruCache;
 use std::num::NonZeroUsize;
@@ -216,7 +218,10 @@ impl Licenses {
         actor: &Actor,
         session: SessionId,
     ) -> Result<Heartbeat, ServiceError> {
-        let (license_id, info) = self.owned_session(actor, session).await?;
+        let (license_id, info) = match self.owned_session(actor, session).await {
+            Err(ServiceError::NotFound(_)) => self.revive(actor, session).await?,
+            found => found?,
+        };
         let meta = metadata(
             info.tenant_id.clone(),
             license_id,
@@ -254,6 +259,61 @@ impl Licenses {
                 self.sessions.forget(session);
                 Err(err.into())
             }
+        }
+    }
+
+    /// Brings back the caller's expired session when the license's policy
+    /// has a revive window that still covers it and a seat is free
+    /// (`SessionRevived` + `SessionReopened`, one append, expecting the
+    /// session stream's version); anything else is "not found".
+    async fn revive(
+        &self,
+        actor: &Actor,
+        session: SessionId,
+    ) -> Result<(LicenseId, LicenseInfo), ServiceError> {
+        let not_found = || ServiceError::NotFound("session");
+        let license_id = self
+            .sessions
+            .license_of(&self.store, session)
+            .await?
+            .ok_or_else(not_found)?;
+        // The cached license may not know the expiry yet (another replica's reaper).
+        {
+            let cached = self.entry(license_id);
+            let mut state = cached.lock().await;
+            self.refresh(license_id, &mut state).await?;
+            if state.policy.revive_window_secs == 0 {
+                return Err(not_found());
+            }
+        }
+        self.sessions.forget(session);
+        let view = self.sessions.view(&self.store, session).await?;
+        if view.state.closed != Some(CloseReason::Expired) {
+            return Err(not_found());
+        }
+        let expected = aggregate::Aggregate::expected(&view.state);
+        let revived = self
+            .run(license_id, Some(actor), |_| {
+                let cmd = LicenseCommand::Revive {
+                    session_id: session,
+                    user_id: actor.user.clone(),
+                    groups: actor.groups.clone(),
+                    now: now(),
+                };
+                Ok((cmd, Some(expected)))
+            })
+            .await;
+        self.sessions.forget(session);
+        match revived {
+            Ok(_) => {
+                ::metrics::counter!(crate::metrics::REVIVALS).increment(1);
+                self.owned_session(actor, session).await
+            }
+            // Not revivable, or a racing heartbeat or expiry moved the stream.
+            Err(ServiceError::Domain(_) | ServiceError::Append(AppendError::Conflict { .. })) => {
+                Err(not_found())
+            }
+            Err(other) => Err(other),
         }
     }
 

@@ -120,7 +120,7 @@ async fn only_the_vendor_sets_a_policy_a_bad_one_changes_nothing_and_reads_show_
     assert_eq!(count_events(&sys.db, "PolicyChanged").await, 0);
 
     let policy = json!({
-        "linger_secs": 30, "overdraft_seats": 1, "max_seats_per_user": 1,
+        "linger_secs": 30, "overdraft_seats": 1, "revive_window_secs": 20, "max_seats_per_user": 1,
         "reservations": [{"name": "farm", "seats": 1, "users": ["ci"], "groups": ["builders"], "lend_when_idle": false}]
     });
     let (status, body) = set_policy(&sys.app, "acme", &license, policy.clone()).await;
@@ -348,5 +348,78 @@ async fn only_the_vendor_changes_licenses_and_the_tenant_admin_manages_sessions(
     assert_eq!(a.status, StatusCode::NOT_FOUND, "not the vendor's session");
     let a = sys.app.release(&admin, &session).await;
     assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);
+    sys.cleanup().await;
+}
+
+/// Waits until the reaper has expired `n` sessions in all.
+async fn wait_for_expiries(sys: &System, n: i64) {
+    for _ in 0..50 {
+        if count_events(&sys.db, "SessionExpired").await >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the reaper did not expire {n} session(s) within 10 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_inside_the_revive_window_brings_the_session_back_if_a_seat_is_free() {
+    let sys = System::start().await;
+    let license = sys.app.issue("acme", 1, 1).await;
+    let policy = json!({"revive_window_secs": 60});
+    assert_eq!(
+        set_policy(&sys.app, "acme", &license, policy).await.0,
+        StatusCode::OK
+    );
+    let alice = token("alice", "acme", false).await;
+
+    // Alice's session expires (TTL 1 s, no heartbeat); her late heartbeat revives it.
+    let session = acquire(&sys.app, "alice", &[], &license, "alice-1")
+        .await
+        .unwrap();
+    wait_for_expiries(&sys, 1).await;
+    let hb = sys.app.heartbeat(&alice, &session).await;
+    assert_eq!(hb.status, StatusCode::OK, "{}", hb.body);
+    assert_eq!(count_events(&sys.db, "SessionRevived").await, 1);
+    assert_eq!(count_events(&sys.db, "SessionReopened").await, 1);
+    let revived = count_with(&sys, "SessionRevived", "revival", json!(1)).await;
+    assert_eq!(revived, 1);
+    assert_eq!(
+        license_view(&sys.app, "acme", &license).await["seats_in_use"],
+        1
+    );
+    // The projection shows it live again, as of the revival's heartbeat.
+    let usage_path = format!("/api/v1/licenses/{license}/usage");
+    let mut projected = Value::Null;
+    for _ in 0..50 {
+        let u = sys
+            .app
+            .call(Method::GET, &usage_path, Some(&alice), None)
+            .await;
+        if u.status == StatusCode::OK && u.body["in_use"] == 1 {
+            projected = u.body;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        projected["sessions"][0]["session_id"],
+        json!(session),
+        "{projected}"
+    );
+    // It holds the seat again: bob is turned away.
+    let bob = acquire(&sys.app, "bob", &[], &license, "bob-1").await;
+    assert_eq!(bob, Err("no_seats".to_owned()));
+
+    // It expires again; bob takes the seat; now alice's heartbeat finds none free.
+    wait_for_expiries(&sys, 2).await;
+    let ended = count_with(&sys, "SessionExpired", "revival", json!(1)).await;
+    assert_eq!(ended, 1, "the second life's end carries its revival count");
+    acquire(&sys.app, "bob", &[], &license, "bob-1")
+        .await
+        .unwrap();
+    let hb = sys.app.heartbeat(&alice, &session).await;
+    assert_eq!(hb.status, StatusCode::NOT_FOUND, "{}", hb.body);
+    assert_eq!(count_events(&sys.db, "SessionRevived").await, 1);
     sys.cleanup().await;
 }

@@ -125,7 +125,7 @@ pub enum LicenseEvent {
         /// The new seat count.
         seats: u32,
     },
-    /// An admin set the license's policy (license stream). Versions count
+    /// The vendor set the license's policy (license stream). Versions count
     /// from 1; a license without this event runs policy version 0, the
     /// default policy.
     PolicyChanged {
@@ -187,6 +187,10 @@ pub enum LicenseEvent {
         /// user on the same machine gets it back meanwhile.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         linger_until: Option<DateTime<Utc>>,
+        /// The session's revival count when it ended (absent: 0, never
+        /// revived), so each life of a revived session is told apart.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        revival: u32,
     },
     /// The reaper ended a session whose deadline passed (license stream).
     SessionExpired {
@@ -200,6 +204,34 @@ pub enum LicenseEvent {
         /// The policy version in force (0: the default policy).
         #[serde(default, skip_serializing_if = "is_zero")]
         policy_version: u32,
+        /// The session's revival count when it ended (absent: 0, never
+        /// revived), so each life of a revived session is told apart.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        revival: u32,
+    },
+    /// A heartbeat within the policy's revive window after its session
+    /// expired brought it back on a free seat (license stream; the session
+    /// stream gets `SessionReopened` in the same append).
+    SessionRevived {
+        /// The session, live again.
+        session_id: SessionId,
+        /// Its holder.
+        user_id: UserId,
+        /// Its machine.
+        hardware_id: HardwareId,
+        /// How many times it has been revived, this one included (1, 2, ...):
+        /// the end events of a revived session carry it too.
+        revival: u32,
+        /// Its new deadline.
+        expires_at: DateTime<Utc>,
+        /// The policy version that revived it.
+        policy_version: u32,
+        /// It took one of the policy's overdraft seats.
+        #[serde(default, skip_serializing_if = "is_false")]
+        overdraft: bool,
+        /// The reservation it counts against, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reservation: Option<ReservationName>,
     },
     /// The license ended a live session: suspension, or a seat reduction
     /// below the live sessions (license stream).
@@ -210,6 +242,10 @@ pub enum LicenseEvent {
         reason: RevokeReason,
         /// As in `SeatReleased`.
         tokens_valid_until: DateTime<Utc>,
+        /// The session's revival count when it ended (absent: 0, never
+        /// revived), so each life of a revived session is told apart.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        revival: u32,
     },
     /// A client heartbeat extended its session (session stream).
     HeartbeatRecorded {
@@ -226,6 +262,14 @@ pub enum LicenseEvent {
         session_id: SessionId,
         /// Released or expired.
         reason: CloseReason,
+    },
+    /// Undoes the close marker: the session was revived (session stream,
+    /// appended with `SessionRevived`).
+    SessionReopened {
+        /// The session.
+        session_id: SessionId,
+        /// Its new deadline.
+        expires_at: DateTime<Utc>,
     },
     /// A heartbeat found the session's token past half its life: the signer
     /// is asked for a renewal (session stream).
@@ -276,6 +320,8 @@ pub const EVENT_TYPES: &[(&str, i32)] = &[
     ("SeatReleased", 1),
     ("SessionExpired", 1),
     ("SessionRevoked", 1),
+    ("SessionRevived", 1),
+    ("SessionReopened", 1),
     ("HeartbeatRecorded", 1),
     ("SessionClosed", 1),
     ("TokenRenewalDue", 1),
@@ -327,6 +373,8 @@ impl LicenseEvent {
             Self::SeatReleased { .. } => "SeatReleased",
             Self::SessionExpired { .. } => "SessionExpired",
             Self::SessionRevoked { .. } => "SessionRevoked",
+            Self::SessionRevived { .. } => "SessionRevived",
+            Self::SessionReopened { .. } => "SessionReopened",
             Self::HeartbeatRecorded { .. } => "HeartbeatRecorded",
             Self::SessionClosed { .. } => "SessionClosed",
             Self::TokenRenewalDue { .. } => "TokenRenewalDue",
@@ -352,8 +400,10 @@ impl LicenseEvent {
             | Self::AcquireDenied { .. }
             | Self::SeatReleased { .. }
             | Self::SessionExpired { .. }
-            | Self::SessionRevoked { .. } => StreamCategory::License,
+            | Self::SessionRevoked { .. }
+            | Self::SessionRevived { .. } => StreamCategory::License,
             Self::HeartbeatRecorded { .. }
+            | Self::SessionReopened { .. }
             | Self::SessionClosed { .. }
             | Self::TokenRenewalDue { .. }
             | Self::TokenIssued { .. } => StreamCategory::Session,
@@ -368,6 +418,8 @@ impl LicenseEvent {
             | Self::SeatReleased { session_id, .. }
             | Self::SessionExpired { session_id, .. }
             | Self::SessionRevoked { session_id, .. }
+            | Self::SessionRevived { session_id, .. }
+            | Self::SessionReopened { session_id, .. }
             | Self::HeartbeatRecorded { session_id, .. }
             | Self::SessionClosed { session_id, .. }
             | Self::TokenRenewalDue { session_id }

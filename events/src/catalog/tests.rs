@@ -27,6 +27,7 @@ pub(crate) fn samples() -> Vec<LicenseEvent> {
             policy: crate::license::Policy {
                 linger_secs: 60,
                 overdraft_seats: 2,
+                revive_window_secs: 30,
                 max_seats_per_user: Some(1),
                 reservations: vec![crate::license::Reservation {
                     name: ReservationName::parse("build-farm").unwrap(),
@@ -61,17 +62,34 @@ pub(crate) fn samples() -> Vec<LicenseEvent> {
             session_id,
             tokens_valid_until: Some(at),
             linger_until: Some(at),
+            revival: 0,
         },
         LicenseEvent::SessionExpired {
             session_id,
             deadline: at,
             tokens_valid_until: Some(at),
             policy_version: 0,
+            revival: 0,
         },
         LicenseEvent::SessionRevoked {
             session_id,
             reason: RevokeReason::Suspended,
             tokens_valid_until: at,
+            revival: 0,
+        },
+        LicenseEvent::SessionRevived {
+            session_id,
+            user_id: UserId::parse("user-1").unwrap(),
+            hardware_id: HardwareId::parse("aa:bb:cc").unwrap(),
+            revival: 1,
+            expires_at: at,
+            policy_version: 2,
+            overdraft: false,
+            reservation: None,
+        },
+        LicenseEvent::SessionReopened {
+            session_id,
+            expires_at: at,
         },
         LicenseEvent::HeartbeatRecorded {
             session_id,
@@ -124,7 +142,7 @@ fn wire_names_are_snake_case() {
     for reason in [DenialReason::UserLimit, DenialReason::Reserved] {
         assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
     }
-    assert_eq!(samples()[11].data()["reason"], "expired");
+    assert_eq!(samples()[13].data()["reason"], "expired");
     assert_eq!(samples()[9].data()["reason"], "suspended");
     assert_eq!(samples()[4].data(), serde_json::json!({}));
 }
@@ -160,9 +178,8 @@ fn stored_garbage_is_rejected_with_a_typed_error() {
 fn categories_and_session_ids() {
     for event in samples() {
         let expected = match event.event_type() {
-            "HeartbeatRecorded" | "SessionClosed" | "TokenRenewalDue" | "TokenIssued" => {
-                StreamCategory::Session
-            }
+            "HeartbeatRecorded" | "SessionClosed" | "SessionReopened" | "TokenRenewalDue"
+            | "TokenIssued" => StreamCategory::Session,
             "CheckpointSigned" => StreamCategory::Checkpoints,
             _ => StreamCategory::License,
         };

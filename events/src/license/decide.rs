@@ -78,6 +78,20 @@ pub enum LicenseCommand {
         /// The caller's clock.
         now: DateTime<Utc>,
     },
+    /// Bring back an expired session of `user_id` from a heartbeat inside
+    /// the policy's revive window, if a seat is free under the policy.
+    /// Anything else (outside the window, no free seat, suspended, the user
+    /// holds another session on that machine) is `SessionNotFound`.
+    Revive {
+        /// The expired session.
+        session_id: SessionId,
+        /// Its holder, the heartbeat's caller.
+        user_id: UserId,
+        /// The caller's groups (for the policy's reservations).
+        groups: Vec<GroupId>,
+        /// The caller's clock.
+        now: DateTime<Utc>,
+    },
     /// Give a seat back.
     Release {
         /// The session.
@@ -238,7 +252,10 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
             newest.sort_by_key(|(_, live)| std::cmp::Reverse(live.acquired_version));
             let capacity = seats as usize + state.policy.overdraft_seats as usize;
             let excess = state.sessions.len().saturating_sub(capacity);
-            let revoked = newest.into_iter().take(excess).map(|(id, _)| *id);
+            let revoked = newest
+                .into_iter()
+                .take(excess)
+                .map(|(id, live)| (*id, live.revival));
             let mut decision = revoke(info, revoked, RevokeReason::SeatsReduced, now);
             decision.license_events.insert(0, E::SeatsChanged { seats });
             Ok(decision)
@@ -266,7 +283,7 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
             if state.suspended {
                 return Ok(Decision::nothing(Outcome::Done));
             }
-            let live = state.sessions.keys().copied();
+            let live = state.sessions.iter().map(|(id, s)| (*id, s.revival));
             let mut decision = revoke(info, live, RevokeReason::Suspended, now);
             let suspended = E::LicenseSuspended {
                 reason: reason.to_owned(),
@@ -373,12 +390,55 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
                 },
             ))
         }
+        LicenseCommand::Revive {
+            session_id,
+            user_id,
+            groups,
+            now,
+        } => {
+            let revivable = state
+                .revivable_session(&session_id, &user_id, now)
+                .filter(|_| state.policy.revive_window_secs > 0 && !state.suspended)
+                .filter(|_| info.valid_until.is_none_or(|until| now <= until))
+                .filter(|r| state.session_held_by(&user_id, &r.hardware_id).is_none())
+                .ok_or(DomainError::SessionNotFound)?;
+            let held = state.held_for(now, &user_id, None);
+            let Allocation::Seat {
+                reservation,
+                overdraft,
+            } = allocate(&state.policy, info.seats, &held, &user_id, &groups)
+            else {
+                return Err(DomainError::SessionNotFound);
+            };
+            let expires_at = now + info.session_ttl();
+            Ok(Decision {
+                license_events: vec![E::SessionRevived {
+                    session_id,
+                    user_id: user_id.clone(),
+                    hardware_id: revivable.hardware_id.clone(),
+                    revival: revivable.revival + 1,
+                    expires_at,
+                    policy_version: state.policy_version,
+                    overdraft,
+                    reservation,
+                }],
+                session_events: vec![E::SessionReopened {
+                    session_id,
+                    expires_at,
+                }],
+                outcome: Outcome::Acquired {
+                    session_id,
+                    expires_at,
+                    existing: false,
+                },
+            })
+        }
         LicenseCommand::Release {
             session_id,
             user_id,
             now,
         } => {
-            state.live_session(session_id, user_id.as_ref())?;
+            let live = state.live_session(session_id, user_id.as_ref())?;
             // The holder's own release lingers; an admin's frees the seat.
             let linger = state.policy.linger_secs;
             let linger_until = (user_id.is_some() && linger > 0)
@@ -388,6 +448,7 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
                     session_id,
                     tokens_valid_until: Some(info.tokens_valid_until(now)),
                     linger_until,
+                    revival: live.revival,
                 }],
                 session_events: vec![E::SessionClosed {
                     session_id,
@@ -401,7 +462,7 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
             deadline,
             now,
         } => {
-            state.live_session(session_id, None)?;
+            let live = state.live_session(session_id, None)?;
             if now < deadline {
                 return Err(DomainError::NotYetExpired(deadline));
             }
@@ -411,6 +472,7 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
                     deadline,
                     tokens_valid_until: Some(info.tokens_valid_until(now)),
                     policy_version: state.policy_version,
+                    revival: live.revival,
                 }],
                 session_events: vec![E::SessionClosed {
                     session_id,
@@ -426,16 +488,17 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
 /// close marker each on their session streams.
 fn revoke(
     info: &super::LicenseInfo,
-    sessions: impl Iterator<Item = SessionId>,
+    sessions: impl Iterator<Item = (SessionId, u32)>,
     reason: RevokeReason,
     now: DateTime<Utc>,
 ) -> Decision {
     let mut decision = Decision::nothing(Outcome::Done);
-    for session_id in sessions {
+    for (session_id, revival) in sessions {
         decision.license_events.push(LicenseEvent::SessionRevoked {
             session_id,
             reason,
             tokens_valid_until: info.tokens_valid_until(now),
+            revival,
         });
         decision.session_events.push(LicenseEvent::SessionClosed {
             session_id,

@@ -31,7 +31,7 @@ use crate::ids::{
 pub use decide::{decide, Decision, LicenseCommand, Outcome};
 pub use policy::{
     allocate, Allocation, Held, Policy, PolicyError, Reservation, MAX_LINGER_SECS,
-    MAX_OVERDRAFT_SEATS, MAX_RESERVATIONS, MAX_RESERVATION_MEMBERS,
+    MAX_OVERDRAFT_SEATS, MAX_RESERVATIONS, MAX_RESERVATION_MEMBERS, MAX_REVIVE_WINDOW_SECS,
 };
 
 /// Seat counts a license may have.
@@ -159,6 +159,22 @@ pub struct LiveSession {
     /// The reservation it counts against.
     #[serde(default)]
     pub reservation: Option<ReservationName>,
+    /// How many times it was revived (0: never).
+    #[serde(default)]
+    pub revival: u32,
+}
+
+/// An expired session a heartbeat may still revive (the policy's revive window).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Revivable {
+    /// Its holder.
+    pub user_id: UserId,
+    /// Its machine.
+    pub hardware_id: HardwareId,
+    /// Revivable until then (its deadline plus the window).
+    pub until: DateTime<Utc>,
+    /// Its revival count when it expired.
+    pub revival: u32,
 }
 
 /// A released seat its holder's policy keeps held for a while (linger).
@@ -207,6 +223,10 @@ pub struct LicenseState {
     /// as later events show those instants passed.
     #[serde(default)]
     pub lingering: BTreeMap<SessionId, Lingering>,
+    /// Expired sessions still inside the policy's revive window. Pruned as
+    /// later events show those instants passed.
+    #[serde(default)]
+    pub revivable: BTreeMap<SessionId, Revivable>,
 }
 
 impl Default for LicenseState {
@@ -222,6 +242,7 @@ impl Default for LicenseState {
             policy: Policy::default(),
             policy_version: 0,
             lingering: BTreeMap::new(),
+            revivable: BTreeMap::new(),
         }
     }
 }
@@ -321,6 +342,20 @@ impl LicenseState {
     /// instant a folded event shows has passed).
     fn prune_lingering(&mut self, at: DateTime<Utc>) {
         self.lingering.retain(|_, l| l.until > at);
+        self.revivable.retain(|_, r| r.until > at);
+    }
+
+    /// The expired session `session_id` of `user_id`, if a heartbeat at
+    /// `now` may still revive it.
+    pub fn revivable_session(
+        &self,
+        session_id: &SessionId,
+        user_id: &UserId,
+        now: DateTime<Utc>,
+    ) -> Option<&Revivable> {
+        self.revivable
+            .get(session_id)
+            .filter(|r| &r.user_id == user_id && r.until >= now)
     }
 
     /// With strict accounting, when a seat frees if none is free at `now`
@@ -490,6 +525,7 @@ pub fn apply(mut state: LicenseState, event: &LicenseEvent) -> LicenseState {
                 acquired_version: state.version,
                 overdraft: *overdraft,
                 reservation: reservation.clone(),
+                revival: 0,
             };
             state.sessions.insert(*session_id, session);
         }
@@ -497,6 +533,7 @@ pub fn apply(mut state: LicenseState, event: &LicenseEvent) -> LicenseState {
             session_id,
             tokens_valid_until,
             linger_until,
+            ..
         } => {
             if let (Some(until), Some(s)) = (linger_until, state.sessions.get(session_id)) {
                 let lingering = Lingering {
@@ -513,14 +550,55 @@ pub fn apply(mut state: LicenseState, event: &LicenseEvent) -> LicenseState {
         LicenseEvent::SessionExpired {
             session_id,
             tokens_valid_until,
+            deadline,
             ..
-        } => state.end_session(session_id, *tokens_valid_until),
+        } => {
+            let window = state.policy.revive_window_secs;
+            if let (true, Some(s)) = (window > 0, state.sessions.get(session_id)) {
+                let revivable = Revivable {
+                    user_id: s.user_id.clone(),
+                    hardware_id: s.hardware_id.clone(),
+                    until: *deadline + TimeDelta::seconds(i64::from(window)),
+                    revival: s.revival,
+                };
+                state.revivable.insert(*session_id, revivable);
+            }
+            state.end_session(session_id, *tokens_valid_until);
+        }
+        LicenseEvent::SessionRevived {
+            session_id,
+            expires_at,
+            overdraft,
+            reservation,
+            revival,
+            ..
+        } => {
+            if let Some(r) = state.revivable.remove(session_id) {
+                state
+                    .holders
+                    .insert((r.user_id.clone(), r.hardware_id.clone()), *session_id);
+                let session = LiveSession {
+                    user_id: r.user_id,
+                    hardware_id: r.hardware_id,
+                    expires_at: *expires_at,
+                    idempotency_key: None,
+                    acquired_version: state.version,
+                    overdraft: *overdraft,
+                    reservation: reservation.clone(),
+                    revival: *revival,
+                };
+                state.sessions.insert(*session_id, session);
+                // Its seat is live again: not held by its old tokens.
+                state.token_holds.remove(session_id);
+            }
+        }
         LicenseEvent::SessionRevoked {
             session_id,
             tokens_valid_until,
             ..
         } => state.end_session(session_id, Some(*tokens_valid_until)),
         LicenseEvent::AcquireDenied { .. }
+        | LicenseEvent::SessionReopened { .. }
         | LicenseEvent::HeartbeatRecorded { .. }
         | LicenseEvent::SessionClosed { .. }
         | LicenseEvent::TokenRenewalDue { .. }

@@ -15,6 +15,8 @@ use crate::ids::{GroupId, ReservationName, UserId};
 
 /// Longest linger, in seconds (one day).
 pub const MAX_LINGER_SECS: u32 = 86_400;
+/// Longest revive window, in seconds (one day).
+pub const MAX_REVIVE_WINDOW_SECS: u32 = 86_400;
 /// Most reservations a policy may hold.
 pub const MAX_RESERVATIONS: usize = 32;
 /// Most users, and most groups, one reservation may name.
@@ -39,6 +41,11 @@ pub struct Policy {
     #[serde(default, deserialize_with = "crate::integral::u32")]
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100_000))]
     pub overdraft_seats: u32,
+    /// A heartbeat up to this many seconds after its session expired
+    /// revives the same session, if a seat is free (0 to 86400; 0: never).
+    #[serde(default, deserialize_with = "crate::integral::u32")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 86_400))]
+    pub revive_window_secs: u32,
     /// At most this many seats held by one user at once, lingering ones
     /// included (1 to 100000; absent: no cap). FlexNet's `MAX`.
     #[serde(default, deserialize_with = "crate::integral::option_u32")]
@@ -91,6 +98,9 @@ pub enum PolicyError {
     /// `linger_secs` above [`MAX_LINGER_SECS`].
     #[error("linger_secs must be at most 86400, got {0}")]
     Linger(u32),
+    /// `revive_window_secs` above [`MAX_REVIVE_WINDOW_SECS`].
+    #[error("revive_window_secs must be at most 86400, got {0}")]
+    ReviveWindow(u32),
     /// `overdraft_seats` above [`MAX_OVERDRAFT_SEATS`].
     #[error("overdraft_seats must be at most 100000, got {0}")]
     Overdraft(u32),
@@ -124,6 +134,9 @@ impl Policy {
     pub fn validate(&self, seats: u32) -> Result<(), PolicyError> {
         if self.linger_secs > MAX_LINGER_SECS {
             return Err(PolicyError::Linger(self.linger_secs));
+        }
+        if self.revive_window_secs > MAX_REVIVE_WINDOW_SECS {
+            return Err(PolicyError::ReviveWindow(self.revive_window_secs));
         }
         if self.overdraft_seats > MAX_OVERDRAFT_SEATS {
             return Err(PolicyError::Overdraft(self.overdraft_seats));

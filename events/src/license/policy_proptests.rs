@@ -43,6 +43,7 @@ fn policy() -> impl Strategy<Value = Policy> {
             |(linger_secs, overdraft_seats, max_seats_per_user, reserve)| Policy {
                 linger_secs,
                 overdraft_seats,
+                revive_window_secs: 0,
                 max_seats_per_user,
                 reservations: reserve
                     .map(|(seats, lend_when_idle)| Reservation {

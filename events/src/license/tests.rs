@@ -273,6 +273,7 @@ fn release_frees_the_seat_and_closes_the_session_stream() {
             // one default token lifetime (300 s) and the skew allowance after t(1)
             tokens_valid_until: Some(t(306)),
             linger_until: None,
+            revival: 0,
         }]
     );
     assert_eq!(
@@ -354,6 +355,7 @@ fn expire_ends_a_session_past_its_deadline_only() {
             deadline: t(400),
             tokens_valid_until: Some(t(707)),
             policy_version: 0,
+            revival: 0,
         }]
     );
     assert_eq!(
@@ -391,6 +393,7 @@ fn lowering_seats_revokes_the_newest_sessions_and_denies_new_ones() {
                 session_id: s2,
                 reason: RevokeReason::SeatsReduced,
                 tokens_valid_until: t(305),
+                revival: 0,
             }
         ]
     );

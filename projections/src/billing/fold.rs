@@ -27,7 +27,7 @@ pub const UNKNOWN_TENANT: &str = "_";
 /// What one event means to billing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fact {
-    /// A session took a seat (`SeatAcquired`).
+    /// A session took a seat (`SeatAcquired`, or `SessionRevived`: a new life).
     Started {
         /// The session (`data.session_id`).
         session: String,
@@ -52,17 +52,35 @@ impl Fact {
     pub fn of(event: &Envelope) -> Self {
         match event.event() {
             Ok(LicenseEvent::SeatAcquired { session_id, .. }) => Self::Started {
-                session: session_id.to_string(),
-                tenant: event
-                    .meta()
-                    .tenant_id
-                    .map_or_else(|| UNKNOWN_TENANT.to_owned(), |t| t.to_string()),
+                session: span_key(&session_id, 0),
+                tenant: tenant(event),
                 at: event.recorded_at,
             },
-            Ok(LicenseEvent::SeatReleased { session_id, .. })
-            | Ok(LicenseEvent::SessionExpired { session_id, .. })
-            | Ok(LicenseEvent::SessionRevoked { session_id, .. }) => Self::Ended {
-                session: session_id.to_string(),
+            Ok(LicenseEvent::SessionRevived {
+                session_id,
+                revival,
+                ..
+            }) => Self::Started {
+                session: span_key(&session_id, revival),
+                tenant: tenant(event),
+                at: event.recorded_at,
+            },
+            Ok(LicenseEvent::SeatReleased {
+                session_id,
+                revival,
+                ..
+            })
+            | Ok(LicenseEvent::SessionExpired {
+                session_id,
+                revival,
+                ..
+            })
+            | Ok(LicenseEvent::SessionRevoked {
+                session_id,
+                revival,
+                ..
+            }) => Self::Ended {
+                session: span_key(&session_id, revival),
                 at: event.recorded_at,
             },
             _ => Self::Other,
@@ -76,6 +94,23 @@ impl Fact {
             Self::Other => None,
         }
     }
+}
+
+/// The key of one life of a session: its id, then `#n` for its n-th
+/// revival (each life is billed on its own).
+pub fn span_key(session: &events::ids::SessionId, revival: u32) -> String {
+    if revival == 0 {
+        session.to_string()
+    } else {
+        format!("{session}#{revival}")
+    }
+}
+
+fn tenant(event: &Envelope) -> String {
+    event
+        .meta()
+        .tenant_id
+        .map_or_else(|| UNKNOWN_TENANT.to_owned(), |t| t.to_string())
 }
 
 /// What billing knows of one session that is not billed yet.
@@ -222,12 +257,14 @@ mod tests {
                 session_id,
                 tokens_valid_until: None,
                 linger_until: None,
+                revival: 0,
             },
             "SessionExpired" => LicenseEvent::SessionExpired {
                 session_id,
                 deadline: at,
                 tokens_valid_until: None,
                 policy_version: 0,
+                revival: 0,
             },
             _ => LicenseEvent::HeartbeatRecorded {
                 session_id,

@@ -35,8 +35,10 @@ struct Proof<'a> {
     holding: HashMap<SessionId, DateTime<Utc>>,
     /// Those instants, soonest first (stale entries are skipped when popped).
     lapses: BinaryHeap<Reverse<(DateTime<Utc>, SessionId)>>,
-    /// Ended sessions -> `tokens_valid_until` of the event that ended them.
-    ended: HashMap<SessionId, DateTime<Utc>>,
+    /// Ended sessions -> when each of their lives ended and the
+    /// `tokens_valid_until` of the event that ended it (a revived session
+    /// has several lives).
+    ended: HashMap<SessionId, Vec<(DateTime<Utc>, DateTime<Utc>)>>,
     /// Every token with the instant it stops being valid.
     token_ends: Vec<(&'a Token<'a>, DateTime<Utc>)>,
 }
@@ -105,6 +107,8 @@ fn session_tokens<'a>(history: &'a History, violations: &mut Vec<Violation>) -> 
         for e in events {
             match &e.event {
                 LicenseEvent::SessionClosed { .. } => closed_at = closed_at.or(Some(e.position)),
+                // Revived: tokens may follow again.
+                LicenseEvent::SessionReopened { .. } => closed_at = None,
                 LicenseEvent::TokenIssued { expires_at, .. } => {
                     if let Some(closed) = closed_at {
                         let detail = format!(
@@ -162,6 +166,12 @@ impl<'a> Proof<'a> {
                 user_id,
                 hardware_id,
                 ..
+            }
+            | LicenseEvent::SessionRevived {
+                session_id,
+                user_id,
+                hardware_id,
+                ..
             } => {
                 self.out.grants_checked += 1;
                 // Seats in force: the seat count plus the policy's overdraft.
@@ -178,7 +188,13 @@ impl<'a> Proof<'a> {
                 let count =
                     live + lingering + usize::from(!self.state.sessions.contains_key(session_id));
                 if count > seats as usize {
-                    let detail = format!("SeatAcquired granted session {session_id} a seat while {live} session(s) were live and {lingering} lingering of {seats} seat(s)");
+                    let held = if lingering > 0 {
+                        format!("{live} session(s) were live and {lingering} seat(s) lingering")
+                    } else {
+                        format!("{live} session(s) were live")
+                    };
+                    let kind = e.event.event_type();
+                    let detail = format!("{kind} granted session {session_id} a seat while {held} of {seats} seat(s)");
                     let counts = Some((count, seats));
                     self.violations.push(found(
                         self.history,
@@ -208,7 +224,10 @@ impl<'a> Proof<'a> {
                 tokens_valid_until: until,
                 ..
             } => {
-                self.ended.insert(*session_id, *until);
+                self.ended
+                    .entry(*session_id)
+                    .or_default()
+                    .push((e.at, *until));
             }
             _ => {}
         }
@@ -265,7 +284,13 @@ impl<'a> Proof<'a> {
     /// Checks every token against its ended session's bound; the summary.
     fn finish(mut self) -> LicenseSeats {
         for (token, end) in &self.token_ends {
-            let Some(until) = self.ended.get(&token.session).filter(|u| end > *u) else {
+            // The life the token was issued in: the first to end after it.
+            let life = self.ended.get(&token.session).and_then(|lives| {
+                lives
+                    .iter()
+                    .find(|(ended_at, _)| *ended_at >= token.recorded.at)
+            });
+            let Some((_, until)) = life.filter(|(_, u)| end > u) else {
                 continue;
             };
             let detail = format!(

@@ -99,6 +99,7 @@ impl Script {
             session_id: id,
             tokens_valid_until: Some(t(until)),
             linger_until: None,
+            revival: 0,
         };
         let at = self.license(secs, event);
         let close = LicenseEvent::SessionClosed {
@@ -192,6 +193,7 @@ fn a_token_without_expiry_lasts_one_token_lifetime() {
             session_id: a,
             reason: RevokeReason::Suspended,
             tokens_valid_until: t(65),
+            revival: 0,
         };
         s.license(1, revoke);
         let (b, _) = s.acquire(second_at);
@@ -239,6 +241,7 @@ fn overdraft_seats_count_as_seats_and_lingering_releases_hold_theirs() {
         session_id: a,
         tokens_valid_until: Some(t(400)),
         linger_until: Some(t(100)),
+        revival: 0,
     };
     s.license(10, release);
     let (_, early) = s.acquire(50);
@@ -261,6 +264,7 @@ fn overdraft_seats_count_as_seats_and_lingering_releases_hold_theirs() {
         session_id: a,
         tokens_valid_until: Some(t(400)),
         linger_until: Some(t(100)),
+        revival: 0,
     };
     s.license(10, release);
     s.acquire(150);
