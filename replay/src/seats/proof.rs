@@ -39,6 +39,8 @@ struct Proof<'a> {
     /// `tokens_valid_until` of the event that ended it (a revived session
     /// has several lives).
     ended: HashMap<SessionId, Vec<(DateTime<Utc>, DateTime<Utc>)>>,
+    /// Revived sessions -> when they were last revived.
+    revived: HashMap<SessionId, DateTime<Utc>>,
     /// Every token with the instant it stops being valid.
     token_ends: Vec<(&'a Token<'a>, DateTime<Utc>)>,
 }
@@ -72,6 +74,7 @@ pub fn check_license(history: &History) -> LicenseSeats {
         holding: HashMap::new(),
         lapses: BinaryHeap::new(),
         ended: HashMap::new(),
+        revived: HashMap::new(),
         token_ends: Vec::with_capacity(tokens.len()),
     };
     // The license stream in version order, merged with the tokens by
@@ -173,6 +176,9 @@ impl<'a> Proof<'a> {
                 hardware_id,
                 ..
             } => {
+                if matches!(e.event, LicenseEvent::SessionRevived { .. }) {
+                    self.revived.insert(*session_id, e.at);
+                }
                 self.out.grants_checked += 1;
                 // Seats in force: the seat count plus the policy's overdraft.
                 let seats = u32::try_from(self.state.capacity()).unwrap_or(u32::MAX);
@@ -284,11 +290,18 @@ impl<'a> Proof<'a> {
     /// Checks every token against its ended session's bound; the summary.
     fn finish(mut self) -> LicenseSeats {
         for (token, end) in &self.token_ends {
-            // The life the token was issued in: the first to end after it.
+            // The life the token was issued in: the first to end after it;
+            // after the last end, that last life unless a revival followed.
             let life = self.ended.get(&token.session).and_then(|lives| {
+                let last = lives.last().filter(|(ended_at, _)| {
+                    self.revived
+                        .get(&token.session)
+                        .is_none_or(|revived_at| revived_at < ended_at)
+                });
                 lives
                     .iter()
                     .find(|(ended_at, _)| *ended_at >= token.recorded.at)
+                    .or(last)
             });
             let Some((_, until)) = life.filter(|(_, u)| end > u) else {
                 continue;

@@ -271,3 +271,65 @@ fn overdraft_seats_count_as_seats_and_lingering_releases_hold_theirs() {
     let r = s.check();
     assert_eq!(r.violations, 0, "{r:?}");
 }
+
+#[test]
+fn a_revived_session_is_a_grant_and_its_new_tokens_follow_its_reopening() {
+    let revived = |id: SessionId| LicenseEvent::SessionRevived {
+        session_id: id,
+        user_id: UserId::parse("u-1").unwrap(),
+        hardware_id: HardwareId::parse("hw-1").unwrap(),
+        revival: 1,
+        expires_at: t(1_000),
+        policy_version: 1,
+        overdraft: false,
+        reservation: None,
+    };
+    let mut s = Script::new(1, false, None);
+    let policy = events::license::Policy {
+        revive_window_secs: 600,
+        ..Default::default()
+    };
+    s.license(0, LicenseEvent::PolicyChanged { version: 1, policy });
+    let (a, _) = s.acquire(1);
+    s.token(a, 1, Some(300));
+    let expired = LicenseEvent::SessionExpired {
+        session_id: a,
+        deadline: t(361),
+        tokens_valid_until: Some(t(670)),
+        policy_version: 1,
+        revival: 0,
+    };
+    s.license(365, expired);
+    let closed = LicenseEvent::SessionClosed {
+        session_id: a,
+        reason: CloseReason::Expired,
+    };
+    s.session(a, 365, closed);
+    s.license(400, revived(a));
+    let reopened = LicenseEvent::SessionReopened {
+        session_id: a,
+        expires_at: t(1_000),
+    };
+    s.session(a, 400, reopened);
+    s.token(a, 401, Some(1_200)); // a new life's token, past the first life's bound
+    let r = s.check();
+    assert_eq!(r.violations, 0, "{r:?}");
+    assert_eq!(r.grants_checked, 2);
+
+    // A revival onto a full license is an over-allocation.
+    let mut s = Script::new(1, false, None);
+    let (a, _) = s.acquire(1);
+    let expired = LicenseEvent::SessionExpired {
+        session_id: a,
+        deadline: t(361),
+        tokens_valid_until: Some(t(670)),
+        policy_version: 0,
+        revival: 0,
+    };
+    s.license(365, expired);
+    s.acquire(370);
+    let at = s.license(400, revived(a));
+    let r = s.check();
+    let first = r.first_violation.as_ref().expect("a violation");
+    assert_eq!((first.rule, first.position), (Rule::OverAllocation, at));
+}
