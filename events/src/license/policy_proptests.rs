@@ -28,6 +28,7 @@ enum Step {
     Acquire { user: u8, hw: u8, group: bool },
     Release { pick: usize, by_holder: bool },
     Expire { pick: usize },
+    Revive { pick: usize },
     SetPolicy(Policy),
     Advance(i64),
 }
@@ -36,25 +37,28 @@ fn policy() -> impl Strategy<Value = Policy> {
     (
         prop_oneof![Just(0u32), 1u32..=60],
         0u32..=2,
+        prop_oneof![Just(0u32), 1u32..=120],
         proptest::option::of(1u32..=2),
         proptest::option::of((1u32..=2, any::<bool>())),
     )
         .prop_map(
-            |(linger_secs, overdraft_seats, max_seats_per_user, reserve)| Policy {
-                linger_secs,
-                overdraft_seats,
-                revive_window_secs: 0,
-                max_seats_per_user,
-                reservations: reserve
-                    .map(|(seats, lend_when_idle)| Reservation {
-                        name: ReservationName::parse("farm").unwrap(),
-                        seats,
-                        users: vec![user(0)],
-                        groups: vec![group()],
-                        lend_when_idle,
-                    })
-                    .into_iter()
-                    .collect(),
+            |(linger_secs, overdraft_seats, revive_window_secs, max_seats_per_user, reserve)| {
+                Policy {
+                    linger_secs,
+                    overdraft_seats,
+                    revive_window_secs,
+                    max_seats_per_user,
+                    reservations: reserve
+                        .map(|(seats, lend_when_idle)| Reservation {
+                            name: ReservationName::parse("farm").unwrap(),
+                            seats,
+                            users: vec![user(0)],
+                            groups: vec![group()],
+                            lend_when_idle,
+                        })
+                        .into_iter()
+                        .collect(),
+                }
             },
         )
 }
@@ -65,6 +69,7 @@ fn step(policy_changes: bool) -> impl Strategy<Value = Step> {
         6 => (0u8..4, 0u8..2, any::<bool>()).prop_map(|(user, hw, group)| Step::Acquire { user, hw, group }),
         3 => (any::<usize>(), any::<bool>()).prop_map(|(pick, by_holder)| Step::Release { pick, by_holder }),
         1 => any::<usize>().prop_map(|pick| Step::Expire { pick }),
+        1 => any::<usize>().prop_map(|pick| Step::Revive { pick }),
         change => policy().prop_map(Step::SetPolicy),
         2 => (0i64..90).prop_map(Step::Advance),
     ]
@@ -99,6 +104,9 @@ struct World {
     next_id: u128,
     /// Live sessions and lingering releases, as the events say.
     seats: BTreeMap<SessionId, Seat>,
+    /// Expired sessions: holder, machine, until when the window in force at
+    /// the expiry allowed a revival.
+    expired: BTreeMap<SessionId, (UserId, HardwareId, DateTime<Utc>)>,
     /// Whether the policy may have changed after the first acquire.
     policy_changed_late: bool,
     acquired_once: bool,
@@ -112,6 +120,7 @@ impl World {
             log: Vec::new(),
             next_id: 10,
             seats: BTreeMap::new(),
+            expired: BTreeMap::new(),
             policy_changed_late: false,
             acquired_once: false,
         };
@@ -196,14 +205,68 @@ impl World {
                     now: self.now,
                 })
                 .expect("a session past its deadline expires");
-                self.seats.remove(&session_id);
+                if let Some(seat) = self.seats.remove(&session_id) {
+                    let window =
+                        TimeDelta::seconds(i64::from(self.state.policy.revive_window_secs));
+                    self.expired
+                        .insert(session_id, (seat.user, seat.hw, deadline + window));
+                }
             }
+            Step::Revive { pick } => self.revive(pick),
             Step::Acquire {
                 user: u,
                 hw,
                 group: in_group,
             } => self.acquire(u, hw, in_group),
         }
+    }
+
+    /// A heartbeat on an expired session: a revival must be inside the
+    /// window, on a free seat, under the cap, for a machine its user holds
+    /// no other session on.
+    fn revive(&mut self, pick: usize) {
+        let n = self.expired.len();
+        if n == 0 {
+            return;
+        }
+        let (session_id, (user_id, hw, until)) = self
+            .expired
+            .iter()
+            .nth(pick % n)
+            .map(|(id, e)| (*id, e.clone()))
+            .unwrap();
+        let held = self.held().count();
+        let by_user = self.held().filter(|(_, s)| s.user == user_id).count();
+        let same_machine = self.state.session_held_by(&user_id, &hw).is_some();
+        let policy = self.state.policy.clone();
+        let capacity = (SEATS + policy.overdraft_seats) as usize;
+        let cmd = LicenseCommand::Revive {
+            session_id,
+            user_id: user_id.clone(),
+            groups: vec![],
+            now: self.now,
+        };
+        let Some(decision) = self.decide(cmd) else {
+            return;
+        };
+        let [LicenseEvent::SessionRevived { reservation, .. }] = &decision.license_events[..]
+        else {
+            panic!("a revival appends SessionRevived: {decision:?}");
+        };
+        assert!(self.now <= until, "revived after its window");
+        assert!(policy.revive_window_secs > 0 && !same_machine);
+        assert!(held < capacity, "revived with {held} of {capacity} held");
+        assert!(policy
+            .max_seats_per_user
+            .is_none_or(|c| by_user < c as usize));
+        self.expired.remove(&session_id);
+        let seat = Seat {
+            user: user_id,
+            hw,
+            reservation: reservation.clone(),
+            lingers_until: None,
+        };
+        self.seats.insert(session_id, seat);
     }
 
     fn acquire(&mut self, u: u8, hw: u8, in_group: bool) {
