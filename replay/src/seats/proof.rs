@@ -24,6 +24,10 @@ struct Token<'a> {
     expires_at: Option<DateTime<Utc>>,
 }
 
+/// One life of a session: when it ended, and the `tokens_valid_until` of
+/// the event that ended it.
+type Life = (DateTime<Utc>, DateTime<Utc>);
+
 /// The walk over one license's timeline and what it found so far.
 struct Proof<'a> {
     history: &'a History,
@@ -38,7 +42,7 @@ struct Proof<'a> {
     /// Ended sessions -> when each of their lives ended and the
     /// `tokens_valid_until` of the event that ended it (a revived session
     /// has several lives).
-    ended: HashMap<SessionId, Vec<(DateTime<Utc>, DateTime<Utc>)>>,
+    ended: HashMap<SessionId, Vec<Life>>,
     /// Revived sessions -> when they were last revived.
     revived: HashMap<SessionId, DateTime<Utc>>,
     /// Every token with the instant it stops being valid.
