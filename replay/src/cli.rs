@@ -8,6 +8,7 @@ use crate::keys::{self, TrustedKeys};
 use crate::time::parse_time;
 use crate::{export, offline, render, report, seats, state, svg, verify, what_if};
 use anyhow::Context as _;
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use events::ids::{LicenseId, TenantId};
 use events::store::EventStore;
@@ -61,6 +62,37 @@ pub enum WhatIfFormat {
     Json,
     /// SVG: concurrency recorded and under the policy, one panel each.
     Svg,
+}
+
+/// The licenses and the window of `report` and `what-if`.
+#[derive(Debug, Args)]
+pub struct Window {
+    /// One license.
+    #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
+    pub license: Option<String>,
+    /// Every license of a tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Window start (inclusive).
+    #[arg(long)]
+    pub from: String,
+    /// Window end (exclusive).
+    #[arg(long)]
+    pub to: String,
+}
+
+impl Window {
+    /// The licenses it names and its bounds, from the log.
+    async fn resolve(
+        &self,
+        store: &EventStore,
+    ) -> anyhow::Result<(Vec<LicenseId>, DateTime<Utc>, DateTime<Utc>)> {
+        let (from, to) = (parse_time(&self.from)?, parse_time(&self.to)?);
+        let licenses = chosen_licenses(store, &self.license, &self.tenant)
+            .await?
+            .context("pass --license or --tenant")?;
+        Ok((licenses, from, to))
+    }
 }
 
 /// Where the trusted public keys come from.
@@ -127,18 +159,9 @@ pub enum Command {
     },
     /// Usage figures over a window: peaks, seat-hours, acquisitions, denials, expiries.
     Report {
-        /// One license.
-        #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
-        license: Option<String>,
-        /// Every license of a tenant.
-        #[arg(long)]
-        tenant: Option<String>,
-        /// Window start (inclusive).
-        #[arg(long)]
-        from: String,
-        /// Window end (exclusive).
-        #[arg(long)]
-        to: String,
+        /// Licenses and window.
+        #[command(flatten)]
+        window: Window,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: ReportFormat,
@@ -152,18 +175,9 @@ pub enum Command {
         /// JSON file holding the policy (the body of `PUT .../policy`).
         #[arg(long)]
         policy: PathBuf,
-        /// One license.
-        #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
-        license: Option<String>,
-        /// Every license of a tenant.
-        #[arg(long)]
-        tenant: Option<String>,
-        /// Window start (inclusive).
-        #[arg(long)]
-        from: String,
-        /// Window end (exclusive).
-        #[arg(long)]
-        to: String,
+        /// Licenses and window.
+        #[command(flatten)]
+        window: Window,
         /// How long a seat the log denied but the policy grants is held,
         /// seconds (default: the mean session length in the window).
         #[arg(long)]
@@ -382,18 +396,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(verdict(report.is_ok()))
         }
         Command::Report {
-            license,
-            tenant,
-            from,
-            to,
+            window,
             format,
             out,
         } => {
-            let (from, to) = (parse_time(from)?, parse_time(to)?);
             let store = connect(&cli).await?;
-            let licenses = chosen_licenses(&store, license, tenant)
-                .await?
-                .context("pass --license or --tenant")?;
+            let (licenses, from, to) = window.resolve(&store).await?;
             let report = report::build(&store, &licenses, from, to).await?;
             let text = match format {
                 ReportFormat::Table => render::table(&report),
@@ -406,23 +414,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::WhatIf {
             policy,
-            license,
-            tenant,
-            from,
-            to,
+            window,
             denied_hold_secs,
             format,
             out,
         } => {
-            let (from, to) = (parse_time(from)?, parse_time(to)?);
+            parse_time(&window.from)?;
+            parse_time(&window.to)?;
             let text = std::fs::read_to_string(policy)
                 .with_context(|| format!("--policy: reading {}", policy.display()))?;
             let policy: events::license::Policy = serde_json::from_str(&text)
                 .with_context(|| format!("--policy: {} is not a policy", policy.display()))?;
             let store = connect(&cli).await?;
-            let licenses = chosen_licenses(&store, license, tenant)
-                .await?
-                .context("pass --license or --tenant")?;
+            let (licenses, from, to) = window.resolve(&store).await?;
             let hold = denied_hold_secs.map(|s| chrono::TimeDelta::seconds(i64::from(s)));
             let result = what_if::build(&store, &licenses, policy, from, to, hold).await?;
             let text = match format {

@@ -314,12 +314,9 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        if caller.is_admin {
-            Ok(AdminCaller(caller))
-        } else {
-            Err(AuthError::Forbidden(ADMIN_ROLE).into())
-        }
+        with_role(parts, state, ADMIN_ROLE, |c| c.is_admin)
+            .await
+            .map(AdminCaller)
     }
 }
 
@@ -335,11 +332,27 @@ where
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let caller = Caller::from_request_parts(parts, state).await?;
-        if caller.is_vendor {
-            Ok(VendorCaller(caller))
-        } else {
-            Err(AuthError::Forbidden(VENDOR_ROLE).into())
-        }
+        with_role(parts, state, VENDOR_ROLE, |c| c.is_vendor)
+            .await
+            .map(VendorCaller)
+    }
+}
+
+/// The authenticated caller if `holds` says it has `role`; else 403.
+async fn with_role<S>(
+    parts: &mut Parts,
+    state: &S,
+    role: &'static str,
+    holds: fn(&Caller) -> bool,
+) -> Result<Caller, Problem>
+where
+    S: Send + Sync,
+    Arc<Authenticator>: FromRef<S>,
+{
+    let caller = Caller::from_request_parts(parts, state).await?;
+    if holds(&caller) {
+        Ok(caller)
+    } else {
+        Err(AuthError::Forbidden(role).into())
     }
 }

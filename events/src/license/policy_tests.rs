@@ -473,16 +473,23 @@ fn expire(license: &mut License, session_id: SessionId, at: i64) {
         .unwrap();
 }
 
-#[test]
-fn an_expired_session_is_revived_inside_the_window_when_a_seat_is_free() {
+/// A 1-seat license whose policy has a revive window of `window` seconds,
+/// where alice's session (deadline 360) expired at 370.
+fn alices_expired_session(window: u32) -> (License, SessionId) {
     let policy = Policy {
-        revive_window_secs: 60,
+        revive_window_secs: window,
         ..Policy::default()
     };
     let mut license = License::with(1, policy);
     license.acquire("alice", "h1", &[], 0).unwrap();
     let session = license.session_of("alice", "h1");
-    expire(&mut license, session, 370); // deadline 360: revivable until 420
+    expire(&mut license, session, 370);
+    (license, session)
+}
+
+#[test]
+fn an_expired_session_is_revived_inside_the_window_when_a_seat_is_free() {
+    let (mut license, session) = alices_expired_session(60); // revivable until 420
     assert!(license.0.sessions.is_empty());
     // Someone else cannot revive it.
     assert_eq!(
@@ -509,41 +516,14 @@ fn an_expired_session_is_revived_inside_the_window_when_a_seat_is_free() {
 
 #[test]
 fn no_revival_after_the_window_without_a_free_seat_or_without_the_policy() {
-    let policy = Policy {
-        revive_window_secs: 60,
-        ..Policy::default()
-    };
-    let mut license = License::with(1, policy);
-    license.acquire("alice", "h1", &[], 0).unwrap();
-    let session = license.session_of("alice", "h1");
-    expire(&mut license, session, 370);
-    assert_eq!(
-        revive(&mut license, session, "alice", 421),
-        Err(DomainError::SessionNotFound)
-    );
+    let not_found = Err(DomainError::SessionNotFound);
+    let (mut license, session) = alices_expired_session(60);
+    assert_eq!(revive(&mut license, session, "alice", 421), not_found);
 
-    let mut license = License::with(
-        1,
-        Policy {
-            revive_window_secs: 60,
-            ..Policy::default()
-        },
-    );
-    license.acquire("alice", "h1", &[], 0).unwrap();
-    let session = license.session_of("alice", "h1");
-    expire(&mut license, session, 370);
+    let (mut license, session) = alices_expired_session(60);
     license.acquire("bob", "h2", &[], 380).unwrap();
-    assert_eq!(
-        revive(&mut license, session, "alice", 390),
-        Err(DomainError::SessionNotFound)
-    );
+    assert_eq!(revive(&mut license, session, "alice", 390), not_found);
 
-    let mut license = License::issued(1);
-    license.acquire("alice", "h1", &[], 0).unwrap();
-    let session = license.session_of("alice", "h1");
-    expire(&mut license, session, 370);
-    assert_eq!(
-        revive(&mut license, session, "alice", 371),
-        Err(DomainError::SessionNotFound)
-    );
+    let (mut license, session) = alices_expired_session(0);
+    assert_eq!(revive(&mut license, session, "alice", 371), not_found);
 }

@@ -226,8 +226,9 @@ fn a_token_after_the_close_is_reported_twice_over() {
     assert_eq!(r.first_violation.unwrap().rule, Rule::TokenOutlivesSession);
 }
 
-#[test]
-fn overdraft_seats_count_as_seats_and_lingering_releases_hold_theirs() {
+/// A 1-seat license with one overdraft seat, both taken; the first
+/// session's release (at 10) lingers until 100; then a grant at `late`.
+fn overdraft_and_linger(late: i64) -> (Script, i64) {
     let mut s = Script::new(1, false, None);
     let policy = events::license::Policy {
         overdraft_seats: 1,
@@ -236,7 +237,6 @@ fn overdraft_seats_count_as_seats_and_lingering_releases_hold_theirs() {
     s.license(0, LicenseEvent::PolicyChanged { version: 1, policy });
     let (a, _) = s.acquire(1);
     s.acquire(2); // the overdraft seat
-                  // a's release lingers until 100: a grant before then is one too many.
     let release = LicenseEvent::SeatReleased {
         session_id: a,
         tokens_valid_until: Some(t(400)),
@@ -244,31 +244,21 @@ fn overdraft_seats_count_as_seats_and_lingering_releases_hold_theirs() {
         revival: 0,
     };
     s.license(10, release);
-    let (_, early) = s.acquire(50);
+    let (_, at) = s.acquire(late);
+    (s, at)
+}
+
+#[test]
+fn overdraft_seats_count_as_seats_and_lingering_releases_hold_theirs() {
+    // A grant while the release still lingers is one too many.
+    let (s, early) = overdraft_and_linger(50);
     let r = s.check();
     assert_eq!(r.violations, 1, "{r:?}");
     let first = r.first_violation.as_ref().unwrap();
     assert_eq!((first.rule, first.position), (Rule::OverAllocation, early));
     assert_eq!((r.peak_live, r.peak_live_seats), (3, 2));
-
-    // The same history with the late grant after the linger is clean.
-    let mut s = Script::new(1, false, None);
-    let policy = events::license::Policy {
-        overdraft_seats: 1,
-        ..Default::default()
-    };
-    s.license(0, LicenseEvent::PolicyChanged { version: 1, policy });
-    let (a, _) = s.acquire(1);
-    s.acquire(2);
-    let release = LicenseEvent::SeatReleased {
-        session_id: a,
-        tokens_valid_until: Some(t(400)),
-        linger_until: Some(t(100)),
-        revival: 0,
-    };
-    s.license(10, release);
-    s.acquire(150);
-    let r = s.check();
+    // After the linger it is clean.
+    let r = overdraft_and_linger(150).0.check();
     assert_eq!(r.violations, 0, "{r:?}");
 }
 
