@@ -4,7 +4,9 @@
 //! `events::license::apply`, then each live session's own stream with
 //! `events::session::apply` for its deadline. A session whose deadline had
 //! passed at TIME but that no `SessionExpired` had ended yet still held its
-//! seat then: it is listed as "live (overdue)".
+//! seat then: it is listed as "live (overdue)". The policy in force shows
+//! too: its version, the overdraft, the seats a linger held, and which
+//! sessions hold overdraft or reserved seats.
 
 use crate::history::license_events;
 use crate::time::fmt_time;
@@ -32,6 +34,12 @@ pub struct SessionAt {
     pub deadline: DateTime<Utc>,
     /// `live`, or `live (overdue)` when the deadline had passed without a `SessionExpired` yet.
     pub status: String,
+    /// It holds one of the policy's overdraft seats.
+    #[serde(default)]
+    pub overdraft: bool,
+    /// The reservation it counts against.
+    #[serde(default)]
+    pub reservation: Option<String>,
 }
 
 /// A license at an instant.
@@ -51,6 +59,15 @@ pub struct StateAt {
     pub seats_in_use: usize,
     /// Suspended at the instant.
     pub suspended: bool,
+    /// The policy version in force (0: the default policy).
+    #[serde(default)]
+    pub policy_version: u32,
+    /// The policy's overdraft seats, usable beyond `seats`.
+    #[serde(default)]
+    pub overdraft_seats: u32,
+    /// Released seats the policy's linger still held at the instant.
+    #[serde(default)]
+    pub seats_lingering: usize,
     /// License-stream events folded.
     pub events_folded: usize,
     /// Live sessions, oldest first.
@@ -90,6 +107,8 @@ pub async fn state_at(
             since,
             deadline,
             status: status.to_owned(),
+            overdraft: live.overdraft,
+            reservation: live.reservation.as_ref().map(ToString::to_string),
         });
     }
     sessions.sort_by(|a, b| (a.since, &a.session_id).cmp(&(b.since, &b.session_id)));
@@ -101,6 +120,9 @@ pub async fn state_at(
         seats: info.seats,
         seats_in_use: sessions.len(),
         suspended: state.suspended,
+        policy_version: state.policy_version,
+        overdraft_seats: state.policy.overdraft_seats,
+        seats_lingering: state.lingering_at(at).count(),
         events_folded: events.len(),
         sessions,
     })
@@ -118,12 +140,21 @@ impl StateAt {
             self.product,
             fmt_time(self.at)
         );
+        let overdraft = match self.overdraft_seats {
+            0 => String::new(),
+            n => format!(" (+{n} overdraft)"),
+        };
+        let lingering = match self.seats_lingering {
+            0 => String::new(),
+            n => format!(", {n} more held by a linger"),
+        };
         let _ = writeln!(
             out,
-            "seats: {} in use of {}{}",
+            "seats: {} in use of {}{overdraft}{lingering}{}; policy version {}",
             self.seats_in_use,
             self.seats,
-            if self.suspended { " (SUSPENDED)" } else { "" }
+            if self.suspended { " (SUSPENDED)" } else { "" },
+            self.policy_version
         );
         let overdue = self.sessions.iter().filter(|s| s.status != "live").count();
         if overdue > 0 {
@@ -138,6 +169,13 @@ impl StateAt {
             "session", "user", "hardware", "since", "deadline"
         );
         for s in &self.sessions {
+            let mut status = s.status.clone();
+            if s.overdraft {
+                status.push_str(", overdraft");
+            }
+            if let Some(r) = &s.reservation {
+                let _ = write!(status, ", reservation {r}");
+            }
             let _ = writeln!(
                 out,
                 "{:<36}  {:<20}  {:<20}  {:<27}  {:<27}  {}",
@@ -146,7 +184,7 @@ impl StateAt {
                 s.hardware,
                 fmt_time(s.since),
                 fmt_time(s.deadline),
-                s.status
+                status
             );
         }
         out

@@ -139,3 +139,65 @@ async fn a_bad_policy_file_fails_cleanly() {
     assert!(err.contains("--policy: reading"), "{err}");
     db.drop_schema().await;
 }
+
+#[tokio::test]
+async fn state_shows_the_policy_overdraft_and_lingering_seats() {
+    use events::aggregate::Aggregate as _;
+    use events::license::{LicenseCommand, Policy};
+    use events::store::ExpectedVersion;
+    let db = TestDb::new().await;
+    let licenses = Ledger::new(db.store());
+    let license = issue(&licenses, 1, 360).await;
+    let policy = Policy {
+        overdraft_seats: 1,
+        linger_secs: 3_600,
+        ..Policy::default()
+    };
+    let set = LicenseCommand::SetPolicy { policy };
+    licenses
+        .command(license, set, ExpectedVersion::Any)
+        .await
+        .unwrap();
+    let hw = |n: &str| HardwareId::parse(n).unwrap();
+    let alice = licenses
+        .acquire(license, &user("alice"), &hw("a1"))
+        .await
+        .unwrap()
+        .unwrap();
+    licenses
+        .acquire(license, &user("bob"), &hw("b1"))
+        .await
+        .unwrap()
+        .unwrap();
+    // Alice releases as the holder: her seat lingers for an hour.
+    let expected = licenses.session(alice).await.unwrap().expected();
+    let release = LicenseCommand::Release {
+        session_id: alice,
+        user_id: Some(user("alice")),
+        now: chrono::Utc::now(),
+    };
+    licenses.command(license, release, expected).await.unwrap();
+
+    let id = license.to_string();
+    let (code, out, err) = ledger(
+        &db,
+        &["state", "--license", &id, "--at", "now", "--format", "json"],
+    );
+    assert_eq!(code, 0, "{err}");
+    let state: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(state["policy_version"], 1);
+    assert_eq!(state["overdraft_seats"], 1);
+    assert_eq!(state["seats_lingering"], 1);
+    assert_eq!(state["seats_in_use"], 1);
+    assert_eq!(state["sessions"][0]["user"], "bob");
+    assert_eq!(state["sessions"][0]["overdraft"], true);
+    let (_, text, _) = ledger(&db, &["state", "--license", &id, "--at", "now"]);
+    assert!(
+        text.contains(
+            "seats: 1 in use of 1 (+1 overdraft), 1 more held by a linger; policy version 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("live, overdraft"), "{text}");
+    db.drop_schema().await;
+}
