@@ -5,12 +5,12 @@
 //! or an operational error (message on stderr).
 
 use crate::keys::{self, TrustedKeys};
+use crate::selection::{chosen_licenses, Window};
 use crate::time::parse_time;
 use crate::{export, offline, render, report, seats, state, svg, verify, what_if};
 use anyhow::Context as _;
-use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use events::ids::{LicenseId, TenantId};
+use events::ids::LicenseId;
 use events::store::EventStore;
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -62,37 +62,6 @@ pub enum WhatIfFormat {
     Json,
     /// SVG: concurrency recorded and under the policy, one panel each.
     Svg,
-}
-
-/// The licenses and the window of `report` and `what-if`.
-#[derive(Debug, Args)]
-pub struct Window {
-    /// One license.
-    #[arg(long, conflicts_with = "tenant", required_unless_present = "tenant")]
-    pub license: Option<String>,
-    /// Every license of a tenant.
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// Window start (inclusive).
-    #[arg(long)]
-    pub from: String,
-    /// Window end (exclusive).
-    #[arg(long)]
-    pub to: String,
-}
-
-impl Window {
-    /// The licenses it names and its bounds, from the log.
-    async fn resolve(
-        &self,
-        store: &EventStore,
-    ) -> anyhow::Result<(Vec<LicenseId>, DateTime<Utc>, DateTime<Utc>)> {
-        let (from, to) = (parse_time(&self.from)?, parse_time(&self.to)?);
-        let licenses = chosen_licenses(store, &self.license, &self.tenant)
-            .await?
-            .context("pass --license or --tenant")?;
-        Ok((licenses, from, to))
-    }
 }
 
 /// Where the trusted public keys come from.
@@ -280,24 +249,6 @@ fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(value)? + "\n")
 }
 
-/// The licenses `--license` or `--tenant` name (`None` when neither is given).
-async fn chosen_licenses(
-    store: &EventStore,
-    license: &Option<String>,
-    tenant: &Option<String>,
-) -> anyhow::Result<Option<Vec<LicenseId>>> {
-    Ok(match (license, tenant) {
-        (Some(id), _) => Some(vec![id
-            .parse::<LicenseId>()
-            .map_err(|e| anyhow::anyhow!("--license: {e}"))?]),
-        (None, Some(t)) => {
-            let tenant = TenantId::parse(t).map_err(|e| anyhow::anyhow!("--tenant: {e}"))?;
-            Some(crate::history::tenant_licenses(store, &tenant).await?)
-        }
-        (None, None) => None,
-    })
-}
-
 /// `value` as JSON, or rendered as text.
 fn text_or_json<T: serde::Serialize>(
     format: TextOrJson,
@@ -419,8 +370,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             format,
             out,
         } => {
-            parse_time(&window.from)?;
-            parse_time(&window.to)?;
             let text = std::fs::read_to_string(policy)
                 .with_context(|| format!("--policy: reading {}", policy.display()))?;
             let policy: events::license::Policy = serde_json::from_str(&text)

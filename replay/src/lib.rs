@@ -23,6 +23,7 @@ pub mod offline;
 pub mod render;
 pub mod report;
 pub mod seats;
+pub mod selection;
 pub mod state;
 pub mod svg;
 pub mod time;

@@ -22,57 +22,8 @@ use crate::ids::{
 };
 use crate::license::Policy;
 
-/// Why an acquire was turned away.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum DenialReason {
-    /// Every seat is taken.
-    NoSeats,
-    /// The license is suspended.
-    Suspended,
-    /// The license's `valid_until` has passed.
-    LicenseExpired,
-    /// The user holds the policy's `max_seats_per_user` seats already.
-    UserLimit,
-    /// Seats are free, but the policy reserves them for others.
-    Reserved,
-}
-
-impl DenialReason {
-    /// The wire name (`no_seats`, `suspended`, `license_expired`,
-    /// `user_limit`, `reserved`).
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Self::NoSeats => "no_seats",
-            Self::Suspended => "suspended",
-            Self::LicenseExpired => "license_expired",
-            Self::UserLimit => "user_limit",
-            Self::Reserved => "reserved",
-        }
-    }
-}
-
-/// Why a session ended.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum CloseReason {
-    /// Released by its user or an admin.
-    Released,
-    /// Ended by the reaper after its deadline passed without a heartbeat.
-    Expired,
-    /// Ended by the license (suspension or a seat reduction).
-    Revoked,
-}
-
-/// Why the license ended a live session.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[serde(rename_all = "snake_case")]
-pub enum RevokeReason {
-    /// The license was suspended.
-    Suspended,
-    /// The seat count was lowered below the live sessions (newest ended first).
-    SeatsReduced,
-}
+mod reasons;
+pub use reasons::{CloseReason, DenialReason, RevokeReason};
 
 fn is_false(b: &bool) -> bool {
     !*b

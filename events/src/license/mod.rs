@@ -17,6 +17,9 @@
 //! the new session id), or return technical errors.
 
 mod decide;
+mod decision;
+mod error;
+mod held;
 mod policy;
 
 use std::collections::BTreeMap;
@@ -29,6 +32,8 @@ use crate::ids::{
 };
 
 pub use decide::{decide, Decision, LicenseCommand, Outcome};
+pub use error::DomainError;
+pub use held::{Lingering, Revivable};
 pub use policy::{
     allocate, Allocation, Held, Policy, PolicyError, Reservation, MAX_LINGER_SECS,
     MAX_OVERDRAFT_SEATS, MAX_RESERVATIONS, MAX_RESERVATION_MEMBERS, MAX_REVIVE_WINDOW_SECS,
@@ -47,51 +52,6 @@ pub const DEFAULT_TOKEN_TTL_SECS: u32 = 300;
 pub const CLOCK_SKEW_SECS: i64 = 5;
 /// Longest suspension reason, in characters.
 pub const MAX_REASON_CHARS: usize = 1_000;
-
-/// A rule of the domain said no. Never a technical failure: each variant
-/// maps to a 4xx answer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DomainError {
-    /// The license stream has no `LicenseIssued`.
-    #[error("license not found")]
-    NotIssued,
-    /// `Issue` on a license that exists.
-    #[error("license already issued")]
-    AlreadyIssued,
-    /// No live session with this id for this caller (also for another
-    /// user's session: callers never learn it exists).
-    #[error("session not found")]
-    SessionNotFound,
-    /// Seats outside [`SEATS_RANGE`].
-    #[error("seats must be between 1 and 100000, got {0}")]
-    InvalidSeats(u32),
-    /// TTL outside [`SESSION_TTL_RANGE`].
-    #[error("session_ttl_secs must be between 1 and 604800, got {0}")]
-    InvalidSessionTtl(u32),
-    /// Blank, longer than [`MAX_REASON_CHARS`], or with control characters.
-    #[error("reason must be 1 to 1000 characters, not blank, without control characters")]
-    InvalidReason,
-    /// The caller's pre-generated session id is already live.
-    #[error("session id already in use")]
-    SessionIdInUse,
-    /// The idempotency key belongs to a live session for another hardware id.
-    #[error("idempotency key already used for another hardware id")]
-    IdempotencyKeyReused,
-    /// `Expire` before the session's deadline.
-    #[error("session is live until {0}")]
-    NotYetExpired(DateTime<Utc>),
-    /// Token TTL outside 1..=session TTL.
-    #[error("token_ttl_secs must be between 1 and the session TTL ({session_ttl_secs}), got {token_ttl_secs}")]
-    InvalidTokenTtl {
-        /// What was asked.
-        token_ttl_secs: u32,
-        /// The license's session TTL.
-        session_ttl_secs: u32,
-    },
-    /// The policy is malformed or does not fit the license.
-    #[error(transparent)]
-    InvalidPolicy(#[from] PolicyError),
-}
 
 /// Terms of an issued license.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -164,34 +124,6 @@ pub struct LiveSession {
     pub revival: u32,
 }
 
-/// An expired session a heartbeat may still revive (the policy's revive window).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Revivable {
-    /// Its holder.
-    pub user_id: UserId,
-    /// Its machine.
-    pub hardware_id: HardwareId,
-    /// Revivable until then (its deadline plus the window).
-    pub until: DateTime<Utc>,
-    /// Its revival count when it expired.
-    pub revival: u32,
-}
-
-/// A released seat its holder's policy keeps held for a while (linger).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Lingering {
-    /// Its holder.
-    pub user_id: UserId,
-    /// Its machine.
-    pub hardware_id: HardwareId,
-    /// Held until then.
-    pub until: DateTime<Utc>,
-    /// It was an overdraft seat.
-    pub overdraft: bool,
-    /// The reservation it counts against.
-    pub reservation: Option<ReservationName>,
-}
-
 /// The state of one license, folded from its stream.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LicenseState {
@@ -261,101 +193,6 @@ impl LicenseState {
     /// Seats usable at most: the seat count plus the policy's overdraft.
     pub fn capacity(&self) -> usize {
         self.seats() as usize + self.policy.overdraft_seats as usize
-    }
-
-    /// Released seats still lingering at `now`.
-    pub fn lingering_at(
-        &self,
-        now: DateTime<Utc>,
-    ) -> impl Iterator<Item = (&SessionId, &Lingering)> + '_ {
-        self.lingering.iter().filter(move |(_, l)| l.until > now)
-    }
-
-    /// Seats held at `now`: live sessions, lingering releases, plus, with
-    /// strict accounting, ended sessions whose tokens may still be valid
-    /// (a lingering session's seat counted once).
-    pub fn seats_held(&self, now: DateTime<Utc>) -> usize {
-        let strict = self.issued.as_ref().is_some_and(|i| i.strict_seats);
-        let lingering = self.lingering_at(now).count();
-        let held_by_tokens = if strict {
-            self.token_holds
-                .iter()
-                .filter(|(id, until)| {
-                    **until > now && self.lingering.get(id).is_none_or(|l| l.until <= now)
-                })
-                .count()
-        } else {
-            0
-        };
-        self.sessions.len() + lingering + held_by_tokens
-    }
-
-    /// Seats held at `now` as the policy's allocation sees them, for an
-    /// acquire by `user`; `reclaiming` (a lingering seat of the same user
-    /// and machine, which the acquire takes over) is not counted for the user.
-    pub fn held_for(
-        &self,
-        now: DateTime<Utc>,
-        user: &UserId,
-        reclaiming: Option<&SessionId>,
-    ) -> Held<'_> {
-        let live = self
-            .sessions
-            .values()
-            .map(|s| (&s.user_id, s.reservation.as_ref()));
-        let lingering = self
-            .lingering_at(now)
-            .filter(|(id, _)| Some(*id) != reclaiming)
-            .map(|(_, l)| (&l.user_id, l.reservation.as_ref()));
-        let mut held = Held {
-            total: self.seats_held(now),
-            ..Held::default()
-        };
-        for (holder, reservation) in live.chain(lingering) {
-            if holder == user {
-                held.by_user += 1;
-            }
-            if let Some(name) = reservation {
-                match held.by_reservation.iter_mut().find(|(n, _)| *n == name) {
-                    Some((_, used)) => *used += 1,
-                    None => held.by_reservation.push((name, 1)),
-                }
-            }
-        }
-        held
-    }
-
-    /// The lingering seat `user` released on `hardware_id`, if it still
-    /// lingers at `now`.
-    pub fn lingering_of(
-        &self,
-        user: &UserId,
-        hardware_id: &HardwareId,
-        now: DateTime<Utc>,
-    ) -> Option<(SessionId, &Lingering)> {
-        self.lingering_at(now)
-            .find(|(_, l)| &l.user_id == user && &l.hardware_id == hardware_id)
-            .map(|(id, l)| (*id, l))
-    }
-
-    /// Drops lingering seats whose linger ended at or before `at` (an
-    /// instant a folded event shows has passed).
-    fn prune_lingering(&mut self, at: DateTime<Utc>) {
-        self.lingering.retain(|_, l| l.until > at);
-        self.revivable.retain(|_, r| r.until > at);
-    }
-
-    /// The expired session `session_id` of `user_id`, if a heartbeat at
-    /// `now` may still revive it.
-    pub fn revivable_session(
-        &self,
-        session_id: &SessionId,
-        user_id: &UserId,
-        now: DateTime<Utc>,
-    ) -> Option<&Revivable> {
-        self.revivable
-            .get(session_id)
-            .filter(|r| &r.user_id == user_id && r.until >= now)
     }
 
     /// With strict accounting, when a seat frees if none is free at `now`
