@@ -24,6 +24,8 @@ pub const ACQUIRES: &str = "ledger_acquires_total";
 pub const ACQUIRES_EXISTING: &str = "ledger_acquires_existing_total";
 /// Acquires turned away.
 pub const DENIALS: &str = "ledger_denials_total";
+/// Acquires that joined a license's queue.
+pub const QUEUED: &str = "ledger_queued_total";
 /// Heartbeats recorded.
 pub const HEARTBEATS: &str = "ledger_heartbeats_total";
 /// Sessions released.
@@ -85,7 +87,7 @@ fn registry() -> &'static Registry {
 }
 
 /// Every counter with its help text; each is exported from the start (at 0).
-const COUNTERS: [(&str, &str); 16] = [
+const COUNTERS: [(&str, &str); 17] = [
     (
         EVENTS_APPENDED,
         "Events appended to the log by this process",
@@ -98,6 +100,7 @@ const COUNTERS: [(&str, &str); 16] = [
         "Acquires that returned an existing session",
     ),
     (DENIALS, "Acquires turned away"),
+    (QUEUED, "Acquires that joined a license's queue"),
     (HEARTBEATS, "Heartbeats recorded"),
     (RELEASES, "Sessions released"),
     (

@@ -121,7 +121,8 @@ pub fn current_deadline(acquired_expires_at: DateTime<Utc>, state: &SessionState
     state.expires_at.unwrap_or(acquired_expires_at)
 }
 
-/// Decides a heartbeat: extends the deadline to `now + ttl`, and asks for
+/// Decides a heartbeat: extends the deadline to `now + ttl` (never before
+/// `borrowed_until`, the end of a borrowed seat's borrow), and asks for
 /// a token renewal when the current token has less than half of
 /// `token_ttl` left (once: not while a renewal is pending).
 ///
@@ -134,13 +135,16 @@ pub fn decide_heartbeat(
     ttl: TimeDelta,
     token_ttl: TimeDelta,
     now: DateTime<Utc>,
+    borrowed_until: Option<DateTime<Utc>>,
 ) -> Result<Vec<LicenseEvent>, DomainError> {
     if state.closed.is_some() {
         return Err(DomainError::SessionNotFound);
     }
+    // A borrowed seat keeps its borrow's end: a heartbeat never shortens it.
+    let expires_at = borrowed_until.map_or(now + ttl, |end| end.max(now + ttl));
     let mut events = vec![LicenseEvent::HeartbeatRecorded {
         session_id,
-        expires_at: now + ttl,
+        expires_at,
     }];
     if renewal_due(state, token_ttl, now) {
         events.push(LicenseEvent::TokenRenewalDue { session_id });
@@ -226,7 +230,7 @@ mod tests {
         let state = SessionState::default();
         assert_eq!(current_deadline(t(360), &state), t(360));
         // When it heartbeats at t=100
-        let events = decide_heartbeat(&state, id, ttl(), token_ttl(), t(100)).unwrap();
+        let events = decide_heartbeat(&state, id, ttl(), token_ttl(), t(100), None).unwrap();
         // Then the deadline moves to t=460, and the stream version to 0
         assert_eq!(
             events,
@@ -274,7 +278,7 @@ mod tests {
             }]);
             // When it heartbeats, then it is not found
             assert_eq!(
-                decide_heartbeat(&state, id, ttl(), token_ttl(), t(1)),
+                decide_heartbeat(&state, id, ttl(), token_ttl(), t(1), None),
                 Err(DomainError::SessionNotFound)
             );
             assert_eq!(state.closed, Some(reason));
@@ -324,15 +328,15 @@ mod tests {
         // Given a token minted at t=0, valid until t=300
         let state = SessionState::fold(&[issued(id, "a", t(300))]);
         // When heartbeats come before half its life, no renewal is asked
-        let early = decide_heartbeat(&state, id, ttl(), token_ttl(), t(140)).unwrap();
+        let early = decide_heartbeat(&state, id, ttl(), token_ttl(), t(140), None).unwrap();
         assert_eq!(early.len(), 1);
         // Past half its life, one is
-        let late = decide_heartbeat(&state, id, ttl(), token_ttl(), t(160)).unwrap();
+        let late = decide_heartbeat(&state, id, ttl(), token_ttl(), t(160), None).unwrap();
         assert_eq!(late[1], LicenseEvent::TokenRenewalDue { session_id: id });
         let pending = late.iter().fold(state, apply);
         assert!(pending.renewal_due);
         // ... and not again while it is pending
-        let again = decide_heartbeat(&pending, id, ttl(), token_ttl(), t(200)).unwrap();
+        let again = decide_heartbeat(&pending, id, ttl(), token_ttl(), t(200), None).unwrap();
         assert_eq!(again.len(), 1);
         // The signer answers it once; the new token clears the request
         let renewed = issued(id, "b", t(460));

@@ -17,6 +17,8 @@ use std::time::Duration;
 
 fn acquire(n: u64) -> LicenseCommand {
     LicenseCommand::Acquire {
+        borrow_secs: None,
+        wait_secs: None,
         session_id: SessionId::new(),
         user_id: UserId::parse(&format!("user-{n}")).unwrap(),
         hardware_id: HardwareId::parse(&format!("hw-{n}")).unwrap(),

@@ -89,6 +89,8 @@ fn generate(target: usize) -> (Vec<u8>, Vec<u8>, usize) {
             let hardware_id = HardwareId::parse(&format!("hw-{s}")).unwrap();
             let exp = t0 + TimeDelta::seconds(360);
             let acquired = LicenseEvent::SeatAcquired {
+                borrowed_until: None,
+                queued: false,
                 session_id,
                 user_id: user,
                 hardware_id,

@@ -210,6 +210,8 @@ fn acquire(
     now: DateTime<Utc>,
 ) -> LicenseCommand {
     LicenseCommand::Acquire {
+        borrow_secs: None,
+        wait_secs: None,
         session_id,
         user_id: user.clone(),
         hardware_id: hardware.clone(),

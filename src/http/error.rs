@@ -66,6 +66,9 @@ fn domain_problem(err: DomainError) -> Problem {
         | DomainError::SessionIdInUse
         | DomainError::IdempotencyKeyReused => StatusCode::CONFLICT,
         DomainError::NotYetExpired(_) => StatusCode::CONFLICT,
+        DomainError::NotWaiting => StatusCode::NOT_FOUND,
+        // A valid borrow the license's policy does not allow (now).
+        DomainError::BorrowNotAllowed { .. } => StatusCode::CONFLICT,
         // The request is well-formed but conflicts with itself or with the
         // license (its seat count), which no schema can say.
         DomainError::InvalidPolicy(

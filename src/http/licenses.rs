@@ -6,7 +6,7 @@ use super::{actor, AppState};
 use crate::auth::Caller;
 use crate::metrics;
 use crate::problem::Problem;
-use crate::service::{Acquisition, Actor};
+use crate::service::{Acquisition, Actor, SeatRequest};
 use crate::workers::token_waiters::Minted;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -32,6 +32,31 @@ pub struct AcquireRequest {
         pattern = r"^[\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*[A-Za-z0-9:._-]{1,128}[\t\n\x0B\f\r \x85\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]*$"
     )]
     pub hardware_id: String,
+    /// If no seat may be granted now, wait in the license's queue up to this
+    /// many seconds (0 to 86400, cut to the policy's `max_queue_wait_secs`;
+    /// a license whose policy has no queue denies as usual). A queued acquire
+    /// answers 202 with the waiter's `queue_url`.
+    #[serde(default, deserialize_with = "events::integral::option_u32")]
+    #[schema(minimum = 0, maximum = 86400)]
+    pub wait_secs: Option<u32>,
+    /// Borrow the seat (use it offline) for this many seconds (1 to 2592000,
+    /// at most the policy's `max_borrow_secs`, else 409): the token's `exp`
+    /// is the borrow's end, and the seat stays held until then or until it
+    /// is released.
+    #[serde(default, deserialize_with = "events::integral::option_u32")]
+    #[schema(minimum = 1, maximum = 2592000)]
+    pub borrow_secs: Option<u32>,
+}
+
+/// The 202 of an acquire: a granted seat whose token is not minted yet, or
+/// (with `wait_secs`) a place in the license's queue.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum AcquireAccepted {
+    /// Granted; fetch the token at `token_url`.
+    Pending(AcquirePending),
+    /// Waiting in the queue; long-poll `queue_url`.
+    Queued(super::queue::QueueResponse),
 }
 
 /// A granted seat with its signed license token.
@@ -109,11 +134,11 @@ fn parse_session(raw: &str) -> Result<SessionId, Problem> {
     params(("Idempotency-Key" = Option<String>, Header, pattern = r"^[!-~]{1,255}$", description = "Retries with the same key return the same session (1-255 visible ASCII characters)")),
     responses(
         (status = 200, description = "Seat granted", body = AcquireResponse),
-        (status = 202, description = "Seat granted; token not minted yet", body = AcquirePending),
+        (status = 202, description = "Seat granted and token not minted yet, or (with wait_secs) waiting in the queue", body = AcquireAccepted),
         (status = 401, description = "Missing or invalid bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "No seat available (or license suspended / expired)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such license in your tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "license_id required: your tenant has several licenses (the choices are listed)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "license_id required: your tenant has several licenses (the choices are listed); or borrow_secs beyond the policy's max_borrow_secs", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
     ),
@@ -151,10 +176,25 @@ pub async fn acquire(
     // asking: the signer can be quicker than the answer.
     let proposed = SessionId::new();
     let waiting = state.waiters.register(proposed);
+    let request = SeatRequest {
+        hardware_id,
+        idempotency_key: key,
+        wait_secs: body.wait_secs,
+        borrow_secs: body.borrow_secs,
+    };
     let outcome = licenses
-        .acquire_as(&actor, license_id, hardware_id, key, proposed)
+        .acquire_as(&actor, license_id, request, proposed)
         .await;
     let response = match outcome? {
+        Acquisition::Queued {
+            license_id,
+            session_id,
+            position,
+            wait_until,
+            ..
+        } => Ok(super::queue::queued(
+            license_id, session_id, position, None, wait_until,
+        )),
         Acquisition::Denied {
             reason, retry_at, ..
         } => Err(denied(reason, retry_at)),

@@ -6,6 +6,7 @@ use contract::CommonResponses;
 pub mod error;
 pub mod licenses;
 pub mod ops;
+pub mod queue;
 pub mod ratelimit;
 pub mod usage;
 
@@ -162,6 +163,7 @@ pub fn actor(caller: &Caller, headers: &HeaderMap) -> Result<Actor, Problem> {
     info(title = "License Ledger", description = "Floating licenses over an event log: acquire, heartbeat, release."),
     paths(
         licenses::acquire, licenses::heartbeat, licenses::release, licenses::token,
+        queue::status, queue::cancel,
         admin::list, admin::get, admin::issue, admin::change_seats, admin::set_policy, admin::suspend, admin::reinstate,
         usage::usage,
         usage::sessions,
@@ -265,6 +267,10 @@ pub fn router(
         .route("/licenses", get(admin::list))
         .route("/licenses/{license_id}", get(admin::get))
         .route("/licenses/{license_id}/usage", get(usage::usage))
+        .route(
+            "/licenses/{license_id}/queue/{session_id}",
+            get(queue::status).delete(queue::cancel),
+        )
         .route(
             "/admin/licenses/{license_id}/sessions",
             get(usage::sessions),

@@ -25,6 +25,7 @@ use lru::LruCache;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
+pub use seats::{Due, QueueView, SeatRequest};
 pub use sessions::{Heartbeat, SessionView};
 
 /// Why a command failed.
@@ -100,6 +101,19 @@ pub enum Acquisition {
         /// Current deadline.
         expires_at: chrono::DateTime<chrono::Utc>,
         /// True when an existing session was returned (retry, same machine).
+        existing: bool,
+    },
+    /// No seat now; waiting in the license's queue (`QueueJoined` in the log).
+    Queued {
+        /// The license.
+        license_id: LicenseId,
+        /// The session a grant will create.
+        session_id: SessionId,
+        /// 1 = next in line.
+        position: usize,
+        /// It gives up then.
+        wait_until: chrono::DateTime<chrono::Utc>,
+        /// It was waiting already (a retry).
         existing: bool,
     },
     /// Turned away (the denial is recorded in the log).

@@ -7,11 +7,58 @@
 use super::{Acquisition, Actor, Licenses, ServiceError};
 use crate::metrics;
 use events::aggregate::MAX_ATTEMPTS;
+use events::catalog::QueueLeaveReason;
 use events::envelope::now;
 use events::ids::{HardwareId, IdempotencyKey, LicenseId, SessionId};
+use events::license::QueueStatus;
 use events::license::{DomainError, LicenseCommand, Outcome};
 use events::session::current_deadline;
 use events::store::AppendError;
+
+/// What an acquire asks for.
+#[derive(Debug, Clone)]
+pub struct SeatRequest {
+    /// The machine.
+    pub hardware_id: HardwareId,
+    /// The request's `Idempotency-Key`.
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// Wait in the queue up to this many seconds if no seat is free.
+    pub wait_secs: Option<u32>,
+    /// Borrow the seat for this many seconds.
+    pub borrow_secs: Option<u32>,
+}
+
+/// A license as the reaper sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Due {
+    /// Sessions whose acquire-time deadline passed.
+    pub due: Vec<SessionId>,
+    /// Every live session.
+    pub live: Vec<SessionId>,
+    /// Acquires wait in its queue.
+    pub waiting: bool,
+}
+
+/// Where a waiter stands, as its caller sees it.
+#[derive(Debug, Clone)]
+pub enum QueueView {
+    /// Still waiting.
+    Waiting {
+        /// 1 = next in line.
+        position: usize,
+        /// Waiters in all.
+        waiters: usize,
+        /// It gives up then.
+        wait_until: chrono::DateTime<chrono::Utc>,
+    },
+    /// Granted; the session's deadline while it lives.
+    Granted {
+        /// `None` once the granted session ended.
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Left without a seat.
+    Left(QueueLeaveReason),
+}
 
 impl Licenses {
     /// Acquires a seat (or returns the caller's live session for this machine or key).
@@ -22,14 +69,14 @@ impl Licenses {
         hardware_id: HardwareId,
         idempotency_key: Option<IdempotencyKey>,
     ) -> Result<Acquisition, ServiceError> {
-        self.acquire_as(
-            actor,
-            license_id,
+        let request = SeatRequest {
             hardware_id,
             idempotency_key,
-            SessionId::new(),
-        )
-        .await
+            wait_secs: None,
+            borrow_secs: None,
+        };
+        self.acquire_as(actor, license_id, request, SessionId::new())
+            .await
     }
 
     /// [`Licenses::acquire`], naming the new session `session_id` if one is
@@ -39,15 +86,22 @@ impl Licenses {
         &self,
         actor: &Actor,
         license_id: LicenseId,
-        hardware_id: HardwareId,
-        idempotency_key: Option<IdempotencyKey>,
+        request: SeatRequest,
         session_id: SessionId,
     ) -> Result<Acquisition, ServiceError> {
+        let SeatRequest {
+            hardware_id,
+            idempotency_key,
+            wait_secs,
+            borrow_secs,
+        } = request;
         let user = actor.user.clone();
         let outcome = self
             .run(license_id, Some(actor), |_| {
                 Ok((
                     LicenseCommand::Acquire {
+                        borrow_secs,
+                        wait_secs,
                         session_id,
                         user_id: user.clone(),
                         hardware_id: hardware_id.clone(),
@@ -93,13 +147,97 @@ impl Licenses {
                     retry_at,
                 })
             }
+            Outcome::Queued {
+                session_id,
+                position,
+                wait_until,
+                existing,
+            } => {
+                if !existing {
+                    ::metrics::counter!(metrics::QUEUED).increment(1);
+                }
+                Ok(Acquisition::Queued {
+                    license_id,
+                    session_id,
+                    position,
+                    wait_until,
+                    existing,
+                })
+            }
             Outcome::Done => Err(ServiceError::Contention),
         }
     }
 
+    /// Where the waiter `session` of `license_id` stands, as `actor` may
+    /// see it (an admin sees every waiter of the tenant).
+    pub async fn queue_status(
+        &self,
+        actor: &Actor,
+        license_id: LicenseId,
+        session: SessionId,
+    ) -> Result<QueueView, ServiceError> {
+        let state = self.license(license_id, Some(&actor.tenant)).await?;
+        let user = (!actor.admin).then_some(&actor.user);
+        Ok(match state.queue_status(&session, user) {
+            QueueStatus::Waiting {
+                waiter,
+                position,
+                waiters,
+            } => QueueView::Waiting {
+                position,
+                waiters,
+                wait_until: waiter.wait_until,
+            },
+            QueueStatus::Granted => QueueView::Granted {
+                expires_at: self.deadline(session).await?,
+            },
+            QueueStatus::Left(reason) => QueueView::Left(reason),
+            QueueStatus::Unknown => return Err(ServiceError::NotFound("waiter")),
+        })
+    }
+
+    /// Leaves the queue (the waiter, or an admin of the tenant).
+    pub async fn leave_queue(
+        &self,
+        actor: &Actor,
+        license_id: LicenseId,
+        session: SessionId,
+    ) -> Result<(), ServiceError> {
+        let user = (!actor.admin).then(|| actor.user.clone());
+        let result = self
+            .run(license_id, Some(actor), |_| {
+                Ok((
+                    LicenseCommand::LeaveQueue {
+                        session_id: session,
+                        user_id: user.clone(),
+                    },
+                    None,
+                ))
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(ServiceError::Domain(DomainError::NotWaiting)) => {
+                Err(ServiceError::NotFound("waiter"))
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Serves `license_id`'s queue now (the reaper): times out waiters and
+    /// grants the seats that freed without an event (lingers and token
+    /// holds that lapsed, a policy change, a reinstatement).
+    pub async fn promote(&self, license_id: LicenseId) -> Result<(), ServiceError> {
+        self.run(license_id, None, |_| {
+            Ok((LicenseCommand::Promote { now: now() }, None))
+        })
+        .await
+        .map(|_| ())
+    }
+
     /// Releases a session (its holder, or an admin of the tenant).
     pub async fn release(&self, actor: &Actor, session: SessionId) -> Result<(), ServiceError> {
-        let (license_id, _) = self.owned_session(actor, session).await?;
+        let license_id = self.owned_session(actor, session).await?.license_id;
         for _ in 0..MAX_ATTEMPTS {
             let view = self.sessions.view(&self.store, session).await?;
             if view.state.closed.is_some() {
@@ -143,18 +281,22 @@ impl Licenses {
         Err(ServiceError::Contention)
     }
 
-    /// Sessions of a license whose acquire-time deadline has passed (reaper
-    /// candidates; heartbeats may have extended them since), and every live one.
+    /// What the reaper looks at in a license: sessions whose acquire-time
+    /// deadline has passed (heartbeats may have extended them since), every
+    /// live one, and whether acquires wait in its queue.
     pub async fn due_sessions(
         &self,
         id: LicenseId,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(Vec<SessionId>, Vec<SessionId>), ServiceError> {
+    ) -> Result<Due, ServiceError> {
         let cached = self.entry(id);
         let mut state = cached.lock().await;
         self.refresh(id, &mut state).await?;
-        let due = state.sessions_due(now).map(|(s, _)| s).collect();
-        Ok((due, state.sessions.keys().copied().collect()))
+        Ok(Due {
+            due: state.sessions_due(now).map(|(s, _)| s).collect(),
+            live: state.sessions.keys().copied().collect(),
+            waiting: !state.queue.is_empty(),
+        })
     }
 
     /// Ends a session whose deadline passed (the reaper). Returns false when a

@@ -34,6 +34,16 @@ pub struct Heartbeat {
     pub token_ttl: chrono::TimeDelta,
 }
 
+/// A live session the caller may act on.
+pub(super) struct Owned {
+    /// Its license.
+    pub license_id: LicenseId,
+    /// The license's terms.
+    pub info: LicenseInfo,
+    /// Borrowed until then (heartbeats never shorten that deadline).
+    pub borrowed_until: Option<DateTime<Utc>>,
+}
+
 /// A session as a caller may see it.
 #[derive(Debug, Clone)]
 pub struct SessionView {
@@ -172,25 +182,29 @@ impl Licenses {
         &self,
         actor: &Actor,
         session: SessionId,
-    ) -> Result<(LicenseId, LicenseInfo), ServiceError> {
+    ) -> Result<Owned, ServiceError> {
         let license_id = self
             .sessions
             .license_of(&self.store, session)
             .await?
             .ok_or(ServiceError::NotFound("session"))?;
         let user = (!actor.admin).then_some(&actor.user);
-        let info = self
+        let (info, borrowed_until) = self
             .with_session_license(license_id, session, |state| {
                 let info = state
                     .issued
                     .as_ref()
                     .filter(|i| i.tenant_id == actor.tenant)?;
-                state.live_session(session, user).ok()?;
-                Some(info.clone())
+                let live = state.live_session(session, user).ok()?;
+                Some((info.clone(), live.borrowed_until))
             })
             .await?
             .ok_or(ServiceError::NotFound("session"))?;
-        Ok((license_id, info))
+        Ok(Owned {
+            license_id,
+            info,
+            borrowed_until,
+        })
     }
 
     /// Runs `f` on the license state under its lock, without copying it;
@@ -218,7 +232,11 @@ impl Licenses {
         actor: &Actor,
         session: SessionId,
     ) -> Result<Heartbeat, ServiceError> {
-        let (license_id, info) = match self.owned_session(actor, session).await {
+        let Owned {
+            license_id,
+            info,
+            borrowed_until,
+        } = match self.owned_session(actor, session).await {
             Err(ServiceError::NotFound(_)) => self.revive(actor, session).await?,
             found => found?,
         };
@@ -237,7 +255,7 @@ impl Licenses {
             &mut state,
             &meta.to_value(),
             |state| {
-                decide_heartbeat(state, session, ttl, token_ttl, stamped)
+                decide_heartbeat(state, session, ttl, token_ttl, stamped, borrowed_until)
                     .map(|events| aggregate::Changes::new(events, ()))
                     .map_err(|_| ServiceError::NotFound("session"))
             },
@@ -266,11 +284,7 @@ impl Licenses {
     /// has a revive window that still covers it and a seat is free
     /// (`SessionRevived` + `SessionReopened`, one append, expecting the
     /// session stream's version); anything else is "not found".
-    async fn revive(
-        &self,
-        actor: &Actor,
-        session: SessionId,
-    ) -> Result<(LicenseId, LicenseInfo), ServiceError> {
+    async fn revive(&self, actor: &Actor, session: SessionId) -> Result<Owned, ServiceError> {
         let not_found = || ServiceError::NotFound("session");
         let license_id = self
             .sessions

@@ -3,6 +3,9 @@
 //! stream) atomically, with the session stream's expected version. A
 //! heartbeat that lands first wins by stream version; so does another
 //! reaper, which makes several reapers safe (they only waste a little work).
+//! It also serves the queue of each license where acquires wait: waiters
+//! whose wait ran out leave it, and seats freed without an event (a lapsed
+//! linger or token hold, a policy change, a reinstatement) go to waiters.
 
 use crate::metrics;
 use crate::service::Licenses;
@@ -85,9 +88,9 @@ impl Reaper {
         live: &mut std::collections::HashSet<SessionId>,
     ) -> anyhow::Result<u64> {
         let mut expired = 0;
-        let (due, sessions) = licenses.due_sessions(license_id, now).await?;
-        live.extend(sessions);
-        for session in due {
+        let found = licenses.due_sessions(license_id, now).await?;
+        live.extend(found.live);
+        for session in found.due {
             if self.known_deadlines.get(&session).is_some_and(|d| *d > now) {
                 continue;
             }
@@ -97,6 +100,11 @@ impl Reaper {
             } else if let Some(deadline) = licenses.deadline(session).await? {
                 self.known_deadlines.insert(session, deadline);
             }
+        }
+        if found.waiting {
+            // Seats a lapsed linger or token hold frees appear without an
+            // event, and waiters time out: serve the queue now.
+            licenses.promote(license_id).await?;
         }
         Ok(expired)
     }

@@ -237,6 +237,7 @@ async fn mint(
     let LicenseEvent::SeatAcquired {
         user_id,
         hardware_id,
+        borrowed_until,
         ..
     } = decode(&acquisition).map_err(anyhow::Error::from)?
     else {
@@ -269,8 +270,14 @@ async fn mint(
         return Ok((Handled::Deferred(wait), None));
     }
     let jti = Uuid::new_v4();
-    let expires_at =
-        events::store::hash::to_micros(now) + chrono::TimeDelta::seconds(i64::from(token_ttl));
+    // A borrowed seat's tokens expire with the borrow (the client is
+    // offline until then); any other token lives one token lifetime.
+    let expires_at = match borrowed_until.filter(|end| *end > now) {
+        Some(end) => events::store::hash::to_micros(end),
+        None => {
+            events::store::hash::to_micros(now) + chrono::TimeDelta::seconds(i64::from(token_ttl))
+        }
+    };
     let claims = LicenseClaims {
         iss: minter.issuer().to_owned(),
         sub: user_id.to_string(),

@@ -18,12 +18,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::{
-    HardwareId, IdempotencyKey, LicenseId, ProductId, ReservationName, SessionId, TenantId, UserId,
+    GroupId, HardwareId, IdempotencyKey, LicenseId, ProductId, ReservationName, SessionId,
+    TenantId, UserId,
 };
 use crate::license::Policy;
 
 mod reasons;
-pub use reasons::{CloseReason, DenialReason, RevokeReason};
+pub use reasons::{CloseReason, DenialReason, QueueLeaveReason, RevokeReason};
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -113,6 +114,50 @@ pub enum LicenseEvent {
         /// The reservation it counts against, if any.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reservation: Option<ReservationName>,
+        /// It was granted to a waiter of the license's queue (the session id
+        /// is the one its `QueueJoined` recorded).
+        #[serde(default, skip_serializing_if = "is_false")]
+        queued: bool,
+        /// The seat is borrowed (taken offline) until then: the deadline and
+        /// the tokens' `exp` are this instant, and heartbeats never shorten it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        borrowed_until: Option<DateTime<Utc>>,
+    },
+    /// An acquire that asked to wait found no seat it may take and joined the
+    /// license's queue (license stream). When a seat frees, the oldest waiter
+    /// the policy admits gets it as a `SeatAcquired` with `queued` and this
+    /// session id.
+    QueueJoined {
+        /// The session a grant will create.
+        session_id: SessionId,
+        /// Who waits.
+        user_id: UserId,
+        /// For which machine.
+        hardware_id: HardwareId,
+        /// The caller's groups (the policy's reservations admit by group).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        groups: Vec<GroupId>,
+        /// The acquire's `Idempotency-Key`, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<IdempotencyKey>,
+        /// Why no seat could be granted at once.
+        reason: DenialReason,
+        /// The waiter gives up at this instant (a `QueueLeft` `timed_out`).
+        wait_until: DateTime<Utc>,
+        /// Borrow the seat for this many seconds once granted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        borrow_secs: Option<u32>,
+        /// The policy version in force (0: the default policy).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        policy_version: u32,
+    },
+    /// A waiter left the license's queue without a seat: it cancelled, or
+    /// its wait ran out (license stream).
+    QueueLeft {
+        /// The waiter's session id (from its `QueueJoined`).
+        session_id: SessionId,
+        /// Why.
+        reason: QueueLeaveReason,
     },
     /// An acquire was turned away; turnaways matter to vendors (license stream).
     AcquireDenied {
@@ -268,6 +313,8 @@ pub const EVENT_TYPES: &[(&str, i32)] = &[
     ("LicenseReinstated", 1),
     ("SeatAcquired", 1),
     ("AcquireDenied", 1),
+    ("QueueJoined", 1),
+    ("QueueLeft", 1),
     ("SeatReleased", 1),
     ("SessionExpired", 1),
     ("SessionRevoked", 1),
@@ -321,6 +368,8 @@ impl LicenseEvent {
             Self::LicenseReinstated {} => "LicenseReinstated",
             Self::SeatAcquired { .. } => "SeatAcquired",
             Self::AcquireDenied { .. } => "AcquireDenied",
+            Self::QueueJoined { .. } => "QueueJoined",
+            Self::QueueLeft { .. } => "QueueLeft",
             Self::SeatReleased { .. } => "SeatReleased",
             Self::SessionExpired { .. } => "SessionExpired",
             Self::SessionRevoked { .. } => "SessionRevoked",
@@ -349,6 +398,8 @@ impl LicenseEvent {
             | Self::LicenseReinstated {}
             | Self::SeatAcquired { .. }
             | Self::AcquireDenied { .. }
+            | Self::QueueJoined { .. }
+            | Self::QueueLeft { .. }
             | Self::SeatReleased { .. }
             | Self::SessionExpired { .. }
             | Self::SessionRevoked { .. }
@@ -366,6 +417,8 @@ impl LicenseEvent {
     pub fn session_id(&self) -> Option<SessionId> {
         match self {
             Self::SeatAcquired { session_id, .. }
+            | Self::QueueJoined { session_id, .. }
+            | Self::QueueLeft { session_id, .. }
             | Self::SeatReleased { session_id, .. }
             | Self::SessionExpired { session_id, .. }
             | Self::SessionRevoked { session_id, .. }

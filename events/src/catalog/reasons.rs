@@ -17,11 +17,13 @@ pub enum DenialReason {
     UserLimit,
     /// Seats are free, but the policy reserves them for others.
     Reserved,
+    /// The acquire asked to wait, but the license's queue is full.
+    QueueFull,
 }
 
 impl DenialReason {
     /// The wire name (`no_seats`, `suspended`, `license_expired`,
-    /// `user_limit`, `reserved`).
+    /// `user_limit`, `reserved`, `queue_full`).
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::NoSeats => "no_seats",
@@ -29,6 +31,7 @@ impl DenialReason {
             Self::LicenseExpired => "license_expired",
             Self::UserLimit => "user_limit",
             Self::Reserved => "reserved",
+            Self::QueueFull => "queue_full",
         }
     }
 }
@@ -53,4 +56,24 @@ pub enum RevokeReason {
     Suspended,
     /// The seat count was lowered below the live sessions (newest ended first).
     SeatsReduced,
+}
+
+/// Why a waiter left a license's queue without a seat.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueLeaveReason {
+    /// The waiter (or an admin) cancelled it.
+    Cancelled,
+    /// Its `wait_until` passed before a seat it may take freed.
+    TimedOut,
+}
+
+impl QueueLeaveReason {
+    /// The wire name (`cancelled`, `timed_out`).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Cancelled => "cancelled",
+            Self::TimedOut => "timed_out",
+        }
+    }
 }

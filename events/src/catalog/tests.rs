@@ -25,6 +25,8 @@ pub(crate) fn samples() -> Vec<LicenseEvent> {
         LicenseEvent::PolicyChanged {
             version: 2,
             policy: crate::license::Policy {
+                max_borrow_secs: 604_800,
+                max_queue_wait_secs: 600,
                 linger_secs: 60,
                 overdraft_seats: 2,
                 revive_window_secs: 30,
@@ -43,6 +45,8 @@ pub(crate) fn samples() -> Vec<LicenseEvent> {
         },
         LicenseEvent::LicenseReinstated {},
         LicenseEvent::SeatAcquired {
+            borrowed_until: Some(at),
+            queued: true,
             session_id,
             user_id: user_id.clone(),
             hardware_id: hardware_id.clone(),
@@ -51,6 +55,21 @@ pub(crate) fn samples() -> Vec<LicenseEvent> {
             policy_version: 2,
             overdraft: true,
             reservation: Some(ReservationName::parse("build-farm").unwrap()),
+        },
+        LicenseEvent::QueueJoined {
+            session_id,
+            user_id: user_id.clone(),
+            hardware_id: hardware_id.clone(),
+            groups: vec![crate::ids::GroupId::parse("builders").unwrap()],
+            idempotency_key: Some(IdempotencyKey::parse("k-1").unwrap()),
+            reason: DenialReason::NoSeats,
+            wait_until: at,
+            borrow_secs: Some(3600),
+            policy_version: 2,
+        },
+        LicenseEvent::QueueLeft {
+            session_id,
+            reason: QueueLeaveReason::TimedOut,
         },
         LicenseEvent::AcquireDenied {
             user_id,
@@ -136,14 +155,22 @@ fn every_type_round_trips_through_data_and_from_stored() {
 
 #[test]
 fn wire_names_are_snake_case() {
-    let denied = &samples()[6];
+    let denied = &samples()[8];
     assert_eq!(denied.data()["reason"], "no_seats");
     assert_eq!(DenialReason::LicenseExpired.as_str(), "license_expired");
-    for reason in [DenialReason::UserLimit, DenialReason::Reserved] {
+    for reason in [
+        DenialReason::UserLimit,
+        DenialReason::Reserved,
+        DenialReason::QueueFull,
+    ] {
         assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
     }
-    assert_eq!(samples()[13].data()["reason"], "expired");
-    assert_eq!(samples()[9].data()["reason"], "suspended");
+    for reason in [QueueLeaveReason::Cancelled, QueueLeaveReason::TimedOut] {
+        assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+    }
+    assert_eq!(samples()[7].data()["reason"], "timed_out");
+    assert_eq!(samples()[15].data()["reason"], "expired");
+    assert_eq!(samples()[11].data()["reason"], "suspended");
     assert_eq!(samples()[4].data(), serde_json::json!({}));
 }
 

@@ -8,8 +8,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 pub use super::decision::{Decision, Outcome};
 use super::policy::{allocate, Allocation, Policy};
-use super::{DomainError, LicenseState, MAX_REASON_CHARS, SEATS_RANGE, SESSION_TTL_RANGE};
-use crate::catalog::{CloseReason, DenialReason, LicenseEvent, RevokeReason};
+use super::queue::{borrow_end, promote};
+use super::{
+    apply, DomainError, LicenseState, LiveSession, MAX_REASON_CHARS, MAX_WAITERS, SEATS_RANGE,
+    SESSION_TTL_RANGE,
+};
+use crate::catalog::{CloseReason, DenialReason, LicenseEvent, QueueLeaveReason, RevokeReason};
 use crate::ids::{
     GroupId, HardwareId, IdempotencyKey, LicenseId, ProductId, SessionId, TenantId, UserId,
 };
@@ -74,6 +78,26 @@ pub enum LicenseCommand {
         groups: Vec<GroupId>,
         /// The request's `Idempotency-Key`.
         idempotency_key: Option<IdempotencyKey>,
+        /// Wait up to this many seconds in the queue if no seat may be
+        /// granted now (cut to the policy's `max_queue_wait_secs`; no wait
+        /// when that is 0).
+        wait_secs: Option<u32>,
+        /// Borrow the seat for this many seconds, 1 to the policy's
+        /// `max_borrow_secs`.
+        borrow_secs: Option<u32>,
+        /// The caller's clock.
+        now: DateTime<Utc>,
+    },
+    /// Leave the queue without a seat.
+    LeaveQueue {
+        /// The waiter (its `QueueJoined` session id).
+        session_id: SessionId,
+        /// The caller; `None` = admin (may cancel any waiter).
+        user_id: Option<UserId>,
+    },
+    /// Serve the queue at `now`: time out waiters, grant free seats (the
+    /// reaper; every other command with a clock does it too).
+    Promote {
         /// The caller's clock.
         now: DateTime<Utc>,
     },
@@ -111,8 +135,52 @@ pub enum LicenseCommand {
     },
 }
 
+impl LicenseCommand {
+    /// The caller's clock, for commands that carry one.
+    fn clock(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::ChangeSeats { now, .. }
+            | Self::Suspend { now, .. }
+            | Self::Acquire { now, .. }
+            | Self::Promote { now }
+            | Self::Revive { now, .. }
+            | Self::Release { now, .. }
+            | Self::Expire { now, .. } => Some(*now),
+            Self::Issue { .. }
+            | Self::SetPolicy { .. }
+            | Self::Reinstate
+            | Self::LeaveQueue { .. } => None,
+        }
+    }
+}
+
 /// Decides a command against the current state. Pure: same input, same output.
+///
+/// While waiters queue, a command with a clock first serves the queue (see
+/// [`promote`]), so the command is decided as if every waiter the policy
+/// admits had its seat already, and serves it again after its own events,
+/// so a seat it frees goes to the oldest waiter in the same append.
 pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, DomainError> {
+    let Some(now) = cmd
+        .clock()
+        .filter(|_| !state.queue.is_empty() && state.issued.is_some())
+    else {
+        return decide_command(state, cmd);
+    };
+    let mut scratch = state.clone();
+    let mut events = promote(&mut scratch, now);
+    let mut decision = decide_command(&scratch, cmd)?;
+    for event in &decision.license_events {
+        scratch = apply(scratch, event);
+    }
+    let after = promote(&mut scratch, now);
+    events.append(&mut decision.license_events);
+    events.extend(after);
+    decision.license_events = events;
+    Ok(decision)
+}
+
+fn decide_command(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, DomainError> {
     use LicenseEvent as E;
     if let LicenseCommand::Issue {
         tenant_id,
@@ -170,7 +238,7 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
             let revoked = newest
                 .into_iter()
                 .take(excess)
-                .map(|(id, live)| (*id, live.revival));
+                .map(|(id, live)| (*id, live));
             let mut decision = revoke(info, revoked, RevokeReason::SeatsReduced, now);
             decision.license_events.insert(0, E::SeatsChanged { seats });
             Ok(decision)
@@ -198,7 +266,7 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
             if state.suspended {
                 return Ok(Decision::nothing(Outcome::Done));
             }
-            let live = state.sessions.iter().map(|(id, s)| (*id, s.revival));
+            let live = state.sessions.iter().map(|(id, s)| (*id, s));
             let mut decision = revoke(info, live, RevokeReason::Suspended, now);
             let suspended = E::LicenseSuspended {
                 reason: reason.to_owned(),
@@ -220,6 +288,8 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
             hardware_id,
             groups,
             idempotency_key,
+            wait_secs,
+            borrow_secs,
             now,
         } => {
             // A retry gets its first answer back even if the license has since
@@ -240,8 +310,28 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
                 };
                 return Ok(Decision::nothing(outcome));
             }
-            if state.sessions.contains_key(&session_id) {
+            if let Some((position, waiter)) =
+                state.waiter_for(&user_id, &hardware_id, idempotency_key.as_ref())
+            {
+                if waiter.hardware_id != hardware_id {
+                    return Err(DomainError::IdempotencyKeyReused);
+                }
+                let outcome = Outcome::Queued {
+                    session_id: waiter.session_id,
+                    position,
+                    wait_until: waiter.wait_until,
+                    existing: true,
+                };
+                return Ok(Decision::nothing(outcome));
+            }
+            if state.sessions.contains_key(&session_id) || state.waiter(&session_id).is_some() {
                 return Err(DomainError::SessionIdInUse);
+            }
+            if let Some(asked) = borrow_secs {
+                let max = state.policy.max_borrow_secs;
+                if asked == 0 || asked > max {
+                    return Err(DomainError::BorrowNotAllowed { asked, max });
+                }
             }
             let policy_version = state.policy_version;
             let mut denial = if info.valid_until.is_some_and(|until| now > until) {
@@ -271,6 +361,37 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
                     }
                 }
             }
+            let max_wait = state.policy.max_queue_wait_secs;
+            let wait = wait_secs.unwrap_or(0).min(max_wait);
+            let queueable = matches!(
+                denial,
+                Some(DenialReason::NoSeats | DenialReason::UserLimit | DenialReason::Reserved)
+            );
+            if let (true, Some(reason)) = (queueable && wait > 0, denial) {
+                if state.queue.len() >= MAX_WAITERS {
+                    denial = Some(DenialReason::QueueFull);
+                } else {
+                    let wait_until = now + TimeDelta::seconds(i64::from(wait));
+                    let event = E::QueueJoined {
+                        session_id,
+                        user_id,
+                        hardware_id,
+                        groups,
+                        idempotency_key,
+                        reason,
+                        wait_until,
+                        borrow_secs,
+                        policy_version,
+                    };
+                    let outcome = Outcome::Queued {
+                        session_id,
+                        position: state.queue.len() + 1,
+                        wait_until,
+                        existing: false,
+                    };
+                    return Ok(Decision::license(vec![event], outcome));
+                }
+            }
             if let Some(reason) = denial {
                 let event = E::AcquireDenied {
                     user_id,
@@ -285,7 +406,8 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
                 let outcome = Outcome::Denied { reason, retry_at };
                 return Ok(Decision::license(vec![event], outcome));
             }
-            let expires_at = now + info.session_ttl();
+            let borrowed_until = borrow_end(&state.policy, borrow_secs, now);
+            let expires_at = borrowed_until.unwrap_or(now + info.session_ttl());
             let event = E::SeatAcquired {
                 session_id,
                 user_id,
@@ -295,6 +417,8 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
                 policy_version,
                 overdraft,
                 reservation,
+                queued: false,
+                borrowed_until,
             };
             Ok(Decision::license(
                 vec![event],
@@ -305,6 +429,20 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
                 },
             ))
         }
+        LicenseCommand::LeaveQueue {
+            session_id,
+            user_id,
+        } => match state.waiter(&session_id) {
+            Some((_, w)) if user_id.as_ref().is_none_or(|u| u == &w.user_id) => {
+                let event = E::QueueLeft {
+                    session_id,
+                    reason: QueueLeaveReason::Cancelled,
+                };
+                Ok(Decision::license(vec![event], Outcome::Done))
+            }
+            _ => Err(DomainError::NotWaiting),
+        },
+        LicenseCommand::Promote { .. } => Ok(Decision::nothing(Outcome::Done)),
         LicenseCommand::Revive {
             session_id,
             user_id,
@@ -361,7 +499,7 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
             Ok(Decision {
                 license_events: vec![E::SeatReleased {
                     session_id,
-                    tokens_valid_until: Some(info.tokens_valid_until(now)),
+                    tokens_valid_until: Some(tokens_until(info, live, now)),
                     linger_until,
                     revival: live.revival,
                 }],
@@ -385,7 +523,7 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
                 license_events: vec![E::SessionExpired {
                     session_id,
                     deadline,
-                    tokens_valid_until: Some(info.tokens_valid_until(now)),
+                    tokens_valid_until: Some(tokens_until(info, live, now)),
                     policy_version: state.policy_version,
                     revival: live.revival,
                 }],
@@ -401,19 +539,19 @@ pub fn decide(state: &LicenseState, cmd: LicenseCommand) -> Result<Decision, Dom
 
 /// Revokes `sessions`: a `SessionRevoked` each on the license stream and a
 /// close marker each on their session streams.
-fn revoke(
+fn revoke<'a>(
     info: &super::LicenseInfo,
-    sessions: impl Iterator<Item = (SessionId, u32)>,
+    sessions: impl Iterator<Item = (SessionId, &'a LiveSession)>,
     reason: RevokeReason,
     now: DateTime<Utc>,
 ) -> Decision {
     let mut decision = Decision::nothing(Outcome::Done);
-    for (session_id, revival) in sessions {
+    for (session_id, live) in sessions {
         decision.license_events.push(LicenseEvent::SessionRevoked {
             session_id,
             reason,
-            tokens_valid_until: info.tokens_valid_until(now),
-            revival,
+            tokens_valid_until: tokens_until(info, live, now),
+            revival: live.revival,
         });
         decision.session_events.push(LicenseEvent::SessionClosed {
             session_id,
@@ -421,6 +559,21 @@ fn revoke(
         });
     }
     decision
+}
+
+/// Until when the tokens of `live`, ending at `now`, may be valid: one
+/// token lifetime after the end, or the end of its borrow (the `exp` of a
+/// borrowed seat's tokens), plus the allowed clock skew.
+fn tokens_until(
+    info: &super::LicenseInfo,
+    live: &LiveSession,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let until = info.tokens_valid_until(now);
+    match live.borrowed_until {
+        Some(end) => until.max(end + TimeDelta::seconds(super::CLOCK_SKEW_SECS)),
+        None => until,
+    }
 }
 
 fn check_seats(seats: u32) -> Result<(), DomainError> {

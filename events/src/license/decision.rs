@@ -21,6 +21,18 @@ pub enum Outcome {
         /// hardware id, or same idempotency key): nothing is appended.
         existing: bool,
     },
+    /// No seat now: the acquire waits in the queue (`QueueJoined`), or
+    /// (`existing`) it was waiting already.
+    Queued {
+        /// The session a grant will create.
+        session_id: SessionId,
+        /// 1-based place in the queue.
+        position: usize,
+        /// It gives up then.
+        wait_until: DateTime<Utc>,
+        /// It was waiting already: nothing is appended.
+        existing: bool,
+    },
     /// The acquire was turned away; the `AcquireDenied` event is still appended.
     Denied {
         /// Why.

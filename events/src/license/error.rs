@@ -44,6 +44,17 @@ pub enum DomainError {
         /// The license's session TTL.
         session_ttl_secs: u32,
     },
+    /// No waiter with this id in the queue for this caller.
+    #[error("no such waiter in the queue")]
+    NotWaiting,
+    /// A borrow longer than the policy allows (or borrowing is off).
+    #[error("borrow_secs {asked} exceeds the policy's max_borrow_secs ({max})")]
+    BorrowNotAllowed {
+        /// What was asked.
+        asked: u32,
+        /// The policy's `max_borrow_secs` (0: no borrowing).
+        max: u32,
+    },
     /// The policy is malformed or does not fit the license.
     #[error(transparent)]
     InvalidPolicy(#[from] PolicyError),

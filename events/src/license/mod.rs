@@ -16,11 +16,13 @@
 //! Must not: do I/O, read clocks or generate ids (commands carry `now` and
 //! the new session id), or return technical errors.
 
+mod apply;
 mod decide;
 mod decision;
 mod error;
 mod held;
 mod policy;
+mod queue;
 
 use std::collections::BTreeMap;
 
@@ -31,13 +33,16 @@ use crate::ids::{
     HardwareId, IdempotencyKey, LicenseId, ProductId, ReservationName, SessionId, TenantId, UserId,
 };
 
+pub use apply::apply;
 pub use decide::{decide, Decision, LicenseCommand, Outcome};
 pub use error::DomainError;
 pub use held::{Lingering, Revivable};
 pub use policy::{
-    allocate, Allocation, Held, Policy, PolicyError, Reservation, MAX_LINGER_SECS,
-    MAX_OVERDRAFT_SEATS, MAX_RESERVATIONS, MAX_RESERVATION_MEMBERS, MAX_REVIVE_WINDOW_SECS,
+    allocate, Allocation, Held, Policy, PolicyError, Reservation, MAX_BORROW_SECS, MAX_LINGER_SECS,
+    MAX_OVERDRAFT_SEATS, MAX_QUEUE_WAIT_SECS, MAX_RESERVATIONS, MAX_RESERVATION_MEMBERS,
+    MAX_REVIVE_WINDOW_SECS,
 };
+pub use queue::{promote, LeftWaiter, QueueStatus, Waiter, MAX_WAITERS, REMEMBERED_LEFT};
 
 /// Seat counts a license may have.
 pub const SEATS_RANGE: std::ops::RangeInclusive<u32> = 1..=100_000;
@@ -122,6 +127,9 @@ pub struct LiveSession {
     /// How many times it was revived (0: never).
     #[serde(default)]
     pub revival: u32,
+    /// Borrowed (offline) until then; its deadline is that instant.
+    #[serde(default)]
+    pub borrowed_until: Option<DateTime<Utc>>,
 }
 
 /// The state of one license, folded from its stream.
@@ -159,6 +167,12 @@ pub struct LicenseState {
     /// later events show those instants passed.
     #[serde(default)]
     pub revivable: BTreeMap<SessionId, Revivable>,
+    /// Acquires waiting for a seat, oldest first.
+    #[serde(default)]
+    pub queue: Vec<Waiter>,
+    /// The last [`REMEMBERED_LEFT`] waiters that left without a seat.
+    #[serde(default)]
+    pub queue_left: std::collections::VecDeque<LeftWaiter>,
 }
 
 impl Default for LicenseState {
@@ -175,6 +189,8 @@ impl Default for LicenseState {
             policy_version: 0,
             lingering: BTreeMap::new(),
             revivable: BTreeMap::new(),
+            queue: Vec::new(),
+            queue_left: std::collections::VecDeque::new(),
         }
     }
 }
@@ -213,8 +229,14 @@ impl LicenseState {
         untils.get(excess).map(|u| **u)
     }
 
-    fn end_session(&mut self, session_id: &SessionId, tokens_valid_until: Option<DateTime<Utc>>) {
+    pub(crate) fn end_session(
+        &mut self,
+        session_id: &SessionId,
+        tokens_valid_until: Option<DateTime<Utc>>,
+    ) {
+        let mut borrowed = false;
         if let Some(s) = self.sessions.remove(session_id) {
+            borrowed = s.borrowed_until.is_some();
             // Indexes only hold live sessions; drop entries pointing here.
             let holder = (s.user_id.clone(), s.hardware_id);
             if self.holders.get(&holder) == Some(session_id) {
@@ -229,11 +251,14 @@ impl LicenseState {
         }
         if let (Some(until), Some(info)) = (tokens_valid_until, &self.issued) {
             // The event happened at `until - token lifetime - skew`: holds that
-            // lapsed before then are gone for good.
-            let at = until - info.token_ttl() - TimeDelta::seconds(CLOCK_SKEW_SECS);
-            self.token_holds.retain(|_, u| *u > at);
+            // lapsed before then are gone for good. A borrowed seat's `until`
+            // is its borrow's end, which says nothing of when it ended.
+            if !borrowed {
+                let at = until - info.token_ttl() - TimeDelta::seconds(CLOCK_SKEW_SECS);
+                self.token_holds.retain(|_, u| *u > at);
+                self.prune_lingering(at);
+            }
             self.token_holds.insert(*session_id, until);
-            self.prune_lingering(at);
         }
     }
 
@@ -289,162 +314,6 @@ impl LicenseState {
     }
 }
 
-/// Folds one event into the state. Events of other streams (session,
-/// checkpoints) are ignored and do not move `version`.
-pub fn apply(mut state: LicenseState, event: &LicenseEvent) -> LicenseState {
-    if event.category() != crate::catalog::StreamCategory::License {
-        return state;
-    }
-    state.version += 1;
-    match event {
-        LicenseEvent::LicenseIssued {
-            tenant_id,
-            license_id,
-            product,
-            seats,
-            session_ttl_secs,
-            valid_until,
-            token_ttl_secs,
-            strict_seats,
-        } => {
-            state.issued = Some(LicenseInfo {
-                tenant_id: tenant_id.clone(),
-                license_id: *license_id,
-                product: product.clone(),
-                seats: *seats,
-                session_ttl_secs: *session_ttl_secs,
-                valid_until: *valid_until,
-                token_ttl_secs: effective_token_ttl(*token_ttl_secs, *session_ttl_secs),
-                strict_seats: *strict_seats,
-            });
-        }
-        LicenseEvent::SeatsChanged { seats } => {
-            if let Some(info) = &mut state.issued {
-                info.seats = *seats;
-            }
-        }
-        LicenseEvent::PolicyChanged { version, policy } => {
-            state.policy = policy.clone();
-            state.policy_version = *version;
-        }
-        LicenseEvent::LicenseSuspended { .. } => state.suspended = true,
-        LicenseEvent::LicenseReinstated {} => state.suspended = false,
-        LicenseEvent::SeatAcquired {
-            session_id,
-            user_id,
-            hardware_id,
-            expires_at,
-            idempotency_key,
-            overdraft,
-            reservation,
-            ..
-        } => {
-            if let Some(info) = &state.issued {
-                // Granted at `expires_at - ttl`: lingers that ended before are gone.
-                state.prune_lingering(*expires_at - info.session_ttl());
-            }
-            // A lingering seat of the same user and machine is taken over.
-            state
-                .lingering
-                .retain(|_, l| !(&l.user_id == user_id && &l.hardware_id == hardware_id));
-            let holder = (user_id.clone(), hardware_id.clone());
-            state.holders.insert(holder, *session_id);
-            if let Some(key) = idempotency_key {
-                state
-                    .idempotency
-                    .insert((user_id.clone(), key.clone()), *session_id);
-            }
-            let session = LiveSession {
-                user_id: user_id.clone(),
-                hardware_id: hardware_id.clone(),
-                expires_at: *expires_at,
-                idempotency_key: idempotency_key.clone(),
-                acquired_version: state.version,
-                overdraft: *overdraft,
-                reservation: reservation.clone(),
-                revival: 0,
-            };
-            state.sessions.insert(*session_id, session);
-        }
-        LicenseEvent::SeatReleased {
-            session_id,
-            tokens_valid_until,
-            linger_until,
-            ..
-        } => {
-            if let (Some(until), Some(s)) = (linger_until, state.sessions.get(session_id)) {
-                let lingering = Lingering {
-                    user_id: s.user_id.clone(),
-                    hardware_id: s.hardware_id.clone(),
-                    until: *until,
-                    overdraft: s.overdraft,
-                    reservation: s.reservation.clone(),
-                };
-                state.lingering.insert(*session_id, lingering);
-            }
-            state.end_session(session_id, *tokens_valid_until);
-        }
-        LicenseEvent::SessionExpired {
-            session_id,
-            tokens_valid_until,
-            deadline,
-            ..
-        } => {
-            let window = state.policy.revive_window_secs;
-            if let (true, Some(s)) = (window > 0, state.sessions.get(session_id)) {
-                let revivable = Revivable {
-                    user_id: s.user_id.clone(),
-                    hardware_id: s.hardware_id.clone(),
-                    until: *deadline + TimeDelta::seconds(i64::from(window)),
-                    revival: s.revival,
-                };
-                state.revivable.insert(*session_id, revivable);
-            }
-            state.end_session(session_id, *tokens_valid_until);
-        }
-        LicenseEvent::SessionRevived {
-            session_id,
-            expires_at,
-            overdraft,
-            reservation,
-            revival,
-            ..
-        } => {
-            if let Some(r) = state.revivable.remove(session_id) {
-                state
-                    .holders
-                    .insert((r.user_id.clone(), r.hardware_id.clone()), *session_id);
-                let session = LiveSession {
-                    user_id: r.user_id,
-                    hardware_id: r.hardware_id,
-                    expires_at: *expires_at,
-                    idempotency_key: None,
-                    acquired_version: state.version,
-                    overdraft: *overdraft,
-                    reservation: reservation.clone(),
-                    revival: *revival,
-                };
-                state.sessions.insert(*session_id, session);
-                // Its seat is live again: not held by its old tokens.
-                state.token_holds.remove(session_id);
-            }
-        }
-        LicenseEvent::SessionRevoked {
-            session_id,
-            tokens_valid_until,
-            ..
-        } => state.end_session(session_id, Some(*tokens_valid_until)),
-        LicenseEvent::AcquireDenied { .. }
-        | LicenseEvent::SessionReopened { .. }
-        | LicenseEvent::HeartbeatRecorded { .. }
-        | LicenseEvent::SessionClosed { .. }
-        | LicenseEvent::TokenRenewalDue { .. }
-        | LicenseEvent::TokenIssued { .. }
-        | LicenseEvent::CheckpointSigned { .. } => {}
-    }
-    state
-}
-
 #[cfg(test)]
 mod tests;
 
@@ -456,3 +325,6 @@ mod policy_tests;
 
 #[cfg(test)]
 mod policy_proptests;
+
+#[cfg(test)]
+mod queue_proptests;

@@ -1,7 +1,8 @@
 //! A license's policy: the terms beyond its seat count, and the pure seat
 //! arithmetic they imply.
 //!
-//! Owns the policy object (linger, overdraft, per-user cap, reservations),
+//! Owns the policy object (linger, overdraft, per-user cap, reservations,
+//! queue waits, borrowing),
 //! its validation, and [`Allocation`]: what an acquire may be granted under
 //! a policy, given the seats held now. The policy changes only through
 //! `PolicyChanged` events (see [`decide`](super::decide())); every grant,
@@ -23,6 +24,10 @@ pub const MAX_RESERVATIONS: usize = 32;
 pub const MAX_RESERVATION_MEMBERS: usize = 100;
 /// Most overdraft seats (the same bound as seats).
 pub const MAX_OVERDRAFT_SEATS: u32 = 100_000;
+/// Longest wait in a license's queue, in seconds (one day).
+pub const MAX_QUEUE_WAIT_SECS: u32 = 86_400;
+/// Longest borrow, in seconds (30 days).
+pub const MAX_BORROW_SECS: u32 = 2_592_000;
 
 /// What a license allows beyond its seat count. The default (every field
 /// zero or empty) is the behaviour of a license without a policy.
@@ -56,6 +61,17 @@ pub struct Policy {
     #[serde(default)]
     #[cfg_attr(feature = "openapi", schema(max_items = 32))]
     pub reservations: Vec<Reservation>,
+    /// An acquire that asks to wait (`wait_secs`) may wait in the license's
+    /// queue for up to this many seconds (0 to 86400; 0: no queue, such an
+    /// acquire is denied like any other). RLM's queueing.
+    #[serde(default, deserialize_with = "crate::integral::u32")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 86_400))]
+    pub max_queue_wait_secs: u32,
+    /// An acquire may borrow its seat (take it offline) for up to this many
+    /// seconds (0 to 2592000, 30 days; 0: no borrowing). FlexNet's `BORROW`.
+    #[serde(default, deserialize_with = "crate::integral::u32")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 2_592_000))]
+    pub max_borrow_secs: u32,
 }
 
 /// Seats set aside for some users or groups.
@@ -101,6 +117,12 @@ pub enum PolicyError {
     /// `revive_window_secs` above [`MAX_REVIVE_WINDOW_SECS`].
     #[error("revive_window_secs must be at most 86400, got {0}")]
     ReviveWindow(u32),
+    /// `max_queue_wait_secs` above [`MAX_QUEUE_WAIT_SECS`].
+    #[error("max_queue_wait_secs must be at most 86400, got {0}")]
+    QueueWait(u32),
+    /// `max_borrow_secs` above [`MAX_BORROW_SECS`].
+    #[error("max_borrow_secs must be at most 2592000, got {0}")]
+    Borrow(u32),
     /// `overdraft_seats` above [`MAX_OVERDRAFT_SEATS`].
     #[error("overdraft_seats must be at most 100000, got {0}")]
     Overdraft(u32),
@@ -137,6 +159,12 @@ impl Policy {
         }
         if self.revive_window_secs > MAX_REVIVE_WINDOW_SECS {
             return Err(PolicyError::ReviveWindow(self.revive_window_secs));
+        }
+        if self.max_queue_wait_secs > MAX_QUEUE_WAIT_SECS {
+            return Err(PolicyError::QueueWait(self.max_queue_wait_secs));
+        }
+        if self.max_borrow_secs > MAX_BORROW_SECS {
+            return Err(PolicyError::Borrow(self.max_borrow_secs));
         }
         if self.overdraft_seats > MAX_OVERDRAFT_SEATS {
             return Err(PolicyError::Overdraft(self.overdraft_seats));

@@ -44,6 +44,8 @@ fn policy() -> impl Strategy<Value = Policy> {
         .prop_map(
             |(linger_secs, overdraft_seats, revive_window_secs, max_seats_per_user, reserve)| {
                 Policy {
+                    max_borrow_secs: 0,
+                    max_queue_wait_secs: 0,
                     linger_secs,
                     overdraft_seats,
                     revive_window_secs,
@@ -309,6 +311,8 @@ impl World {
         let session_id = SessionId::from_uuid(Uuid::from_u128(self.next_id));
         let decision = self
             .decide(LicenseCommand::Acquire {
+                borrow_secs: None,
+                wait_secs: None,
                 session_id,
                 user_id: user_id.clone(),
                 hardware_id: hardware_id.clone(),

@@ -57,6 +57,8 @@ impl License {
     ) -> Result<LicenseEvent, DenialReason> {
         let decision = self
             .run(LicenseCommand::Acquire {
+                borrow_secs: None,
+                wait_secs: None,
                 session_id: SessionId::new(),
                 user_id: UserId::parse(user).unwrap(),
                 hardware_id: HardwareId::parse(hw).unwrap(),
@@ -280,6 +282,8 @@ fn the_per_user_cap_counts_every_machine_of_the_user() {
         decide(
             &license.0,
             LicenseCommand::Acquire {
+                borrow_secs: None,
+                wait_secs: None,
                 session_id: SessionId::new(),
                 user_id: UserId::parse("alice").unwrap(),
                 hardware_id: HardwareId::parse("h1").unwrap(),
@@ -451,3 +455,7 @@ fn an_expiry_records_the_policy_in_force() {
 /// The revive window.
 #[path = "revive_tests.rs"]
 mod revive;
+
+/// The seat queue and borrowing.
+#[path = "queue_tests.rs"]
+mod queue;

@@ -123,6 +123,8 @@ impl World {
             Step::Acquire { user: u, hw, key } => {
                 self.next_id += 1;
                 LicenseCommand::Acquire {
+                    borrow_secs: None,
+                    wait_secs: None,
                     session_id: SessionId::from_uuid(Uuid::from_u128(self.next_id)),
                     user_id: user(u),
                     hardware_id: HardwareId::parse(&format!("hw-{hw}")).unwrap(),
@@ -173,7 +175,7 @@ impl World {
         let info = self.state.issued.as_ref().unwrap();
         let (ttl, token_ttl) = (info.session_ttl(), info.token_ttl());
         let (sstate, log) = self.sessions.get_mut(&id).unwrap();
-        match session::decide_heartbeat(sstate, id, ttl, token_ttl, self.now) {
+        match session::decide_heartbeat(sstate, id, ttl, token_ttl, self.now, None) {
             Ok(events) => {
                 assert!(
                     self.state.sessions.contains_key(&id),

@@ -32,6 +32,8 @@ fn issued(seats: u32) -> LicenseEvent {
 
 fn acquired(session_id: SessionId, u: &str, h: &str, key: Option<&str>) -> LicenseEvent {
     LicenseEvent::SeatAcquired {
+        borrowed_until: None,
+        queued: false,
         session_id,
         user_id: user(u),
         hardware_id: hw(h),
@@ -45,6 +47,8 @@ fn acquired(session_id: SessionId, u: &str, h: &str, key: Option<&str>) -> Licen
 
 fn acquire(u: &str, h: &str, key: Option<&str>, now: DateTime<Utc>) -> LicenseCommand {
     LicenseCommand::Acquire {
+        borrow_secs: None,
+        wait_secs: None,
         session_id: SessionId::new(),
         user_id: user(u),
         hardware_id: hw(h),

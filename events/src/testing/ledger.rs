@@ -142,6 +142,8 @@ impl Ledger {
         hardware: &HardwareId,
     ) -> Result<Option<SessionId>, LedgerError> {
         let command = LicenseCommand::Acquire {
+            borrow_secs: None,
+            wait_secs: None,
             session_id: SessionId::new(),
             user_id: user.clone(),
             hardware_id: hardware.clone(),
@@ -173,7 +175,7 @@ impl Ledger {
         let mut state: SessionState = aggregate::load(&self.store, &stream).await?;
         let stamped = now();
         aggregate::execute(&self.store, &stream, &mut state, &meta.to_value(), |s| {
-            session::decide_heartbeat(s, session, ttl, token_ttl, stamped)
+            session::decide_heartbeat(s, session, ttl, token_ttl, stamped, None)
                 .map(|e| Changes::new(e, ()))
         })
         .await?;

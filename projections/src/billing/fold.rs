@@ -244,6 +244,8 @@ mod tests {
         let session_id = SessionId::from_uuid(Uuid::from_u128(u128::from(session) + 1));
         let typed = match kind {
             "SeatAcquired" => LicenseEvent::SeatAcquired {
+                borrowed_until: None,
+                queued: false,
                 session_id,
                 user_id: UserId::parse("u").unwrap(),
                 hardware_id: HardwareId::parse("h").unwrap(),

@@ -69,6 +69,8 @@ impl Script {
     fn acquire(&mut self, secs: i64) -> (SessionId, i64) {
         let id = SessionId::new();
         let event = LicenseEvent::SeatAcquired {
+            borrowed_until: None,
+            queued: false,
             session_id: id,
             user_id: UserId::parse(&format!("u-{}", self.position)).unwrap(),
             hardware_id: HardwareId::parse(&format!("hw-{}", self.position)).unwrap(),

@@ -69,6 +69,8 @@ async fn acquire(l: &Ledger, license: LicenseId, name: &str) -> SessionId {
 async fn plant_grant(l: &Ledger, license: LicenseId, name: &str) -> (SessionId, i64) {
     let session = SessionId::new();
     let event = LicenseEvent::SeatAcquired {
+        borrowed_until: None,
+        queued: false,
         session_id: session,
         user_id: user(name),
         hardware_id: hw(name),
