@@ -15,6 +15,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use events::catalog::DenialReason;
 use events::ids::{HardwareId, IdempotencyKey, LicenseId, SessionId};
+use events::license::{MAX_BORROW_SECS, MAX_QUEUE_WAIT_SECS};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -168,6 +169,18 @@ pub async fn acquire(
                 })?,
         ),
     };
+    if body.wait_secs.is_some_and(|w| w > MAX_QUEUE_WAIT_SECS) {
+        return Err(invalid("wait_secs", "wait_secs must be between 0 and 86400"));
+    }
+    if body
+        .borrow_secs
+        .is_some_and(|b| !(1..=MAX_BORROW_SECS).contains(&b))
+    {
+        return Err(invalid(
+            "borrow_secs",
+            "borrow_secs must be between 1 and 2592000",
+        ));
+    }
     let licenses = &state.licenses;
     let license_id = licenses
         .resolve_license(&actor, body.license_id.map(LicenseId::from_uuid))

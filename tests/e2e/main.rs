@@ -10,6 +10,7 @@ mod metrics;
 mod nats;
 mod outage;
 mod policies;
+mod queue;
 mod seats;
 mod tls;
 mod tokens;

@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 /// The claims of a license token, as a client reads them.
 #[derive(Debug, serde::Deserialize)]
-struct Claims {
-    sid: String,
-    exp: i64,
+pub(crate) struct Claims {
+    pub(crate) sid: String,
+    pub(crate) exp: i64,
     iat: i64,
     jti: String,
     pos: i64,
@@ -21,7 +21,7 @@ struct Claims {
 }
 
 /// Verifies `jwt` with the key of its `kid` from `/.well-known/jwks.json`.
-async fn verify(app: &TestApp, jwt: &str) -> Claims {
+pub(crate) async fn verify(app: &TestApp, jwt: &str) -> Claims {
     let jwks: Value = serde_json::from_str(&app.text("/.well-known/jwks.json").await).unwrap();
     let kid = decode_header(jwt).unwrap().kid.expect("kid in the header");
     let key = jwks["keys"]
