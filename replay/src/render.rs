@@ -3,8 +3,10 @@
 //! CSV columns: `license_id,metric,key,value` with metrics
 //! `peak_concurrent` (key = day), `seat_limit` (key = day), `seat_hours`
 //! (key = user), `sessions` (key = user), `acquisitions`,
-//! `overdraft_acquisitions`, `denials` (key =
-//! reason), `releases`, `expiries`.
+//! `overdraft_acquisitions`, `borrowed_acquisitions`, `queue_joined`,
+//! `queue_granted`, `queue_timed_out`, `queue_cancelled`,
+//! `queue_mean_wait_secs`, `queue_max_wait_secs` (when any was granted),
+//! `denials` (key = reason), `releases`, `expiries`.
 
 use crate::report::Report;
 use crate::time::fmt_time;
@@ -47,9 +49,21 @@ pub fn table(report: &Report) -> String {
         let reasons: Vec<String> = l.denials.iter().map(|(r, n)| format!("{r}: {n}")).collect();
         let _ = writeln!(
             out,
-            "acquisitions: {} ({} on overdraft seats)",
-            l.acquisitions, l.overdraft_acquisitions
+            "acquisitions: {} ({} on overdraft seats, {} borrowed)",
+            l.acquisitions, l.overdraft_acquisitions, l.borrowed_acquisitions
         );
+        let q = &l.queue;
+        if q.joined + q.granted + q.timed_out + q.cancelled > 0 {
+            let waits = match (q.mean_wait_secs, q.max_wait_secs) {
+                (Some(mean), Some(max)) => format!("; wait mean {mean:.1} s, max {max:.1} s"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                out,
+                "queue: {} joined, {} granted, {} timed out, {} cancelled{waits}",
+                q.joined, q.granted, q.timed_out, q.cancelled
+            );
+        }
         let _ = writeln!(
             out,
             "denials: {total}{}",
@@ -100,6 +114,25 @@ pub fn csv(report: &Report) -> String {
             "{id},overdraft_acquisitions,,{}",
             l.overdraft_acquisitions
         );
+        let q = &l.queue;
+        let counts = [
+            ("borrowed_acquisitions", l.borrowed_acquisitions),
+            ("queue_joined", q.joined),
+            ("queue_granted", q.granted),
+            ("queue_timed_out", q.timed_out),
+            ("queue_cancelled", q.cancelled),
+        ];
+        for (metric, n) in counts {
+            let _ = writeln!(out, "{id},{metric},,{n}");
+        }
+        for (metric, secs) in [
+            ("queue_mean_wait_secs", q.mean_wait_secs),
+            ("queue_max_wait_secs", q.max_wait_secs),
+        ] {
+            if let Some(secs) = secs {
+                let _ = writeln!(out, "{id},{metric},,{secs:.3}");
+            }
+        }
         for (reason, n) in &l.denials {
             let _ = writeln!(out, "{id},denials,{reason},{n}");
         }

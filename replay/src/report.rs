@@ -1,8 +1,9 @@
 //! `ledger report`: usage figures a vendor bills on, for one license or a tenant.
 //!
 //! Per license and window `[from, to)`: peak concurrent seats per UTC day,
-//! seat-hours per user, acquisitions (overdraft ones counted apart), denials
-//! (turnaways) by reason, and how
+//! seat-hours per user, acquisitions (overdraft and borrowed ones counted
+//! apart), the queue (waiters, grants, timeouts, cancellations, waits),
+//! denials (turnaways) by reason, and how
 //! sessions ended (released vs expired). Concurrency is the number of live
 //! sessions of the folded license state (`events::license::apply`): a seat
 //! counts from its `SeatAcquired` until the `SeatReleased`/`SessionExpired`
@@ -10,7 +11,7 @@
 
 use crate::history::{license_events, Timed};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use events::catalog::LicenseEvent;
+use events::catalog::{LicenseEvent, QueueLeaveReason};
 use events::ids::{LicenseId, SessionId};
 use events::license::{self, LicenseState};
 use events::store::EventStore;
@@ -50,6 +51,23 @@ pub struct Step {
     pub seats: u32,
 }
 
+/// The license's queue over a window.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct QueueFigures {
+    /// Acquires that joined the queue (`QueueJoined`) in the window.
+    pub joined: u64,
+    /// Waiters granted a seat (`SeatAcquired` with `queued`) in the window.
+    pub granted: u64,
+    /// Waiters whose wait ran out in the window.
+    pub timed_out: u64,
+    /// Waiters that cancelled in the window.
+    pub cancelled: u64,
+    /// Mean wait of the granted ones, seconds (`None`: none granted).
+    pub mean_wait_secs: Option<f64>,
+    /// Longest wait of the granted ones, seconds.
+    pub max_wait_secs: Option<f64>,
+}
+
 /// The figures of one license.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LicenseReport {
@@ -69,6 +87,10 @@ pub struct LicenseReport {
     pub acquisitions: u64,
     /// Of those, the ones that took one of the policy's overdraft seats.
     pub overdraft_acquisitions: u64,
+    /// Of those, the borrowed ones (taken offline until a set end).
+    pub borrowed_acquisitions: u64,
+    /// The queue.
+    pub queue: QueueFigures,
     /// `AcquireDenied` events in the window, by reason.
     pub denials: BTreeMap<String, u64>,
     /// Sessions ended by `SeatReleased` (or revoked by the license) in the window.
@@ -124,12 +146,16 @@ pub fn license_report(
         seat_hours: vec![],
         acquisitions: 0,
         overdraft_acquisitions: 0,
+        borrowed_acquisitions: 0,
+        queue: QueueFigures::default(),
         denials: BTreeMap::new(),
         releases: 0,
         expiries: 0,
         series: vec![],
     };
     let mut steps: Vec<Step> = Vec::new();
+    let mut joined: HashMap<SessionId, DateTime<Utc>> = HashMap::new();
+    let mut waits: Vec<f64> = Vec::new();
     for e in events.iter().filter(|e| e.at <= to) {
         let held_before = e
             .event
@@ -145,11 +171,32 @@ pub fn license_report(
                 session_id,
                 user_id,
                 overdraft,
+                borrowed_until,
+                queued,
                 ..
             } if !held_before && held_after => {
                 open.insert(*session_id, (user_id.to_string(), e.at));
                 report.acquisitions += u64::from(inside(e.at));
                 report.overdraft_acquisitions += u64::from(inside(e.at) && *overdraft);
+                report.borrowed_acquisitions += u64::from(inside(e.at) && borrowed_until.is_some());
+                let since = joined.remove(session_id);
+                if let (true, true, Some(since)) = (*queued, inside(e.at), since) {
+                    report.queue.granted += 1;
+                    waits.push((e.at - since).num_milliseconds() as f64 / 1e3);
+                }
+            }
+            LicenseEvent::QueueJoined { session_id, .. } => {
+                joined.insert(*session_id, e.at);
+                report.queue.joined += u64::from(inside(e.at));
+            }
+            LicenseEvent::QueueLeft { session_id, reason } => {
+                joined.remove(session_id);
+                if inside(e.at) {
+                    match reason {
+                        QueueLeaveReason::TimedOut => report.queue.timed_out += 1,
+                        QueueLeaveReason::Cancelled => report.queue.cancelled += 1,
+                    }
+                }
             }
             // A revived session holds a seat again (not a new acquisition).
             LicenseEvent::SessionRevived {
@@ -191,6 +238,10 @@ pub fn license_report(
             in_use: state.sessions.len(),
             seats: state.seats(),
         });
+    }
+    if !waits.is_empty() {
+        report.queue.mean_wait_secs = Some(waits.iter().sum::<f64>() / waits.len() as f64);
+        report.queue.max_wait_secs = waits.iter().copied().reduce(f64::max);
     }
     for (user, start) in open.into_values() {
         let entry = hours.entry(user).or_default();

@@ -5,14 +5,16 @@
 //! `events::session::apply` for its deadline. A session whose deadline had
 //! passed at TIME but that no `SessionExpired` had ended yet still held its
 //! seat then: it is listed as "live (overdue)". The policy in force shows
-//! too: its version, the overdraft, the seats a linger held, and which
-//! sessions hold overdraft or reserved seats.
+//! too: its version, the overdraft, the seats a linger held, which
+//! sessions hold overdraft, reserved or borrowed seats, and who waited in
+//! the queue.
 
 use crate::history::license_events;
 use crate::time::fmt_time;
 use chrono::{DateTime, Utc};
 use events::aggregate;
-use events::ids::LicenseId;
+use events::catalog::LicenseEvent;
+use events::ids::{LicenseId, SessionId};
 use events::license::{self, LicenseState};
 use events::session::{current_deadline, SessionState};
 use events::store::EventStore;
@@ -40,6 +42,26 @@ pub struct SessionAt {
     /// The reservation it counts against.
     #[serde(default)]
     pub reservation: Option<String>,
+    /// Borrowed (offline) until then.
+    #[serde(default)]
+    pub borrowed_until: Option<DateTime<Utc>>,
+}
+
+/// An acquire waiting in the queue at the instant.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct WaiterAt {
+    /// 1 = next in line.
+    pub position: usize,
+    /// The session a grant would create.
+    pub session_id: String,
+    /// Who waited.
+    pub user: String,
+    /// Machine.
+    pub hardware: String,
+    /// When its `QueueJoined` was recorded.
+    pub since: DateTime<Utc>,
+    /// When it would give up.
+    pub wait_until: DateTime<Utc>,
 }
 
 /// A license at an instant.
@@ -68,10 +90,16 @@ pub struct StateAt {
     /// Released seats the policy's linger still held at the instant.
     #[serde(default)]
     pub seats_lingering: usize,
+    /// Seats borrowed (offline) at the instant, among those in use.
+    #[serde(default)]
+    pub seats_borrowed: usize,
     /// License-stream events folded.
     pub events_folded: usize,
     /// Live sessions, oldest first.
     pub sessions: Vec<SessionAt>,
+    /// The queue, in order.
+    #[serde(default)]
+    pub waiters: Vec<WaiterAt>,
 }
 
 /// Computes the state of `license` at `at` from the log alone.
@@ -87,12 +115,32 @@ pub async fn state_at(
     let Some(info) = state.issued.clone() else {
         anyhow::bail!("license {license} was not issued yet at {}", fmt_time(at));
     };
+    let recorded_at = |id: &SessionId, queued: bool| {
+        events
+            .iter()
+            .find(|e| match &e.event {
+                LicenseEvent::SeatAcquired { session_id, .. } => !queued && session_id == id,
+                LicenseEvent::QueueJoined { session_id, .. } => queued && session_id == id,
+                _ => false,
+            })
+            .map_or(at, |e| e.at)
+    };
+    let waiters = state
+        .queue
+        .iter()
+        .enumerate()
+        .map(|(i, w)| WaiterAt {
+            position: i + 1,
+            session_id: w.session_id.to_string(),
+            user: w.user_id.to_string(),
+            hardware: w.hardware_id.to_string(),
+            since: recorded_at(&w.session_id, true),
+            wait_until: w.wait_until,
+        })
+        .collect();
     let mut sessions = Vec::new();
     for (id, live) in &state.sessions {
-        let since = events
-            .iter()
-            .find(|e| matches!(&e.event, events::catalog::LicenseEvent::SeatAcquired { session_id, .. } if session_id == id))
-            .map_or(at, |e| e.at);
+        let since = recorded_at(id, false);
         let s: SessionState = aggregate::load_until(store, &id.stream_name(), at).await?;
         let deadline = current_deadline(live.expires_at, &s);
         let status = if deadline > at {
@@ -109,6 +157,7 @@ pub async fn state_at(
             status: status.to_owned(),
             overdraft: live.overdraft,
             reservation: live.reservation.as_ref().map(ToString::to_string),
+            borrowed_until: live.borrowed_until,
         });
     }
     sessions.sort_by(|a, b| (a.since, &a.session_id).cmp(&(b.since, &b.session_id)));
@@ -123,8 +172,13 @@ pub async fn state_at(
         policy_version: state.policy_version,
         overdraft_seats: state.policy.overdraft_seats,
         seats_lingering: state.lingering_at(at).count(),
+        seats_borrowed: sessions
+            .iter()
+            .filter(|s| s.borrowed_until.is_some())
+            .count(),
         events_folded: events.len(),
         sessions,
+        waiters,
     })
 }
 
@@ -156,6 +210,9 @@ impl StateAt {
             if self.suspended { " (SUSPENDED)" } else { "" },
             self.policy_version
         );
+        if self.seats_borrowed > 0 {
+            let _ = writeln!(out, "borrowed: {} of the seats in use", self.seats_borrowed);
+        }
         let overdue = self.sessions.iter().filter(|s| s.status != "live").count();
         if overdue > 0 {
             let _ = writeln!(
@@ -176,6 +233,9 @@ impl StateAt {
             if let Some(r) = &s.reservation {
                 let _ = write!(status, ", reservation {r}");
             }
+            if let Some(until) = s.borrowed_until {
+                let _ = write!(status, ", borrowed until {}", fmt_time(until));
+            }
             let _ = writeln!(
                 out,
                 "{:<36}  {:<20}  {:<20}  {:<27}  {:<27}  {}",
@@ -186,6 +246,21 @@ impl StateAt {
                 fmt_time(s.deadline),
                 status
             );
+        }
+        if !self.waiters.is_empty() {
+            let _ = writeln!(out, "queue: {} waiting", self.waiters.len());
+            for w in &self.waiters {
+                let _ = writeln!(
+                    out,
+                    "  {:>3}. {:<36}  {:<20}  {:<20}  since {}  until {}",
+                    w.position,
+                    w.session_id,
+                    w.user,
+                    w.hardware,
+                    fmt_time(w.since),
+                    fmt_time(w.wait_until)
+                );
+            }
         }
         out
     }

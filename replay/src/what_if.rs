@@ -19,22 +19,33 @@
 //!   later release or expiry is skipped;
 //! - every release is replayed as its holder's (it lingers under the
 //!   policy), a revocation as an admin's (it does not);
-//! - group membership is not in the log, so reservations match users by
-//!   name only.
+//! - group membership is in the log only for acquires that queued
+//!   (`QueueJoined` records the caller's groups); other acquires match
+//!   reservations by user name only;
+//! - an acquire that asked to wait (`QueueJoined`) waits as long as it
+//!   asked, cut to the policy's `max_queue_wait_secs`; an acquire that did
+//!   not ask (`SeatAcquired`, `AcquireDenied`) never waits. The queue is
+//!   served by the live rules at each replayed fact; a waiter the replay
+//!   grants holds its seat as long as its recorded session did (else
+//!   `denied_hold`), and the recorded end of that session is not replayed;
+//! - a recorded borrow borrows as long as it did, cut to the policy's
+//!   `max_borrow_secs` (not borrowed when the policy has no borrowing).
 //!
-//! Must not: write to the log, or restate a rule `decide` answers.
+//! Must not: write to the log, or restate a rule `decide` answers. The
+//! table and the SVG are in `what_if/render.rs`.
+
+mod render;
 
 use crate::history::{license_events, Timed};
-use crate::report::{license_report, LicenseReport, Report};
+use crate::report::{license_report, LicenseReport};
 use chrono::{DateTime, TimeDelta, Utc};
-use events::catalog::LicenseEvent;
+use events::catalog::{LicenseEvent, QueueLeaveReason};
 use events::ids::{LicenseId, SessionId, UserId};
 use events::license::{self, decide, LicenseCommand, LicenseState, Policy};
 use events::store::EventStore;
 use serde::Serialize;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::fmt::Write as _;
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 /// One license, as recorded and as the other policy would have had it.
 #[derive(Debug, Clone, Serialize)]
@@ -71,6 +82,11 @@ struct Replay {
     /// The policy, until it is put in force (at `from`, or right after the
     /// license's issue when that falls inside the window).
     pending: Option<Policy>,
+    /// How long each recorded session held its seat.
+    lengths: HashMap<SessionId, TimeDelta>,
+    /// Sessions whose end the replay schedules itself (in `releases`):
+    /// their recorded ends are not replayed.
+    scheduled: HashSet<SessionId>,
 }
 
 impl Replay {
@@ -88,9 +104,32 @@ impl Replay {
     fn decide(&mut self, at: DateTime<Utc>, cmd: LicenseCommand) -> Option<license::Outcome> {
         let decision = decide(&self.state, cmd).ok()?;
         for event in decision.license_events {
+            if let LicenseEvent::SeatAcquired {
+                session_id,
+                queued: true,
+                ..
+            } = &event
+            {
+                self.schedule(at, *session_id);
+            }
             self.record(at, event);
         }
         Some(decision.outcome)
+    }
+
+    /// Ends `session`, granted by the replay at `at`, after as long as its
+    /// recorded session held a seat (else the hold of a denied attempt).
+    fn schedule(&mut self, at: DateTime<Utc>, session: SessionId) {
+        let held = self.lengths.get(&session).copied().unwrap_or(self.hold);
+        self.releases.push(Reverse((at + held, session)));
+        self.scheduled.insert(session);
+    }
+
+    /// The recorded borrow, as the policy in force allows it.
+    fn borrow(&self, at: DateTime<Utc>, until: Option<DateTime<Utc>>) -> Option<u32> {
+        let asked = u32::try_from((until? - at).num_seconds()).ok()?;
+        let max = self.state.policy.max_borrow_secs;
+        (max > 0).then(|| asked.clamp(1, max))
     }
 
     /// Puts the pending policy in force at `at`, once the license exists.
@@ -135,14 +174,69 @@ impl Replay {
         match &e.event {
             // The other policy stays in force.
             LicenseEvent::PolicyChanged { .. } => {}
+            // A waiter's grant: the replay's own queue decides.
+            LicenseEvent::SeatAcquired { queued: true, .. } => {}
             LicenseEvent::SeatAcquired {
                 session_id,
                 user_id,
                 hardware_id,
+                borrowed_until,
                 ..
             } => {
-                self.decide(at, acquire(*session_id, user_id, hardware_id, at));
+                let borrowed = self.borrow(at, *borrowed_until);
+                let mut cmd = acquire(*session_id, user_id, hardware_id, at);
+                if let LicenseCommand::Acquire { borrow_secs, .. } = &mut cmd {
+                    *borrow_secs = borrowed;
+                }
+                self.decide(at, cmd);
             }
+            LicenseEvent::QueueJoined {
+                session_id,
+                user_id,
+                hardware_id,
+                groups: joined_groups,
+                wait_until,
+                borrow_secs: borrow,
+                ..
+            } => {
+                let borrowed = borrow.map(|b| at + TimeDelta::seconds(i64::from(b)));
+                let borrowed = self.borrow(at, borrowed);
+                let mut cmd = acquire(*session_id, user_id, hardware_id, at);
+                if let LicenseCommand::Acquire {
+                    groups,
+                    wait_secs,
+                    borrow_secs,
+                    ..
+                } = &mut cmd
+                {
+                    *groups = joined_groups.clone();
+                    *wait_secs = u32::try_from((*wait_until - at).num_seconds()).ok();
+                    *borrow_secs = borrowed;
+                }
+                let outcome = self.decide(at, cmd);
+                if let Some(license::Outcome::Acquired {
+                    session_id,
+                    existing: false,
+                    ..
+                }) = outcome
+                {
+                    self.schedule(at, session_id);
+                }
+            }
+            LicenseEvent::QueueLeft { session_id, reason } => {
+                let cmd = match reason {
+                    QueueLeaveReason::Cancelled => LicenseCommand::LeaveQueue {
+                        session_id: *session_id,
+                        user_id: None,
+                    },
+                    QueueLeaveReason::TimedOut => LicenseCommand::Promote { now: at },
+                };
+                self.decide(at, cmd);
+            }
+            LicenseEvent::SeatReleased { session_id, .. }
+            | LicenseEvent::SessionExpired { session_id, .. }
+            | LicenseEvent::SessionRevoked { session_id, .. }
+                if self.scheduled.contains(session_id) => {}
             LicenseEvent::AcquireDenied {
                 user_id,
                 hardware_id,
@@ -221,10 +315,11 @@ fn acquire(
     }
 }
 
-/// The mean length of the sessions that ended inside the window, if any.
-fn mean_session(events: &[Timed], from: DateTime<Utc>, to: DateTime<Utc>) -> Option<TimeDelta> {
-    let mut started = std::collections::HashMap::new();
-    let (mut total, mut n) = (TimeDelta::zero(), 0i32);
+/// How long each recorded session held its seat (from its grant to the
+/// event that ended it), with the instant it ended.
+fn session_lengths(events: &[Timed]) -> HashMap<SessionId, (TimeDelta, DateTime<Utc>)> {
+    let mut started = HashMap::new();
+    let mut lengths = HashMap::new();
     for e in events {
         match &e.event {
             LicenseEvent::SeatAcquired { session_id, .. } => {
@@ -232,18 +327,30 @@ fn mean_session(events: &[Timed], from: DateTime<Utc>, to: DateTime<Utc>) -> Opt
             }
             LicenseEvent::SeatReleased { session_id, .. }
             | LicenseEvent::SessionExpired { session_id, .. }
-            | LicenseEvent::SessionRevoked { session_id, .. }
-                if from <= e.at && e.at < to =>
-            {
+            | LicenseEvent::SessionRevoked { session_id, .. } => {
                 if let Some(start) = started.remove(session_id) {
-                    total += e.at - start;
-                    n += 1;
+                    lengths.insert(*session_id, (e.at - start, e.at));
                 }
             }
             _ => {}
         }
     }
-    (n > 0).then(|| total / n)
+    lengths
+}
+
+/// The mean length of the sessions that ended inside the window, if any.
+fn mean_session(
+    lengths: &HashMap<SessionId, (TimeDelta, DateTime<Utc>)>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Option<TimeDelta> {
+    let inside: Vec<_> = lengths
+        .values()
+        .filter(|(_, end)| from <= *end && *end < to)
+        .map(|(length, _)| *length)
+        .collect();
+    let n = i32::try_from(inside.len()).ok().filter(|n| *n > 0)?;
+    Some(inside.into_iter().sum::<TimeDelta>() / n)
 }
 
 /// Replays one license's window under `policy` (pure: no I/O).
@@ -260,8 +367,9 @@ pub fn compare(
     let ttl = LicenseState::fold(events.iter().map(|e| &e.event))
         .issued
         .map_or(TimeDelta::seconds(360), |info| info.session_ttl());
+    let lengths = session_lengths(events);
     let hold = denied_hold
-        .or_else(|| mean_session(events, from, to))
+        .or_else(|| mean_session(&lengths, from, to))
         .unwrap_or(ttl);
     let mut replay = Replay {
         position: prefix.last().map_or(0, |e| e.position),
@@ -270,6 +378,8 @@ pub fn compare(
         releases: BinaryHeap::new(),
         hold,
         pending: Some(policy.clone()),
+        lengths: lengths.into_iter().map(|(id, (l, _))| (id, l)).collect(),
+        scheduled: HashSet::new(),
     };
     replay.enforce(from)?;
     for e in events.iter().filter(|e| from <= e.at && e.at < to) {
@@ -307,91 +417,4 @@ pub async fn build(
         out.licenses.push(comparison);
     }
     Ok(out)
-}
-
-fn peak(r: &LicenseReport) -> usize {
-    r.peak_per_day.iter().map(|d| d.peak).max().unwrap_or(0)
-}
-
-fn seat_hours(r: &LicenseReport) -> f64 {
-    r.seat_hours.iter().map(|u| u.seat_hours).sum()
-}
-
-impl WhatIf {
-    /// The side-by-side table.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "what-if {} .. {} under {}",
-            crate::time::fmt_time(self.from),
-            crate::time::fmt_time(self.to),
-            serde_json::to_string(&self.policy).unwrap_or_default()
-        );
-        for c in &self.licenses {
-            let (r, w) = (&c.recorded, &c.what_if);
-            let _ = writeln!(
-                out,
-                "\nlicense {} ({}), {} seats",
-                r.license_id, r.product, r.seats
-            );
-            let _ = writeln!(out, "  {:<28} {:>10} {:>10}", "", "recorded", "what-if");
-            let mut row = |name: &str, a: String, b: String| {
-                let _ = writeln!(out, "  {name:<28} {a:>10} {b:>10}");
-            };
-            row(
-                "grants",
-                r.acquisitions.to_string(),
-                w.acquisitions.to_string(),
-            );
-            row(
-                "  on overdraft seats",
-                r.overdraft_acquisitions.to_string(),
-                w.overdraft_acquisitions.to_string(),
-            );
-            let denials = |x: &LicenseReport| x.denials.values().sum::<u64>().to_string();
-            row("denials", denials(r), denials(w));
-            let reasons: std::collections::BTreeSet<_> =
-                r.denials.keys().chain(w.denials.keys()).collect();
-            for reason in reasons {
-                let n = |x: &LicenseReport| x.denials.get(reason).copied().unwrap_or(0).to_string();
-                row(&format!("  {reason}"), n(r), n(w));
-            }
-            row(
-                "peak concurrent seats",
-                peak(r).to_string(),
-                peak(w).to_string(),
-            );
-            row(
-                "seat-hours",
-                format!("{:.2}", seat_hours(r)),
-                format!("{:.2}", seat_hours(w)),
-            );
-            row("releases", r.releases.to_string(), w.releases.to_string());
-            row("expiries", r.expiries.to_string(), w.expiries.to_string());
-            let _ = writeln!(
-                out,
-                "  (a seat the log denied and the policy grants is held {} s)",
-                c.denied_hold_secs
-            );
-        }
-        out
-    }
-
-    /// Two panels per license: recorded, then what-if (the report's SVG).
-    pub fn svg(&self) -> String {
-        let mut report = Report {
-            from: self.from,
-            to: self.to,
-            licenses: Vec::new(),
-        };
-        for c in &self.licenses {
-            let mut recorded = c.recorded.clone();
-            recorded.product = format!("{}, recorded", recorded.product);
-            let mut what_if = c.what_if.clone();
-            what_if.product = format!("{}, what-if", what_if.product);
-            report.licenses.extend([recorded, what_if]);
-        }
-        crate::svg::render(&report)
-    }
 }

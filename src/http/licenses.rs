@@ -170,7 +170,10 @@ pub async fn acquire(
         ),
     };
     if body.wait_secs.is_some_and(|w| w > MAX_QUEUE_WAIT_SECS) {
-        return Err(invalid("wait_secs", "wait_secs must be between 0 and 86400"));
+        return Err(invalid(
+            "wait_secs",
+            "wait_secs must be between 0 and 86400",
+        ));
     }
     if body
         .borrow_secs

@@ -325,3 +325,59 @@ fn a_revived_session_is_a_grant_and_its_new_tokens_follow_its_reopening() {
     let first = r.first_violation.as_ref().expect("a violation");
     assert_eq!((first.rule, first.position), (Rule::OverAllocation, at));
 }
+
+/// A strict 1-seat license whose seat alice borrows at 0 until 3600 and
+/// returns at 100; her token expires with the borrow.
+fn borrowed_and_returned() -> Script {
+    let mut s = Script::new(1, true, None);
+    let alice = SessionId::new();
+    let borrowed = LicenseEvent::SeatAcquired {
+        borrowed_until: Some(t(3_600)),
+        queued: false,
+        session_id: alice,
+        user_id: UserId::parse("alice").unwrap(),
+        hardware_id: HardwareId::parse("laptop").unwrap(),
+        expires_at: t(3_600),
+        idempotency_key: None,
+        policy_version: 1,
+        overdraft: false,
+        reservation: None,
+    };
+    s.license(0, borrowed);
+    s.token(alice, 0, Some(3_600));
+    // Returned early: its tokens stay valid until the borrow's end.
+    s.release(alice, 100, 3_605);
+    s
+}
+
+#[test]
+fn a_borrowed_seat_returned_early_holds_its_seat_until_the_borrow_ends() {
+    let mut s = borrowed_and_returned();
+    let (b, _) = s.acquire(3_606);
+    s.token(b, 3_606, Some(3_906));
+    let r = s.check();
+    assert_eq!(r.violations, 0, "{r:?}");
+    // A grant while the borrowed token is still valid breaks the strict seat.
+    let mut s = borrowed_and_returned();
+    let (b, _) = s.acquire(200);
+    s.token(b, 200, Some(500));
+    let r = s.check();
+    assert_eq!(
+        r.first_violation.as_ref().map(|v| v.rule),
+        Some(Rule::TokensOverSeats)
+    );
+}
+
+#[test]
+fn a_borrowed_token_outliving_its_release_bound_is_reported() {
+    let mut s = Script::new(1, false, None);
+    let (a, _) = s.acquire(0);
+    // A token for a month, on a seat that was never borrowed.
+    s.token(a, 0, Some(2_592_000));
+    s.release(a, 100, 405);
+    let r = s.check();
+    assert_eq!(
+        r.first_violation.as_ref().map(|v| v.rule),
+        Some(Rule::TokenOutlivesSession)
+    );
+}

@@ -4,6 +4,7 @@
 
 mod export;
 mod figures;
+mod queue;
 mod seats;
 mod support;
 mod tamper;
