@@ -121,7 +121,8 @@ async fn only_the_vendor_sets_a_policy_a_bad_one_changes_nothing_and_reads_show_
 
     let policy = json!({
         "linger_secs": 30, "overdraft_seats": 1, "revive_window_secs": 20, "max_seats_per_user": 1,
-        "reservations": [{"name": "farm", "seats": 1, "users": ["ci"], "groups": ["builders"], "lend_when_idle": false}]
+        "reservations": [{"name": "farm", "seats": 1, "users": ["ci"], "groups": ["builders"], "lend_when_idle": false}],
+        "max_queue_wait_secs": 600, "max_borrow_secs": 3600
     });
     let (status, body) = set_policy(&sys.app, "acme", &license, policy.clone()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
