@@ -106,8 +106,24 @@ ensure_nats_secured() {
   wait_port "nats (per-component users)" 4223
 }
 
+# The web console's browser test (tests/e2e/console.rs): Debian's Chromium
+# and the npm packages of tests/console (playwright-core, pinned by its
+# lockfile), installed once.
+ensure_console_test() {
+  command -v chromium >/dev/null || apt_install chromium
+  command -v npm >/dev/null || apt_install nodejs npm
+  local dir
+  dir="$(cd "$(dirname "$0")/../.." && pwd)/tests/console"
+  if [ ! -d "$dir/node_modules/playwright-core" ]; then
+    log "installing the console test's npm packages"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+      || die "npm ci in tests/console failed"
+  fi
+}
+
 ensure_postgres
 ensure_redis
 ensure_nats
 ensure_nats_secured
+ensure_console_test
 log "all services answer"

@@ -50,8 +50,9 @@ local function apply(KEYS, ARGV)
         redis.call('HINCRBY', KEYS[1], 'in_use', 1)
       end
       redis.call('ZADD', KEYS[2], ARGV[11], ARGV[8])
+      -- 'since': when this life of the session started (the event's recorded_at).
       redis.call('HSET', KEYS[4], 'license', ARGV[12], 'user', ARGV[9], 'hardware', ARGV[10],
-        'deadline', ARGV[11], 'version', start)
+        'deadline', ARGV[11], 'version', start, 'since', ARGV[5])
       redis.call('PEXPIREAT', KEYS[4], ARGV[11])
     elseif op == 'denied' then
       -- ARGV 8 the UTC day of the denial
@@ -72,7 +73,7 @@ local function apply(KEYS, ARGV)
     meta()
     return 'ok'
   elseif ARGV[1] == 'S' then
-    -- ARGV 8 session; heartbeat: 9 deadline ms, 10 license
+    -- ARGV 8 session; heartbeat: 9 deadline ms, 10 license; token: 9 its exp ms
     local raw = redis.call('HGET', KEYS[3], ARGV[8])
     if not raw then
       -- Released or expired (its license event came first): nothing to keep.
@@ -89,8 +90,10 @@ local function apply(KEYS, ARGV)
     if op == 'heartbeat' then
       redis.call('ZADD', KEYS[2], ARGV[9], ARGV[8])
       redis.call('HSET', KEYS[4], 'license', ARGV[10], 'user', user, 'hardware', hardware,
-        'deadline', ARGV[9], 'version', version)
+        'deadline', ARGV[9], 'version', version, 'last_heartbeat', ARGV[5])
       redis.call('PEXPIREAT', KEYS[4], ARGV[9])
+    elseif op == 'token' and redis.call('EXISTS', KEYS[4]) == 1 then
+      redis.call('HSET', KEYS[4], 'version', version, 'token_expires', ARGV[9])
     elseif redis.call('EXISTS', KEYS[4]) == 1 then
       redis.call('HSET', KEYS[4], 'version', version)
     end

@@ -437,6 +437,10 @@ fn session_op(decoded: Option<LicenseEvent>, session: Uuid, license: Uuid) -> Ve
             expires_at.timestamp_millis().to_string(),
             license.to_string(),
         ],
+        Some(LicenseEvent::TokenIssued {
+            expires_at: Some(exp),
+            ..
+        }) => vec!["token".into(), session, exp.timestamp_millis().to_string()],
         _ => vec!["bump".into(), session],
     }
 }

@@ -24,6 +24,19 @@ pub struct SessionUsage {
     pub deadline: DateTime<Utc>,
 }
 
+/// A live session with what the session hash adds (for admins).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionDetail {
+    /// The session as in [`LicenseUsage::sessions`].
+    pub usage: SessionUsage,
+    /// When its `SeatAcquired` (or revival) was recorded.
+    pub since: Option<DateTime<Utc>>,
+    /// When its latest heartbeat was recorded (`None`: none yet).
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    /// The `exp` of its latest token (`None`: none minted yet).
+    pub token_expires_at: Option<DateTime<Utc>>,
+}
+
 /// A license's usage as projected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LicenseUsage {
@@ -110,6 +123,42 @@ impl RedisProjection {
             as_of_position: num(&meta, "position"),
             projection_lag_ms: (num(&meta, "applied_at_ms") - num(&meta, "recorded_at_ms")).max(0),
         }))
+    }
+
+    /// The live sessions of `usage` with their session hashes' times, in
+    /// one round trip.
+    pub async fn session_details(
+        &self,
+        usage: &LicenseUsage,
+    ) -> Result<Vec<SessionDetail>, ProjectionError> {
+        let mut pipe = redis::pipe();
+        for s in &usage.sessions {
+            pipe.hget(
+                keys::session(self.prefix(), s.session_id),
+                &["since", "last_heartbeat", "token_expires"],
+            );
+        }
+        let times: Vec<Vec<Option<i64>>> = if usage.sessions.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut self.connection()).await?
+        };
+        let at = |ms: Option<&Option<i64>>| {
+            ms.copied()
+                .flatten()
+                .and_then(DateTime::from_timestamp_millis)
+        };
+        Ok(usage
+            .sessions
+            .iter()
+            .zip(times.iter().map(Some).chain(std::iter::repeat(None)))
+            .map(|(s, t)| SessionDetail {
+                usage: s.clone(),
+                since: at(t.and_then(|t| t.first())),
+                last_heartbeat: at(t.and_then(|t| t.get(1))),
+                token_expires_at: at(t.and_then(|t| t.get(2))),
+            })
+            .collect())
     }
 
     /// The session hash's fields (`None`: ended, or past its deadline).

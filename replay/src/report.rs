@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Peak concurrency of one UTC day.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DayPeak {
     /// The day.
     pub day: NaiveDate,
@@ -31,6 +32,7 @@ pub struct DayPeak {
 
 /// Seat time of one user.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserHours {
     /// The user.
     pub user: String,
@@ -42,6 +44,7 @@ pub struct UserHours {
 
 /// A point of the concurrency step function.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Step {
     /// From this instant on...
     pub at: DateTime<Utc>,
@@ -53,6 +56,7 @@ pub struct Step {
 
 /// The license's queue over a window.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QueueFigures {
     /// Acquires that joined the queue (`QueueJoined`) in the window.
     pub joined: u64,
@@ -70,6 +74,7 @@ pub struct QueueFigures {
 
 /// The figures of one license.
 #[derive(Debug, Clone, Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LicenseReport {
     /// The license.
     pub license_id: String,

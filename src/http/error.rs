@@ -45,6 +45,12 @@ impl From<ServiceError> for Problem {
     }
 }
 
+impl From<events::store::StoreError> for Problem {
+    fn from(err: events::store::StoreError) -> Self {
+        ServiceError::Store(err).into()
+    }
+}
+
 /// 503: the log's database does not answer (within `ACQUIRE_TIMEOUT`).
 fn unavailable(err: &dyn std::fmt::Display) -> Problem {
     tracing::error!(error = %err, "the event log is unavailable");
@@ -131,4 +137,17 @@ fn json_problem(rejection: JsonRejection) -> Problem {
         ),
         _ => Problem::new(StatusCode::BAD_REQUEST, "bad-request", detail),
     }
+}
+
+/// The parsed query string, or a 422 problem naming what is wrong with it.
+pub fn query<T>(
+    parsed: Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, Problem> {
+    parsed.map(|axum::extract::Query(q)| q).map_err(|e| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid-query",
+            e.body_text(),
+        )
+    })
 }

@@ -1,6 +1,8 @@
 //! HTTP layer: per-resource routers, middleware, OpenAPI.
 
 pub mod admin;
+pub mod audit;
+pub mod console;
 pub mod contract;
 use contract::CommonResponses;
 pub mod error;
@@ -8,6 +10,7 @@ pub mod licenses;
 pub mod ops;
 pub mod queue;
 pub mod ratelimit;
+pub mod reports;
 pub mod usage;
 
 use crate::auth::{Authenticator, Caller};
@@ -167,6 +170,7 @@ pub fn actor(caller: &Caller, headers: &HeaderMap) -> Result<Actor, Problem> {
         admin::list, admin::get, admin::issue, admin::change_seats, admin::set_policy, admin::suspend, admin::reinstate,
         usage::usage,
         usage::sessions,
+        reports::report, reports::denials, audit::status, audit::verify,
         ops::health, ops::ready, ops::jwks,
     ),
     components(schemas(Problem)),
@@ -275,6 +279,13 @@ pub fn router(
             "/admin/licenses/{license_id}/sessions",
             get(usage::sessions),
         )
+        .route("/admin/licenses/{license_id}/report", get(reports::report))
+        .route(
+            "/admin/licenses/{license_id}/denials",
+            get(reports::denials),
+        )
+        .route("/admin/audit", get(audit::status))
+        .route("/admin/audit/verifications", post(audit::verify))
         .route("/admin/licenses", post(admin::issue))
         .route(
             "/admin/licenses/{license_id}/seats",
@@ -322,6 +333,7 @@ pub fn router(
     Router::new()
         .nest("/api/v1", api)
         .route("/.well-known/jwks.json", get(ops::jwks))
+        .merge(console::router())
         .merge(utoipa_swagger_ui::SwaggerUi::new("/api/docs").url("/api/docs/openapi.json", ApiDoc::openapi()))
         .fallback(ops::not_found)
         .with_state(state)

@@ -163,7 +163,7 @@ pub async fn status(
 ) -> Result<Json<QueueResponse>, Problem> {
     let actor = actor(&caller, &headers)?;
     let (license_id, session) = parse_ids(&license_id, &session_id)?;
-    let Query(query) = query.map_err(|e| super::error::invalid("wait_secs", e.body_text()))?;
+    let query = super::error::query(query)?;
     let wait = query.wait_secs.unwrap_or(0);
     if wait > MAX_POLL_SECS {
         return Err(super::error::invalid(

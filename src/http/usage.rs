@@ -69,7 +69,7 @@ pub struct SessionsView {
     /// The license.
     pub license_id: Uuid,
     /// Every live session of the license, earliest deadline first.
-    pub sessions: Vec<SessionUsageView>,
+    pub sessions: Vec<SessionDetailView>,
     /// Log position of the newest event the projection holds.
     pub as_of_position: i64,
     /// The log's head position when this answer was made.
@@ -78,6 +78,25 @@ pub struct SessionsView {
     /// the commit-to-Redis delay of the newest event; behind it, the age of
     /// the oldest event not applied yet.
     pub projection_lag_ms: i64,
+}
+
+/// A live session as projected, with its times (admin).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionDetailView {
+    /// The session.
+    pub session_id: Uuid,
+    /// Its holder (`sub`).
+    pub user_id: String,
+    /// The machine.
+    pub hardware_id: String,
+    /// Current deadline (latest heartbeat's); the reaper ends it a few seconds after.
+    pub deadline: DateTime<Utc>,
+    /// When its seat was granted (or, revived, granted again).
+    pub since: Option<DateTime<Utc>>,
+    /// When its latest heartbeat was recorded (`null`: none yet).
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    /// The `exp` of its latest license token (`null`: none minted yet).
+    pub token_expires_at: Option<DateTime<Utc>>,
 }
 
 fn session_view(s: SessionUsage) -> SessionUsageView {
@@ -118,6 +137,14 @@ async fn staleness(state: &AppState, usage: &LicenseUsage) -> Result<(i64, i64),
     Ok((head, lag))
 }
 
+fn projection(state: &AppState) -> Result<RedisProjection, Problem> {
+    let conn = state
+        .redis
+        .clone()
+        .ok_or_else(|| unavailable("the usage view is not configured (no Redis)"))?;
+    Ok(RedisProjection::new(conn, state.redis_prefix.clone()))
+}
+
 /// Checks the license is the caller's tenant's (on the log), then reads its projection.
 async fn projected(
     state: &AppState,
@@ -127,11 +154,7 @@ async fn projected(
     let not_found = || Problem::new(StatusCode::NOT_FOUND, "not-found", "license not found");
     let id = raw_id.parse::<LicenseId>().map_err(|_| not_found())?;
     state.licenses.license(id, Some(&actor.tenant)).await?;
-    let conn = state
-        .redis
-        .clone()
-        .ok_or_else(|| unavailable("the usage view is not configured (no Redis)"))?;
-    let projection = RedisProjection::new(conn, state.redis_prefix.clone());
+    let projection = projection(state)?;
     // The license is in the log: a license just issued reaches the
     // projection within its lag, so wait that long before giving up.
     let deadline = tokio::time::Instant::now() + NOT_YET_PROJECTED_WAIT;
@@ -219,9 +242,28 @@ pub async fn sessions(
     let actor = actor(&caller, &headers)?;
     let (id, usage) = projected(&state, &actor, &license_id).await?;
     let (log_head_position, projection_lag_ms) = staleness(&state, &usage).await?;
+    let details = projection(&state)?
+        .session_details(&usage)
+        .await
+        .map_err(|err| {
+            tracing::error!(error = %err, "reading the sessions projection failed");
+            unavailable("the sessions view is unavailable; retry shortly")
+        })?;
+    let sessions = details
+        .into_iter()
+        .map(|d| SessionDetailView {
+            session_id: d.usage.session_id,
+            user_id: d.usage.user_id,
+            hardware_id: d.usage.hardware_id,
+            deadline: d.usage.deadline,
+            since: d.since,
+            last_heartbeat: d.last_heartbeat,
+            token_expires_at: d.token_expires_at,
+        })
+        .collect();
     Ok(Json(SessionsView {
         license_id: id.as_uuid(),
-        sessions: usage.sessions.into_iter().map(session_view).collect(),
+        sessions,
         as_of_position: usage.as_of_position,
         log_head_position,
         projection_lag_ms,

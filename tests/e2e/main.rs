@@ -3,6 +3,7 @@
 
 mod anchor;
 mod cli;
+mod console;
 mod harness;
 mod http_api;
 mod kms;

@@ -17,6 +17,7 @@ mod read;
 mod singleton;
 mod snapshot;
 mod subscribe;
+mod tenant;
 mod verify;
 
 use chrono::{DateTime, Utc};
@@ -33,6 +34,7 @@ pub use pool::{connect, connect_options, is_unavailable, ACQUIRE_TIMEOUT};
 pub use singleton::SingletonLock;
 pub use snapshot::{Snapshot, DEFAULT_SNAPSHOT_EVERY};
 pub use subscribe::{Subscription, SubscriptionStats};
+pub use tenant::{Verification, MAX_PROBLEMS};
 pub use verify::{Break, BreakKind, VerifyReport};
 
 /// The embedded migrations of the log (`migrations/` at the workspace root).

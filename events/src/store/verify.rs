@@ -165,7 +165,12 @@ impl ChainChecker {
 impl EventStore {
     /// Verifies one stream's chain and head.
     pub async fn verify_stream(&self, stream: &str) -> Result<VerifyReport, StoreError> {
-        self.verify(Some(stream)).await
+        self.verify(Some(&[stream.to_owned()])).await
+    }
+
+    /// Verifies the chains and heads of `streams` (one pass).
+    pub async fn verify_streams(&self, streams: &[String]) -> Result<VerifyReport, StoreError> {
+        self.verify(Some(streams)).await
     }
 
     /// Verifies every stream's chain and head.
@@ -174,13 +179,13 @@ impl EventStore {
     }
 
     #[tracing::instrument(skip(self))]
-    async fn verify(&self, only: Option<&str>) -> Result<VerifyReport, StoreError> {
+    async fn verify(&self, only: Option<&[String]>) -> Result<VerifyReport, StoreError> {
         let mut report = VerifyReport::default();
         let mut checker = ChainChecker::default();
         let mut current: Option<String> = None;
         {
             let sql = format!(
-                "SELECT {COLUMNS} FROM events WHERE ($1::text IS NULL OR stream_id = $1)
+                "SELECT {COLUMNS} FROM events WHERE ($1::text[] IS NULL OR stream_id = ANY($1))
                  ORDER BY stream_id, stream_version"
             );
             let mut rows = sqlx::query(&sql).bind(only).fetch(&self.pool);
@@ -213,14 +218,14 @@ impl EventStore {
 
     /// Streams whose head row disagrees with their last event, and events
     /// of streams without a head row.
-    async fn head_breaks(&self, only: Option<&str>) -> Result<Vec<Break>, StoreError> {
+    async fn head_breaks(&self, only: Option<&[String]>) -> Result<Vec<Break>, StoreError> {
         let rows = sqlx::query(
             "SELECT s.stream_id, s.version AS head_version, coalesce(e.stream_version, -1) AS last_version,
                     coalesce(e.position, 0) AS position
              FROM streams s
              LEFT JOIN LATERAL (SELECT stream_version, position, hash FROM events
                                 WHERE stream_id = s.stream_id ORDER BY stream_version DESC LIMIT 1) e ON true
-             WHERE ($1::text IS NULL OR s.stream_id = $1)
+             WHERE ($1::text[] IS NULL OR s.stream_id = ANY($1))
                AND (s.version <> coalesce(e.stream_version, -1) OR (e.hash IS NOT NULL AND s.last_hash <> e.hash))",
         )
         .bind(only)
@@ -242,7 +247,7 @@ impl EventStore {
         }
         let orphans = sqlx::query(
             "SELECT stream_id, min(stream_version) AS version, min(position) AS position FROM events e
-             WHERE ($1::text IS NULL OR stream_id = $1)
+             WHERE ($1::text[] IS NULL OR stream_id = ANY($1))
                AND NOT EXISTS (SELECT 1 FROM streams s WHERE s.stream_id = e.stream_id)
              GROUP BY stream_id",
         )
