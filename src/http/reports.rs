@@ -102,7 +102,8 @@ fn license_id(raw: &str) -> Result<LicenseId, Problem> {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such license in your tenant", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A malformed time, from not before to, or a window over 366 days", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "from not before to, or a window over 366 days", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A malformed time", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
 #[tracing::instrument(skip_all, fields(user = %caller.user_id, tenant = %caller.tenant_id))]
@@ -118,8 +119,9 @@ pub async fn report(
     let window = query(window)?;
     let to = window.to.unwrap_or_else(Utc::now);
     let from = window.from.unwrap_or(to - TimeDelta::hours(24));
-    let invalid =
-        |detail: &str| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-query", detail);
+    // Each time is valid on its own; together they do not make a window
+    // (a conflict within the request, which no schema can say).
+    let invalid = |detail: &str| Problem::new(StatusCode::CONFLICT, "invalid-window", detail);
     if from >= to {
         return Err(invalid("from must be before to"));
     }

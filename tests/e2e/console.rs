@@ -43,13 +43,23 @@ async fn usage_denials_sessions_and_audit_for_the_console() {
         1
     );
     assert!(!body["series"].as_array().unwrap().is_empty());
-    for bad in [
-        format!("{report}?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"),
-        format!("{report}?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z"),
-        format!("{report}?from=yesterday"),
+    for (bad, expected) in [
+        (
+            format!("{report}?from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z"),
+            StatusCode::CONFLICT,
+        ),
+        (
+            format!("{report}?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z"),
+            StatusCode::CONFLICT,
+        ),
+        (
+            format!("{report}?from=yesterday"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
     ] {
         let (status, body) = get(&sys, &admin, &bad).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {body}");
+        assert_eq!(status, expected, "{bad}: {body}");
+        assert!(body["detail"].is_string(), "{body}");
     }
     assert_eq!(get(&sys, &alice, &report).await.0, StatusCode::FORBIDDEN);
     let globex = token("admin", "globex", true).await;
