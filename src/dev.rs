@@ -80,6 +80,7 @@ pub fn print_banner(
          Acquire a seat:\n\n\
          curl -s -X POST http://{host}/api/v1/licenses/acquire \\\n  -H 'Authorization: Bearer {user}' \\\n  -H 'Content-Type: application/json' \\\n  -d '{{\"hardware_id\":\"dev-laptop-1\"}}'\n\n\
          Admin token (license-admin and license-vendor roles):\n{admin}\n\n\
+         Web console: http://{host}/console (sign in with the admin token)\n\
          Swagger UI: http://{host}/api/docs   OpenAPI: http://{host}/api/v1/openapi.json\n"
     );
     Ok(())

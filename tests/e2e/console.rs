@@ -9,6 +9,14 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// Runs a verification of `tok`'s tenant: its answer.
+async fn verify(sys: &System, tok: &str) -> Value {
+    let path = "/api/v1/admin/audit/verifications";
+    let a = sys.app.call(Method::POST, path, Some(tok), None).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    a.body
+}
+
 /// `GET path` as `tok`.
 async fn get(sys: &System, tok: &str, path: &str) -> (StatusCode, Value) {
     let a = sys.app.call(Method::GET, path, Some(tok), None).await;
@@ -102,19 +110,10 @@ async fn usage_denials_sessions_and_audit_for_the_console() {
     let (status, body) = get(&sys, &admin, "/api/v1/admin/audit").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["last_verification"].is_null());
-    let run = sys
-        .app
-        .call(
-            Method::POST,
-            "/api/v1/admin/audit/verifications",
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(run.status, StatusCode::OK, "{}", run.body);
-    assert_eq!(run.body["ok"], true);
+    let run = verify(&sys, &admin).await;
+    assert_eq!(run["ok"], true);
     assert_eq!(
-        run.body["streams"], 2,
+        run["streams"], 2,
         "the license stream and alice's session stream"
     );
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -144,29 +143,13 @@ async fn usage_denials_sessions_and_audit_for_the_console() {
     .execute(&sys.db.pool)
     .await
     .unwrap();
-    let run = sys
-        .app
-        .call(
-            Method::POST,
-            "/api/v1/admin/audit/verifications",
-            Some(&admin),
-            None,
-        )
-        .await;
-    assert_eq!(run.body["ok"], false, "{}", run.body);
-    assert!(!run.body["problems"].as_array().unwrap().is_empty());
+    let run = verify(&sys, &admin).await;
+    assert_eq!(run["ok"], false, "{run}");
+    assert!(!run["problems"].as_array().unwrap().is_empty());
     // Another tenant's verification covers only its own (empty) streams.
-    let other = sys
-        .app
-        .call(
-            Method::POST,
-            "/api/v1/admin/audit/verifications",
-            Some(&globex),
-            None,
-        )
-        .await;
+    let other = verify(&sys, &globex).await;
     assert_eq!(
-        (other.body["ok"].clone(), other.body["streams"].clone()),
+        (other["ok"].clone(), other["streams"].clone()),
         (json!(true), json!(0))
     );
     sys.cleanup().await;

@@ -34,6 +34,11 @@ async fn acquire_with(app: &TestApp, user: &str, license: &str, hw: &str, extra:
     .await
 }
 
+/// `user` asks for a seat on `hw` borrowed for `secs`.
+async fn borrow(app: &TestApp, user: &str, license: &str, hw: &str, secs: u32) -> Answer {
+    acquire_with(app, user, license, hw, json!({ "borrow_secs": secs })).await
+}
+
 async fn poll(app: &TestApp, user: &str, url: &str, wait_secs: u32) -> Answer {
     let t = token(user, "acme", false).await;
     let path = format!("{url}?wait_secs={wait_secs}");
@@ -204,24 +209,10 @@ async fn a_borrowed_seat_keeps_its_token_and_seat_until_the_borrow_ends() {
         json!({ "product": "cad-pro", "seats": 1, "session_ttl_secs": 60, "strict_seats": true });
     let license = sys.app.issue_with("acme", terms).await;
     // Borrowing is off until the policy allows it.
-    let refused = acquire_with(
-        &sys.app,
-        "alice",
-        &license,
-        "h1",
-        json!({ "borrow_secs": 600 }),
-    )
-    .await;
+    let refused = borrow(&sys.app, "alice", &license, "h1", 600).await;
     assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
     set_policy(&sys.app, &license, json!({ "max_borrow_secs": 3600 })).await;
-    let too_long = acquire_with(
-        &sys.app,
-        "alice",
-        &license,
-        "h1",
-        json!({ "borrow_secs": 3601 }),
-    )
-    .await;
+    let too_long = borrow(&sys.app, "alice", &license, "h1", 3601).await;
     assert_eq!(too_long.status, StatusCode::CONFLICT, "{}", too_long.body);
     assert_eq!(
         count_events(&sys.db, "SeatAcquired").await,
@@ -230,14 +221,7 @@ async fn a_borrowed_seat_keeps_its_token_and_seat_until_the_borrow_ends() {
     );
 
     let before = chrono::Utc::now();
-    let a = acquire_with(
-        &sys.app,
-        "alice",
-        &license,
-        "h1",
-        json!({ "borrow_secs": 600 }),
-    )
-    .await;
+    let a = borrow(&sys.app, "alice", &license, "h1", 600).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let claims = verify(&sys.app, a.body["license_token"].as_str().unwrap()).await;
     let end = before.timestamp() + 600;

@@ -17,6 +17,7 @@
 //! the new session id), or return technical errors.
 
 mod apply;
+mod command;
 mod decide;
 mod decision;
 mod error;
@@ -311,6 +312,22 @@ impl LicenseState {
             .iter()
             .filter(move |(_, s)| s.expires_at <= now)
             .map(|(id, s)| (*id, s))
+    }
+}
+
+/// Issues a test license of `seats` seats with a `session_ttl_secs` TTL
+/// (fixed tenant, id and product).
+#[cfg(test)]
+pub(crate) fn issue_for_tests(seats: u32, session_ttl_secs: u32) -> LicenseCommand {
+    LicenseCommand::Issue {
+        tenant_id: TenantId::parse("t").unwrap(),
+        license_id: LicenseId::from_uuid(uuid::Uuid::from_u128(1)),
+        product: ProductId::parse("p").unwrap(),
+        seats,
+        session_ttl_secs,
+        valid_until: None,
+        token_ttl_secs: None,
+        strict_seats: false,
     }
 }
 

@@ -126,16 +126,7 @@ impl World {
             waiting: Vec::new(),
             left: BTreeSet::new(),
         };
-        world.decide(LicenseCommand::Issue {
-            tenant_id: TenantId::parse("t").unwrap(),
-            license_id: LicenseId::from_uuid(Uuid::from_u128(1)),
-            product: ProductId::parse("p").unwrap(),
-            seats: SEATS,
-            session_ttl_secs: 120,
-            valid_until: None,
-            token_ttl_secs: None,
-            strict_seats: false,
-        });
+        world.decide(super::issue_for_tests(SEATS, 120));
         world.decide(LicenseCommand::SetPolicy { policy });
         world
     }

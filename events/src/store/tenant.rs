@@ -14,6 +14,7 @@ pub const MAX_PROBLEMS: usize = 100;
 
 /// A verification of a tenant's streams, as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Verification {
     /// When it started.
     pub started_at: DateTime<Utc>,
