@@ -2,7 +2,7 @@
 //! waiters and the borrowed seats, `ledger report` counts them, `ledger
 //! seats` proves the history, and `ledger what-if` replays the waits.
 
-use crate::support::{issue, ledger, tmp_path, user};
+use crate::support::{issue, ledger, set_policy, tmp_path, user};
 use events::aggregate::Aggregate as _;
 use events::ids::{HardwareId, SessionId};
 use events::license::{LicenseCommand, Outcome, Policy};
@@ -49,11 +49,7 @@ async fn waiters_and_borrowed_seats_show_in_state_report_seats_and_what_if() {
         max_borrow_secs: 86_400,
         ..Policy::default()
     };
-    let set = LicenseCommand::SetPolicy { policy };
-    licenses
-        .command(license, set, ExpectedVersion::Any)
-        .await
-        .unwrap();
+    set_policy(&licenses, license, policy).await;
     // Alice borrows the only seat; bob, then carol, wait for it.
     let Outcome::Acquired {
         session_id: alice, ..

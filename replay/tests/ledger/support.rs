@@ -63,6 +63,15 @@ pub struct Small {
     pub license: LicenseId,
 }
 
+/// Puts `policy` in force on `license`.
+pub async fn set_policy(ledger: &Ledger, license: LicenseId, policy: events::license::Policy) {
+    let set = events::license::LicenseCommand::SetPolicy { policy };
+    ledger
+        .command(license, set, events::store::ExpectedVersion::Any)
+        .await
+        .unwrap();
+}
+
 /// A license with 2 seats: two acquisitions, one denial, a heartbeat, a release.
 pub async fn small_history(ledger: &Ledger) -> Small {
     let license = issue(ledger, 2, 360).await;

@@ -1,7 +1,7 @@
 //! `ledger what-if`: a recorded history replayed under another policy, with
 //! the figures both ways.
 
-use crate::support::{issue, ledger, tmp_path, user};
+use crate::support::{issue, ledger, set_policy, tmp_path, user};
 use events::ids::HardwareId;
 use events::testing::{Ledger, TestDb};
 use serde_json::{json, Value};
@@ -144,7 +144,6 @@ async fn a_bad_policy_file_fails_cleanly() {
 async fn state_shows_the_policy_overdraft_and_lingering_seats() {
     use events::aggregate::Aggregate as _;
     use events::license::{LicenseCommand, Policy};
-    use events::store::ExpectedVersion;
     let db = TestDb::new().await;
     let licenses = Ledger::new(db.store());
     let license = issue(&licenses, 1, 360).await;
@@ -153,11 +152,7 @@ async fn state_shows_the_policy_overdraft_and_lingering_seats() {
         linger_secs: 3_600,
         ..Policy::default()
     };
-    let set = LicenseCommand::SetPolicy { policy };
-    licenses
-        .command(license, set, ExpectedVersion::Any)
-        .await
-        .unwrap();
+    set_policy(&licenses, license, policy).await;
     let hw = |n: &str| HardwareId::parse(n).unwrap();
     let alice = licenses
         .acquire(license, &user("alice"), &hw("a1"))
