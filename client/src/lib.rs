@@ -28,6 +28,7 @@
 pub mod blocking;
 mod error;
 mod lease;
+mod queue;
 mod verify;
 
 pub use error::Error;
@@ -159,6 +160,7 @@ impl ClientBuilder {
                 current: Mutex::new(None),
                 verifier,
                 token_wait: self.token_wait,
+                timeout: self.timeout,
             }),
         })
     }
@@ -172,6 +174,8 @@ struct Inner {
     current: Mutex<Option<String>>,
     verifier: Verifier,
     token_wait: Duration,
+    /// Each request's timeout (a long-poll stays below it).
+    timeout: Duration,
 }
 
 /// A connection to a license server. Cheap to clone.
@@ -212,6 +216,22 @@ struct Granted {
     expires_at: chrono::DateTime<chrono::Utc>,
     #[serde(default)]
     license_token: Option<String>,
+}
+
+/// The body of an acquire.
+fn acquire_body(
+    license: Option<Uuid>,
+    hardware_id: &str,
+    wait_secs: Option<u32>,
+) -> serde_json::Value {
+    let mut body = serde_json::json!({ "hardware_id": hardware_id });
+    if let Some(license) = license {
+        body["license_id"] = serde_json::json!(license);
+    }
+    if let Some(secs) = wait_secs {
+        body["wait_secs"] = serde_json::json!(secs);
+    }
+    body
 }
 
 #[derive(Deserialize)]
@@ -356,10 +376,7 @@ impl Client {
         hardware_id: &str,
         key: &str,
     ) -> Result<Lease, Error> {
-        let mut body = serde_json::json!({ "hardware_id": hardware_id });
-        if let Some(license) = license.into() {
-            body["license_id"] = serde_json::json!(license);
-        }
+        let body = acquire_body(license.into(), hardware_id, None);
         let answer = self
             .call(
                 Method::POST,
@@ -368,6 +385,43 @@ impl Client {
                 Some(key),
             )
             .await?;
+        self.lease_of(answer).await
+    }
+
+    /// [`Client::acquire`], waiting up to `wait` in the license's queue
+    /// when no seat is free (if the license's policy has a queue; else
+    /// [`Error::NoSeats`] at once, as without waiting). The server grants
+    /// waiters oldest first as seats free; this long-polls for the grant.
+    /// When `wait` runs out the place is given up and the answer is
+    /// [`Error::NoSeats`].
+    pub async fn acquire_waiting(
+        &self,
+        license: impl Into<Option<Uuid>>,
+        hardware_id: &str,
+        wait: Duration,
+    ) -> Result<Lease, Error> {
+        let secs = u32::try_from(wait.as_secs().max(1)).unwrap_or(queue::MAX_WAIT_SECS);
+        let body = acquire_body(license.into(), hardware_id, Some(secs));
+        let key = Uuid::new_v4().to_string();
+        let answer = self
+            .call(
+                Method::POST,
+                "/api/v1/licenses/acquire",
+                Some(&body),
+                Some(&key),
+            )
+            .await?;
+        if let Some(waiting) = queue::waiting(&answer)? {
+            let deadline = tokio::time::Instant::now() + wait;
+            let granted = self.wait_in_queue(&waiting, deadline).await?;
+            return self.lease_of(granted).await;
+        }
+        self.lease_of(answer).await
+    }
+
+    /// The lease of a granted acquire's answer (200, or 202 while its
+    /// token is minted).
+    async fn lease_of(&self, answer: Answer) -> Result<Lease, Error> {
         let granted: Granted = answer.json()?;
         let mut token = match &granted.license_token {
             Some(token) => Some(self.inner.verifier.verify_fetching(token).await?),

@@ -324,3 +324,79 @@ async fn the_rust_example_holds_verifies_and_releases_a_seat() {
     ));
     sys.cleanup().await;
 }
+
+/// Gives the license a queue: acquires may wait up to `secs`.
+async fn allow_queue(sys: &System, license: Uuid, secs: u32) {
+    let vendor = token("vendor", "acme", true).await;
+    let path = format!("/api/v1/admin/licenses/{license}/policy");
+    let body = json!({ "max_queue_wait_secs": secs });
+    let a = sys
+        .app
+        .call(reqwest::Method::PUT, &path, Some(&vendor), Some(body))
+        .await;
+    assert_eq!(a.status, reqwest::StatusCode::OK, "{}", a.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_acquire_gets_the_seat_when_it_frees_or_gives_up() {
+    let sys = System::start().await;
+    let license: Uuid = sys.app.issue("acme", 1, 360).await.parse().unwrap();
+    let alice = client_for(&sys, "alice").await;
+    let bob = client_for(&sys, "bob").await;
+    let held = alice.acquire(license, "alice-laptop").await.unwrap();
+    // Without a queue in the policy, waiting is a plain denial.
+    match bob
+        .acquire_waiting(license, "bob-desktop", Duration::from_secs(5))
+        .await
+    {
+        Err(Error::NoSeats { .. }) => {}
+        other => panic!("expected no seats, got {other:?}"),
+    }
+    allow_queue(&sys, license, 600).await;
+
+    // Bob waits; alice's release hands him the seat.
+    let waiting = tokio::spawn({
+        let bob = bob.clone();
+        async move {
+            bob.acquire_waiting(license, "bob-desktop", Duration::from_secs(30))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "bob waits while alice holds the seat"
+    );
+    held.release().await.unwrap();
+    let lease = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("granted once the seat freed")
+        .unwrap()
+        .unwrap();
+    let token = lease.token().expect("the grant's token");
+    assert_eq!(token.claims.sid, lease.session_id().to_string());
+    assert_eq!(lease.status(), LeaseStatus::Ok);
+
+    // Carol waits 2 s while bob holds it: she gives her place up.
+    let carol = client_for(&sys, "carol").await;
+    let started = std::time::Instant::now();
+    match carol
+        .acquire_waiting(license, "carol-desktop", Duration::from_secs(2))
+        .await
+    {
+        Err(Error::NoSeats { detail, .. }) => {
+            assert!(detail.contains("within the wait"), "{detail}")
+        }
+        other => panic!("expected no seats, got {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let cancelled: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM events WHERE event_type = 'QueueLeft' AND data->>'reason' = 'cancelled'",
+    )
+    .fetch_one(&sys.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(cancelled, 1, "her place was given up, not left to time out");
+    lease.release().await.unwrap();
+    sys.cleanup().await;
+}

@@ -109,6 +109,10 @@ enum Command {
         /// Hardware id of this machine (default: its host name).
         #[arg(long)]
         hardware_id: Option<String>,
+        /// When no seat is free, wait up to SECS in the license's queue (if
+        /// its policy has one) instead of exiting 2.
+        #[arg(long, value_name = "SECS")]
+        wait: Option<u64>,
         /// The command and its arguments (after `--`).
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
@@ -249,10 +253,12 @@ async fn client_command(cli: &Cli) -> anyhow::Result<Option<Value>> {
         Command::Run {
             license: l,
             hardware_id,
+            wait,
             command,
         } => {
+            let wait = wait.map(std::time::Duration::from_secs);
             let code =
-                hold_while_running(cli, license(l)?, hardware_id.as_deref(), command).await?;
+                hold_while_running(cli, license(l)?, hardware_id.as_deref(), wait, command).await?;
             std::process::exit(code);
         }
         _ => return Ok(None),
@@ -264,6 +270,7 @@ async fn hold_while_running(
     cli: &Cli,
     license: Option<uuid::Uuid>,
     hardware_id: Option<&str>,
+    wait: Option<std::time::Duration>,
     command: &[String],
 ) -> anyhow::Result<i32> {
     use ledger_client::LeaseStatus;
@@ -271,10 +278,12 @@ async fn hold_while_running(
         Some(h) => h.to_owned(),
         None => host_name(),
     };
-    let lease = sdk(cli)?
-        .acquire(license, &hardware_id)
-        .await
-        .with_context(|| format!("not starting {:?}", command[0]))?;
+    let sdk = sdk(cli)?;
+    let lease = match wait {
+        Some(wait) => sdk.acquire_waiting(license, &hardware_id, wait).await,
+        None => sdk.acquire(license, &hardware_id).await,
+    }
+    .with_context(|| format!("not starting {:?}", command[0]))?;
     let mut child = tokio::process::Command::new(&command[0]);
     child
         .args(&command[1..])

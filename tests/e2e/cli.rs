@@ -125,5 +125,44 @@ async fn run_holds_a_seat_while_the_command_runs_and_exits_with_its_code() {
         String::from_utf8_lossy(&refused.stderr)
     );
     assert!(!marker.exists(), "the command did not run");
+
+    // With a queue in the policy, `--wait` starts the command once bob's
+    // seat frees.
+    let vendor = crate::harness::token("vendor", "acme", true).await;
+    let policy = format!("/api/v1/admin/licenses/{license}/policy");
+    let body = serde_json::json!({ "max_queue_wait_secs": 600 });
+    let set = sys
+        .app
+        .call(reqwest::Method::PUT, &policy, Some(&vendor), Some(body))
+        .await;
+    assert_eq!(set.status, reqwest::StatusCode::OK, "{}", set.body);
+    let waiting = tokio::spawn(output(licensectl(
+        &sys,
+        &alice,
+        &[
+            "run",
+            "--license",
+            &license,
+            "--wait",
+            "30",
+            "--",
+            "sh",
+            "-c",
+            &touch,
+        ],
+    )));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!marker.exists(), "the command waits for a seat");
+    let bob_session = held.body["session_id"].as_str().unwrap();
+    assert!(sys.app.release(&bob, bob_session).await.status.is_success());
+    let done = waiting.await.unwrap();
+    assert_eq!(
+        done.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(marker.exists(), "the command ran once the seat freed");
+    let _ = std::fs::remove_file(&marker);
     sys.cleanup().await;
 }
