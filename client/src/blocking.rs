@@ -47,6 +47,22 @@ impl Client {
         })
     }
 
+    /// See [`crate::Client::acquire_waiting`].
+    pub fn acquire_waiting(
+        &self,
+        license: Option<Uuid>,
+        hardware_id: &str,
+        wait: Duration,
+    ) -> Result<Lease, Error> {
+        let lease =
+            self.runtime
+                .block_on(self.inner.acquire_waiting(license, hardware_id, wait))?;
+        Ok(Lease {
+            inner: Some(lease),
+            runtime: self.runtime.clone(),
+        })
+    }
+
     /// The verifier this client checks tokens with.
     pub fn verifier(&self) -> &Verifier {
         self.inner.verifier()

@@ -115,6 +115,19 @@ struct ll_lease *ll_acquire(const struct ll_client *client,
                             const char *hardware_id);
 
 /**
+ * Like `ll_acquire`, but when no seat is free and the license's policy has
+ * a queue, waits up to `wait_secs` seconds in it for a seat to be granted
+ * (`LL_ERROR_NO_SEATS` when none was). Blocks the calling thread meanwhile.
+ *
+ * # Safety
+ * As `ll_acquire`.
+ */
+struct ll_lease *ll_acquire_waiting(const struct ll_client *client,
+                                    const char *license_id,
+                                    const char *hardware_id,
+                                    uint32_t wait_secs);
+
+/**
  * The lease's state now (`LL_LEASE_LOST` for NULL).
  *
  * # Safety

@@ -206,6 +206,38 @@ pub unsafe extern "C" fn ll_acquire(
     license_id: *const c_char,
     hardware_id: *const c_char,
 ) -> *mut LlLease {
+    // SAFETY: the caller's promise, forwarded.
+    unsafe { acquire(client, license_id, hardware_id, None) }
+}
+
+/// Like `ll_acquire`, but when no seat is free and the license's policy has
+/// a queue, waits up to `wait_secs` seconds in it for a seat to be granted
+/// (`LL_ERROR_NO_SEATS` when none was). Blocks the calling thread meanwhile.
+///
+/// # Safety
+/// As `ll_acquire`.
+#[no_mangle]
+pub unsafe extern "C" fn ll_acquire_waiting(
+    client: *const LlClient,
+    license_id: *const c_char,
+    hardware_id: *const c_char,
+    wait_secs: u32,
+) -> *mut LlLease {
+    let wait = std::time::Duration::from_secs(u64::from(wait_secs));
+    // SAFETY: the caller's promise, forwarded.
+    unsafe { acquire(client, license_id, hardware_id, Some(wait)) }
+}
+
+/// `ll_acquire` and `ll_acquire_waiting`.
+///
+/// # Safety
+/// As `ll_acquire`.
+unsafe fn acquire(
+    client: *const LlClient,
+    license_id: *const c_char,
+    hardware_id: *const c_char,
+    wait: Option<std::time::Duration>,
+) -> *mut LlLease {
     guard(ptr::null_mut(), || {
         // SAFETY: the caller's promise.
         let Some(client) = (unsafe { client.as_ref() }) else {
@@ -229,7 +261,11 @@ pub unsafe extern "C" fn ll_acquire(
                 return ptr::null_mut();
             }
         };
-        match client.0.acquire(license, hardware) {
+        let acquired = match wait {
+            Some(wait) => client.0.acquire_waiting(license, hardware, wait),
+            None => client.0.acquire(license, hardware),
+        };
+        match acquired {
             Ok(lease) => Box::into_raw(Box::new(LlLease(lease))),
             Err(err) => {
                 report(&err);

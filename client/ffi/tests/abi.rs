@@ -116,9 +116,33 @@ fn every_entry_point_against_the_server() {
         assert!(ll_acquire(other, unknown.as_ptr(), c("x").as_ptr()).is_null());
         assert_eq!(ll_last_status(), LlStatus::LlErrorNotFound);
 
+        // Waiting: no queue in the policy is a plain refusal; with one, the
+        // wait runs out while the seat stays held.
+        let waiting =
+            |secs| ll_acquire_waiting(other, c(&license).as_ptr(), c("bob-pc").as_ptr(), secs);
+        assert!(waiting(5).is_null());
+        assert_eq!(ll_last_status(), LlStatus::LlErrorNoSeats);
+        runtime.block_on(async {
+            let vendor = harness::token("vendor", "acme", true).await;
+            let path = format!("/api/v1/admin/licenses/{license}/policy");
+            let body = serde_json::json!({ "max_queue_wait_secs": 60 });
+            let a = sys
+                .app
+                .call(reqwest::Method::PUT, &path, Some(&vendor), Some(body))
+                .await;
+            assert!(a.status.is_success(), "{}", a.body);
+        });
+        let started = std::time::Instant::now();
+        assert!(waiting(1).is_null());
+        assert_eq!(ll_last_status(), LlStatus::LlErrorNoSeats);
+        assert!(last_error().contains("within the wait"), "{}", last_error());
+        assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+        assert!(ll_acquire_waiting(ptr::null(), ptr::null(), c("h").as_ptr(), 1).is_null());
+        assert_eq!(ll_last_status(), LlStatus::LlErrorInvalid);
+
         // Released: the other user gets the seat.
         assert_eq!(ll_release(lease), LlStatus::LlOk);
-        let bobs = ll_acquire(other, c(&license).as_ptr(), c("bob-pc").as_ptr());
+        let bobs = waiting(5);
         assert!(!bobs.is_null(), "{}", last_error());
         assert_eq!(ll_release(bobs), LlStatus::LlOk);
 
