@@ -31,6 +31,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of glibc's malloc: allocation was 30 % of the service's
+/// CPU on the heartbeat path, part of it waiting on glibc's arena lock
+/// (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 struct Args {
     /// Seconds per measurement.
@@ -112,6 +118,22 @@ where
         let _ = t.await;
     }
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Issues a license of 100 000 seats; its id.
+async fn issue_license(http: &reqwest::Client, base: &str, admin: &str) -> anyhow::Result<String> {
+    let license: serde_json::Value = http
+        .post(format!("{base}/api/v1/admin/licenses"))
+        .bearer_auth(admin)
+        .json(&json!({"product": "bench", "seats": 100000, "session_ttl_secs": 3600}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    match license["license_id"].as_str() {
+        Some(id) => Ok(id.to_owned()),
+        None => anyhow::bail!("issuing the benchmark's license failed: {license}"),
+    }
 }
 
 /// Median of `n` timed runs of `op`, in milliseconds.
@@ -309,23 +331,12 @@ async fn main() -> anyhow::Result<()> {
     let admin = issuer.mint(
         "bench-admin",
         "bench",
-        &["license-admin".into()],
+        &["license-admin".into(), "license-vendor".into()],
         day,
         DEV_ISSUER,
         DEV_AUDIENCE,
     )?;
-    let license: serde_json::Value = http
-        .post(format!("{base}/api/v1/admin/licenses"))
-        .bearer_auth(&admin)
-        .json(&json!({"product": "bench", "seats": 100000, "session_ttl_secs": 3600}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let license_id = license["license_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let license_id = issue_license(&http, &base, &admin).await?;
 
     // Ceiling 1: single-row durable INSERT at the heartbeat concurrency.
     sqlx::query("CREATE TABLE ceiling (id bigserial PRIMARY KEY, session uuid NOT NULL, at timestamptz NOT NULL DEFAULT now(), data jsonb NOT NULL)")
@@ -376,10 +387,10 @@ async fn main() -> anyhow::Result<()> {
             .await?
             .json()
             .await?;
-        sessions.push((
-            token,
-            r["session_id"].as_str().unwrap_or_default().to_owned(),
-        ));
+        let Some(session) = r["session_id"].as_str() else {
+            anyhow::bail!("the benchmark's acquire failed: {r}");
+        };
+        sessions.push((token, session.to_owned()));
     }
     let sessions = Arc::new(sessions);
     let heartbeat = |rate: Option<f64>, samples: Arc<Samples>| {
@@ -466,20 +477,7 @@ async fn main() -> anyhow::Result<()> {
     // The acquire rounds run on one license, or spread over 16.
     let mut spread = Vec::new();
     for _ in 0..16 {
-        let license: serde_json::Value = http
-            .post(format!("{base}/api/v1/admin/licenses"))
-            .bearer_auth(&admin)
-            .json(&json!({"product": "bench", "seats": 100000, "session_ttl_secs": 3600}))
-            .send()
-            .await?
-            .json()
-            .await?;
-        spread.push(
-            license["license_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        );
+        spread.push(issue_license(&http, &base, &admin).await?);
     }
     let (one, spread) = (Arc::new(vec![license_id.clone()]), Arc::new(spread));
     let acquire = |rate: Option<f64>,
