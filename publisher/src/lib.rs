@@ -5,8 +5,8 @@
 //!   event id: a republish after a crash falls in JetStream's duplicate
 //!   window and is dropped, and consumers can dedupe by id beyond it.
 //! * The checkpoint (last acknowledged position) is stored in Postgres after
-//!   JetStream acknowledged the batch, so a restart republishes at most one
-//!   batch.
+//!   JetStream acknowledged the batch, at most [`CHECKPOINT_EVERY`] later, so
+//!   a restart republishes at most that long's events and one batch.
 //! * Single-active: a Postgres advisory lock per stream name; a second
 //!   replica waits as a hot standby. The active one checks its lock's
 //!   connection every [`LOCK_CHECK`] and stops when it is gone. Order on NATS is therefore the log's
@@ -39,6 +39,12 @@ pub const LOCK_CHECK: Duration = Duration::from_secs(2);
 
 /// Most events published before waiting for their acknowledgements.
 const BATCH: usize = 512;
+
+/// Longest the stored checkpoint trails the last acknowledged batch. Storing
+/// it after every batch cost a statement and a durable commit per batch, on
+/// the acquire path's critical chain; a restart republishes what it missed,
+/// and JetStream drops those repeats (their message ids are the event ids).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// JetStream drops a republished message id within this window.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
@@ -123,9 +129,20 @@ async fn publish_loop(
     let mut events = store.subscribe(checkpoint);
     watch(events.stats());
     let mut batch: Vec<RecordedEvent> = Vec::with_capacity(BATCH);
+    let (mut saved, mut saved_at) = (checkpoint, tokio::time::Instant::now());
     loop {
         let first = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
+            _ = shutdown.cancelled() => {
+                if checkpoint > saved {
+                    store.save_checkpoint(&name, checkpoint).await?;
+                }
+                return Ok(());
+            }
+            _ = tokio::time::sleep_until(saved_at + CHECKPOINT_EVERY), if checkpoint > saved => {
+                store.save_checkpoint(&name, checkpoint).await?;
+                (saved, saved_at) = (checkpoint, tokio::time::Instant::now());
+                continue;
+            }
             _ = lease.tick() => {
                 // Leadership ends with the lock's connection: stop publishing
                 // (the supervisor restarts this worker as a standby).
@@ -164,7 +181,10 @@ async fn publish_loop(
         let lag = chrono::Utc::now() - batch.last().map_or(chrono::Utc::now(), |e| e.recorded_at);
         metrics::gauge!(PUBLISH_LAG).set(lag.num_microseconds().unwrap_or(0) as f64 / 1e6);
         checkpoint = last;
-        store.save_checkpoint(&name, checkpoint).await?;
+        if saved_at.elapsed() >= CHECKPOINT_EVERY {
+            store.save_checkpoint(&name, checkpoint).await?;
+            (saved, saved_at) = (checkpoint, tokio::time::Instant::now());
+        }
         batch.clear();
     }
 }

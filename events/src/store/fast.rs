@@ -18,7 +18,8 @@ use super::hash::{to_micros, Canonical, GENESIS, HASH_LEN};
 use super::{AppendError, AppendResult, ExpectedVersion, StreamAppend, Written, NOTIFY_CHANNEL};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgPool, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres, Row};
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
@@ -149,8 +150,14 @@ enum Answer {
 
 /// Appends independent requests, each all-or-nothing on its own, in as few
 /// round trips as the beliefs allow (one when they hold).
+///
+/// `held` is the connection the calls run on, taken from `pool` when empty
+/// and dropped after a failed call. A caller that keeps it between calls (the
+/// group committer) saves a round trip per call: sqlx pings a connection
+/// each time it goes back to the pool.
 pub(super) async fn append_all(
     pool: &PgPool,
+    held: &mut Option<PoolConnection<Postgres>>,
     heads: &Heads,
     notifier: &Arc<Notifier>,
     requests: &[Vec<StreamAppend>],
@@ -176,7 +183,17 @@ pub(super) async fn append_all(
         });
         pending = later;
         let batch: Vec<&[StreamAppend]> = now.iter().map(|&i| requests[i].as_slice()).collect();
-        match call(pool, heads, &batch).await {
+        let called = match held {
+            Some(conn) => call(conn, heads, &batch).await,
+            None => match pool.acquire().await {
+                Ok(conn) => call(held.insert(conn), heads, &batch).await,
+                Err(err) => Err(err),
+            },
+        };
+        if called.is_err() {
+            *held = None; // back to the pool, whose ping closes it if it broke
+        }
+        match called {
             Ok(answers) => {
                 if answers.iter().any(|a| matches!(a, Answer::Written(_))) {
                     notifier.poke();
@@ -278,7 +295,7 @@ impl Call {
 
 /// One round trip for `batch` (requests on disjoint streams).
 async fn call(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     heads: &Heads,
     batch: &[&[StreamAppend]],
 ) -> Result<Vec<Answer>, sqlx::Error> {
@@ -308,7 +325,7 @@ async fn call(
     .bind(&c.e_at)
     .bind(&c.e_prev)
     .bind(&c.e_hash)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await?;
 
     let mut positions: HashMap<Uuid, i64> = HashMap::new();

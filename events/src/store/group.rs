@@ -84,6 +84,8 @@ async fn run(
     max_batch: usize,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
+    // Kept across batches: a connection going back to the pool costs a ping.
+    let mut held = None;
     loop {
         {
             // One writer at a time collects a batch; the others are committing.
@@ -93,7 +95,7 @@ async fn run(
             }
         }
         let (requests, senders): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
-        let results = append_all(&pool, &heads, &notifier, &requests).await;
+        let results = append_all(&pool, &mut held, &heads, &notifier, &requests).await;
         for (sender, result) in senders.into_iter().zip(results) {
             let _ = sender.send(result); // the caller may have given up
         }

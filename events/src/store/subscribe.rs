@@ -23,7 +23,7 @@ use super::read::{from_row, COLUMNS};
 use super::{EventStore, RecordedEvent, StoreError, NOTIFY_CHANNEL};
 use futures::Stream;
 use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Row};
+use sqlx::{PgExecutor, PgPool, Row};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -111,10 +111,20 @@ async fn tail(
         // Check before reading: a holder that committed before this check
         // is visible to the read that follows.
         let resolved = match &pending {
-            Some(gap) => holders_finished(&pool, &gap.snapshot).await?,
+            Some(gap) => match holders_finished(&mut listener, &gap.snapshot).await {
+                Ok(finished) => finished,
+                Err(_) => holders_finished(&pool, &gap.snapshot).await?,
+            },
             None => false,
         };
-        let (snapshot, rows) = fetch(&pool, cursor).await?;
+        // On the listener's own connection: a pooled one would cost a ping
+        // each time it goes back (notifications arriving meanwhile are kept).
+        // If that connection died, a pooled one serves; the listener
+        // reconnects when it next waits.
+        let (snapshot, rows) = match fetch(&mut listener, cursor).await {
+            Ok(found) => found,
+            Err(_) => fetch(&pool, cursor).await?,
+        };
         let full = rows.len() as i64 == BATCH;
         let mut blocked = false;
         for event in rows {
@@ -175,7 +185,10 @@ async fn tail(
 }
 
 /// Events after `cursor` and the snapshot the read saw, in one statement.
-async fn fetch(pool: &PgPool, cursor: i64) -> Result<(String, Vec<RecordedEvent>), sqlx::Error> {
+async fn fetch(
+    db: impl PgExecutor<'_>,
+    cursor: i64,
+) -> Result<(String, Vec<RecordedEvent>), sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT pg_current_snapshot()::text AS snapshot, e.*
          FROM (SELECT 1) AS one
@@ -183,7 +196,7 @@ async fn fetch(pool: &PgPool, cursor: i64) -> Result<(String, Vec<RecordedEvent>
     ))
     .bind(cursor)
     .bind(BATCH)
-    .fetch_all(pool)
+    .fetch_all(db)
     .await?;
     let snapshot: String = match rows.first() {
         Some(row) => row.try_get("snapshot")?,
@@ -200,13 +213,13 @@ async fn fetch(pool: &PgPool, cursor: i64) -> Result<(String, Vec<RecordedEvent>
 }
 
 /// True when no transaction that was running at `snapshot` still is.
-async fn holders_finished(pool: &PgPool, snapshot: &str) -> Result<bool, sqlx::Error> {
+async fn holders_finished(db: impl PgExecutor<'_>, snapshot: &str) -> Result<bool, sqlx::Error> {
     let running: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_snapshot_xip($1::pg_snapshot) AS x
          WHERE pg_xact_status(x) = 'in progress'",
     )
     .bind(snapshot)
-    .fetch_one(pool)
+    .fetch_one(db)
     .await?;
     Ok(running == 0)
 }

@@ -1,0 +1,125 @@
+//! The connections the log keeps between calls (the group committer's, the
+//! subscriber's listener) against the real local Postgres: when one dies,
+//! appends and tailing go on, and nothing is lost or repeated.
+
+use events::store::{
+    connect_options, EventStore, ExpectedVersion, GroupCommitConfig, NewEvent, RecordedEvent,
+    Subscription,
+};
+use events::testing::TestDb;
+use futures::StreamExt;
+use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use std::time::Duration;
+use uuid::Uuid;
+
+fn event(n: i64) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: "Counted".into(),
+        schema_version: 1,
+        data: json!({ "n": n }),
+        metadata: json!({ "tenant_id": "t1" }),
+    }
+}
+
+/// A pool on the test's schema whose connections carry `name` as their
+/// `application_name`, so that the test can find and kill them.
+async fn named_pool(db: &TestDb, name: &str) -> PgPool {
+    let options = connect_options(&db.url, Some(&db.schema))
+        .unwrap()
+        .application_name(name);
+    PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await
+        .unwrap()
+}
+
+/// Terminates every backend of the pool named `name`; how many there were.
+async fn kill(db: &TestDb, name: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = $1) AS killed",
+    )
+    .bind(name)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+async fn next_event(sub: &mut Subscription) -> Option<RecordedEvent> {
+    tokio::time::timeout(Duration::from_secs(10), sub.next())
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_committer_replaces_the_connection_it_kept_when_that_dies() {
+    let db = TestDb::new().await;
+    let name = format!("ll-test-{}", Uuid::new_v4().simple());
+    let pool = named_pool(&db, &name).await;
+    let store = EventStore::with_group_commit(
+        pool.clone(),
+        GroupCommitConfig {
+            writers: 1,
+            max_batch: 8,
+        },
+    );
+    store
+        .append_to("s", ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .unwrap();
+    assert!(kill(&db, &name).await >= 1, "the writer kept a connection");
+    // Idle pooled connections are pinged after a second; the kept one is not.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    for n in 1..=3 {
+        store
+            .append_to("s", ExpectedVersion::Exact(n - 1), vec![event(n)])
+            .await
+            .unwrap_or_else(|e| panic!("append {n} after the kill: {e}"));
+    }
+    let versions: Vec<i64> = store
+        .read_stream("s", 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.stream_version)
+        .collect();
+    assert_eq!(versions, [0, 1, 2, 3], "nothing lost, nothing twice");
+    pool.close().await;
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_keeps_tailing_after_its_connections_die() {
+    let db = TestDb::new().await;
+    let name = format!("ll-test-{}", Uuid::new_v4().simple());
+    let pool = named_pool(&db, &name).await;
+    let writer = db.store();
+    writer
+        .append_to("a", ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .unwrap();
+    let mut sub = EventStore::new(pool.clone()).subscribe(0);
+    assert_eq!(next_event(&mut sub).await.unwrap().position, 1);
+
+    for round in 1..=2 {
+        assert!(kill(&db, &name).await >= 1, "the subscriber listens");
+        let written = writer
+            .append_to("a", ExpectedVersion::Exact(round - 1), vec![event(round)])
+            .await
+            .unwrap();
+        let got = next_event(&mut sub)
+            .await
+            .unwrap_or_else(|| panic!("round {round}: the event reached the subscriber"));
+        assert_eq!(got.position, written.written[0].position);
+    }
+    drop(sub);
+    pool.close().await;
+    db.drop_schema().await;
+}
