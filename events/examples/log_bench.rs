@@ -1,6 +1,7 @@
 //! Event log benchmark: appends with expected version against a ceiling
 //! measured in the same run (a plain `INSERT` of an identical row through
-//! sqlx, same concurrency). Prints events/s and the ratio.
+//! sqlx, same concurrency, each writer on a connection of its own). Prints
+//! events/s and the ratio.
 //!
 //! Then the peers, in the same run, one event per append with an exact
 //! expected version on distinct streams of one category: Message DB 1.3
@@ -15,7 +16,8 @@ use events::store::{
     connect, EventStore, ExpectedVersion, GroupCommitConfig, NewEvent, StreamAppend, MIGRATOR,
 };
 use serde_json::json;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgExecutor, PgPool, Postgres};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,8 +95,23 @@ where
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// One connection per writer, kept for the whole run: sqlx pings a
+/// connection each time it goes back to the pool, a round trip the group
+/// committer does not pay either (it keeps its own).
+type Held = Arc<Vec<tokio::sync::Mutex<PoolConnection<Postgres>>>>;
+
+async fn held(pool: &PgPool, writers: usize) -> Held {
+    let mut held = Vec::with_capacity(writers);
+    for _ in 0..writers {
+        held.push(tokio::sync::Mutex::new(
+            pool.acquire().await.expect("a connection per writer"),
+        ));
+    }
+    Arc::new(held)
+}
+
 /// The ceiling: `rows` identical rows in one plain INSERT statement (autocommit).
-async fn plain_insert(pool: &PgPool, rows: usize) {
+async fn plain_insert(db: impl PgExecutor<'_>, rows: usize) {
     let mut sql = String::from(
         "INSERT INTO plain_events (event_id, stream_id, stream_version, event_type, schema_version, data, metadata, \
          recorded_at, prev_hash, hash) VALUES ",
@@ -125,7 +142,7 @@ async fn plain_insert(pool: &PgPool, rows: usize) {
             .bind([0u8; 32].as_slice())
             .bind([1u8; 32].as_slice());
     }
-    q.execute(pool).await.expect("plain insert");
+    q.execute(db).await.expect("plain insert");
 }
 
 async fn append_run(store: EventStore, writers: usize, seconds: f64, batch: usize) -> f64 {
@@ -198,10 +215,10 @@ impl cqrs_es::Aggregate for Bench {
 /// category, which is how it serialises a category's writers).
 async fn message_db_run(pool: &PgPool, writers: usize, seconds: f64) -> f64 {
     let run = Uuid::new_v4().simple().to_string();
-    let pool = pool.clone();
+    let conns = held(pool, writers).await;
     let versions: Arc<Vec<AtomicU64>> = Arc::new((0..writers).map(|_| AtomicU64::new(0)).collect());
     measure(writers, seconds, 1, move |w, n| {
-        let (pool, versions) = (pool.clone(), versions.clone());
+        let (conns, versions) = (conns.clone(), versions.clone());
         let stream = format!("bench-{run}x{w}");
         async move {
             let next = versions[w].load(Ordering::Relaxed) as i64;
@@ -213,7 +230,7 @@ async fn message_db_run(pool: &PgPool, writers: usize, seconds: f64) -> f64 {
                 .bind(&e.data)
                 .bind(&e.metadata)
                 .bind(next - 1)
-                .execute(&pool)
+                .execute(&mut **conns[w].lock().await)
                 .await
                 .expect("write_message");
             versions[w].fetch_add(1, Ordering::Relaxed);
@@ -312,10 +329,10 @@ async fn peers(args: &Args, schema: &str) -> anyhow::Result<()> {
     for &writers in &args.writers {
         let n = writers as u32 + 4;
         let level = connect(&args.database_url, Some(schema), n).await?;
-        let p = level.clone();
-        let ceiling = measure(writers, args.seconds, 1, move |_, _| {
-            let p = p.clone();
-            async move { plain_insert(&p, 1).await }
+        let conns = held(&level, writers).await;
+        let ceiling = measure(writers, args.seconds, 1, move |w, _| {
+            let conns = conns.clone();
+            async move { plain_insert(&mut **conns[w].lock().await, 1).await }
         })
         .await;
         let es = postgres_es_run(&level, writers, args.seconds).await;
@@ -423,10 +440,10 @@ async fn main() -> anyhow::Result<()> {
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for &writers in &args.writers {
         for batch in [1, args.batch] {
-            let p = pool.clone();
-            let ceiling = measure(writers, args.seconds, batch as u64, move |_, _| {
-                let p = p.clone();
-                async move { plain_insert(&p, batch).await }
+            let conns = held(&pool, writers).await;
+            let ceiling = measure(writers, args.seconds, batch as u64, move |w, _| {
+                let conns = conns.clone();
+                async move { plain_insert(&mut **conns[w].lock().await, batch).await }
             })
             .await;
             let direct =
