@@ -3,26 +3,14 @@
 //! appends and tailing go on, and nothing is lost or repeated.
 
 use events::store::{
-    connect_options, EventStore, ExpectedVersion, GroupCommitConfig, NewEvent, RecordedEvent,
-    Subscription,
+    connect_options, EventStore, ExpectedVersion, GroupCommitConfig, RecordedEvent, Subscription,
 };
-use events::testing::TestDb;
+use events::testing::{counted, TestDb};
 use futures::StreamExt;
-use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use std::time::Duration;
 use uuid::Uuid;
-
-fn event(n: i64) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::new_v4(),
-        event_type: "Counted".into(),
-        schema_version: 1,
-        data: json!({ "n": n }),
-        metadata: json!({ "tenant_id": "t1" }),
-    }
-}
 
 /// A pool on the test's schema whose connections carry `name` as their
 /// `application_name`, so that the test can find and kill them.
@@ -70,7 +58,7 @@ async fn the_group_committer_replaces_the_connection_it_kept_when_that_dies() {
         },
     );
     store
-        .append_to("s", ExpectedVersion::NoStream, vec![event(0)])
+        .append_to("s", ExpectedVersion::NoStream, vec![counted(0)])
         .await
         .unwrap();
     assert!(kill(&db, &name).await >= 1, "the writer kept a connection");
@@ -79,7 +67,7 @@ async fn the_group_committer_replaces_the_connection_it_kept_when_that_dies() {
 
     for n in 1..=3 {
         store
-            .append_to("s", ExpectedVersion::Exact(n - 1), vec![event(n)])
+            .append_to("s", ExpectedVersion::Exact(n - 1), vec![counted(n)])
             .await
             .unwrap_or_else(|e| panic!("append {n} after the kill: {e}"));
     }
@@ -102,7 +90,7 @@ async fn a_subscriber_keeps_tailing_after_its_connections_die() {
     let pool = named_pool(&db, &name).await;
     let writer = db.store();
     writer
-        .append_to("a", ExpectedVersion::NoStream, vec![event(0)])
+        .append_to("a", ExpectedVersion::NoStream, vec![counted(0)])
         .await
         .unwrap();
     let mut sub = EventStore::new(pool.clone()).subscribe(0);
@@ -111,7 +99,7 @@ async fn a_subscriber_keeps_tailing_after_its_connections_die() {
     for round in 1..=2 {
         assert!(kill(&db, &name).await >= 1, "the subscriber listens");
         let written = writer
-            .append_to("a", ExpectedVersion::Exact(round - 1), vec![event(round)])
+            .append_to("a", ExpectedVersion::Exact(round - 1), vec![counted(round)])
             .await
             .unwrap();
         let got = next_event(&mut sub)

@@ -8,12 +8,8 @@ use events::aggregate::{self, Aggregate};
 use events::ids::{HardwareId, ProductId, TenantId, UserId};
 use events::license::LicenseState;
 use events::session::SessionState;
-use events::store::{
-    AppendError, EventStore, ExpectedVersion, GroupCommitConfig, NewEvent, StreamAppend,
-};
-use events::testing::{Ledger, TestDb};
-use serde_json::json;
-use uuid::Uuid;
+use events::store::{AppendError, EventStore, ExpectedVersion, GroupCommitConfig, StreamAppend};
+use events::testing::{counted, Ledger, TestDb};
 
 /// The state a fold of every event of `stream` gives (no snapshot involved).
 async fn folded_from_start<A: Aggregate>(store: &EventStore, stream: &str) -> A {
@@ -139,31 +135,21 @@ async fn an_unreadable_or_deleted_snapshot_costs_a_fold_not_a_wrong_state() {
     db.drop_schema().await;
 }
 
-fn event(n: i64) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::new_v4(),
-        event_type: "Counted".into(),
-        schema_version: 1,
-        data: json!({ "n": n }),
-        metadata: json!({}),
-    }
-}
-
 #[tokio::test]
 async fn writers_with_stale_stream_heads_still_append_correctly() {
     let db = TestDb::new().await;
     // Two replicas, each with its own cache of stream heads.
     let (a, b) = (db.store(), db.store());
-    a.append_to("s", ExpectedVersion::NoStream, vec![event(0)])
+    a.append_to("s", ExpectedVersion::NoStream, vec![counted(0)])
         .await
         .unwrap();
     // b never saw the stream: its exact expectation holds and is written.
-    b.append_to("s", ExpectedVersion::Exact(0), vec![event(1)])
+    b.append_to("s", ExpectedVersion::Exact(0), vec![counted(1)])
         .await
         .unwrap();
     // a's cache says version 0: a wrong expectation is a conflict naming the truth...
     let err = a
-        .append_to("s", ExpectedVersion::Exact(0), vec![event(2)])
+        .append_to("s", ExpectedVersion::Exact(0), vec![counted(2)])
         .await
         .unwrap_err();
     assert!(
@@ -177,11 +163,11 @@ async fn writers_with_stale_stream_heads_still_append_correctly() {
         "{err}"
     );
     // ...and "any version" or "exists" are written after the stale belief is corrected.
-    a.append_to("s", ExpectedVersion::Any, vec![event(2)])
+    a.append_to("s", ExpectedVersion::Any, vec![counted(2)])
         .await
         .unwrap();
     let r = b
-        .append_to("s", ExpectedVersion::StreamExists, vec![event(3)])
+        .append_to("s", ExpectedVersion::StreamExists, vec![counted(3)])
         .await
         .unwrap();
     assert_eq!(r.version_of("s"), Some(3));
@@ -210,11 +196,11 @@ async fn concurrent_appends_to_shared_streams_chain_correctly() {
             for n in 0..20 {
                 let stream = format!("shared-{}", (writer + n) % 3);
                 let appends = vec![
-                    StreamAppend::new(stream, ExpectedVersion::Any, vec![event(n as i64)]),
+                    StreamAppend::new(stream, ExpectedVersion::Any, vec![counted(n as i64)]),
                     StreamAppend::new(
                         format!("own-{writer}"),
                         ExpectedVersion::after(n as i64 - 1),
-                        vec![event(n as i64)],
+                        vec![counted(n as i64)],
                     ),
                 ];
                 store.append(appends).await.unwrap();

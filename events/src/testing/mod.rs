@@ -9,7 +9,7 @@ mod ledger;
 
 pub use ledger::{Ledger, LedgerError};
 
-use crate::store::{connect, EventStore, MIGRATOR};
+use crate::store::{connect, EventStore, NewEvent, MIGRATOR};
 use sqlx::PgPool;
 
 /// The database tests use unless `TEST_DATABASE_URL` says otherwise.
@@ -65,5 +65,16 @@ impl TestDb {
                 .await;
             admin.close().await;
         }
+    }
+}
+
+/// A small event for tests of the log: `Counted`, with `n` in its data.
+pub fn counted(n: i64) -> NewEvent {
+    NewEvent {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: "Counted".into(),
+        schema_version: 1,
+        data: serde_json::json!({ "n": n }),
+        metadata: serde_json::json!({}),
     }
 }
