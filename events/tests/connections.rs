@@ -111,3 +111,35 @@ async fn a_subscriber_keeps_tailing_after_its_connections_die() {
     pool.close().await;
     db.drop_schema().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_pool_gets_back_the_connections_the_committer_kept() {
+    let db = TestDb::new().await;
+    let name = format!("ll-test-{}", Uuid::new_v4().simple());
+    let pool = named_pool(&db, &name).await;
+    let store = EventStore::with_group_commit(
+        pool.clone(),
+        GroupCommitConfig {
+            writers: 2,
+            max_batch: 8,
+        },
+    );
+    store
+        .append_to("s", ExpectedVersion::NoStream, vec![counted(0)])
+        .await
+        .unwrap();
+    // `PgPool::close` waits for every connection: the store lives on, and
+    // its writers must still give theirs back.
+    tokio::time::timeout(Duration::from_secs(10), pool.close())
+        .await
+        .expect("the pool closed while the store lives");
+    assert!(
+        store
+            .append_to("s", ExpectedVersion::Exact(0), vec![counted(1)])
+            .await
+            .is_err(),
+        "no append on a kept connection of a closed pool"
+    );
+    drop(store);
+    db.drop_schema().await;
+}

@@ -32,6 +32,9 @@ impl Default for GroupCommitConfig {
     }
 }
 
+/// How long a writer keeps its connection without appends to make.
+const KEEP_IDLE: std::time::Duration = std::time::Duration::from_millis(250);
+
 type Job = (
     Vec<StreamAppend>,
     oneshot::Sender<Result<AppendResult, AppendError>>,
@@ -84,15 +87,32 @@ async fn run(
     max_batch: usize,
 ) {
     let mut jobs: Vec<Job> = Vec::with_capacity(max_batch);
-    // Kept across batches: a connection going back to the pool costs a ping.
+    // Kept across batches while appends keep coming: a connection going back
+    // to the pool costs a ping. Let go of when idle or when the pool closes
+    // (`PgPool::close` waits for every connection to come back).
     let mut held = None;
     loop {
-        {
-            // One writer at a time collects a batch; the others are committing.
+        // One writer at a time collects a batch; the others are committing
+        // (or wait for their turn, which counts as idle too).
+        let collect = async {
             let mut rx = rx.lock().await;
-            if rx.recv_many(&mut jobs, max_batch).await == 0 {
-                return; // every sender is gone
-            }
+            rx.recv_many(&mut jobs, max_batch).await
+        };
+        let got = match held {
+            None => collect.await,
+            Some(_) => match tokio::time::timeout(KEEP_IDLE, collect).await {
+                Ok(got) => got,
+                Err(_) => {
+                    held = None;
+                    continue;
+                }
+            },
+        };
+        if got == 0 {
+            return; // every sender is gone
+        }
+        if pool.is_closed() {
+            held = None;
         }
         let (requests, senders): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
         let results = append_all(&pool, &mut held, &heads, &notifier, &requests).await;
