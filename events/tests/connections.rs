@@ -14,15 +14,34 @@ use uuid::Uuid;
 
 /// A pool on the test's schema whose connections carry `name` as their
 /// `application_name`, so that the test can find and kill them.
-async fn named_pool(db: &TestDb, name: &str) -> PgPool {
+async fn named_pool(db: &TestDb, name: &str, size: u32) -> PgPool {
     let options = connect_options(&db.url, Some(&db.schema))
         .unwrap()
         .application_name(name);
     PgPoolOptions::new()
-        .max_connections(4)
+        .max_connections(size)
         .connect_with(options)
         .await
         .unwrap()
+}
+
+/// A group-committing store with `writers` on a named pool of `size`, after
+/// its first append (to stream `s`): its writer keeps a connection.
+async fn committer(db: &TestDb, writers: usize, size: u32) -> (String, PgPool, EventStore) {
+    let name = format!("ll-test-{}", Uuid::new_v4().simple());
+    let pool = named_pool(db, &name, size).await;
+    let store = EventStore::with_group_commit(
+        pool.clone(),
+        GroupCommitConfig {
+            writers,
+            max_batch: 8,
+        },
+    );
+    store
+        .append_to("s", ExpectedVersion::NoStream, vec![counted(0)])
+        .await
+        .unwrap();
+    (name, pool, store)
 }
 
 /// Terminates every backend of the pool named `name`; how many there were.
@@ -48,19 +67,7 @@ async fn next_event(sub: &mut Subscription) -> Option<RecordedEvent> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_group_committer_replaces_the_connection_it_kept_when_that_dies() {
     let db = TestDb::new().await;
-    let name = format!("ll-test-{}", Uuid::new_v4().simple());
-    let pool = named_pool(&db, &name).await;
-    let store = EventStore::with_group_commit(
-        pool.clone(),
-        GroupCommitConfig {
-            writers: 1,
-            max_batch: 8,
-        },
-    );
-    store
-        .append_to("s", ExpectedVersion::NoStream, vec![counted(0)])
-        .await
-        .unwrap();
+    let (name, pool, store) = committer(&db, 1, 4).await;
     assert!(kill(&db, &name).await >= 1, "the writer kept a connection");
     // Idle pooled connections are pinged after a second; the kept one is not.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -87,7 +94,7 @@ async fn the_group_committer_replaces_the_connection_it_kept_when_that_dies() {
 async fn a_subscriber_keeps_tailing_after_its_connections_die() {
     let db = TestDb::new().await;
     let name = format!("ll-test-{}", Uuid::new_v4().simple());
-    let pool = named_pool(&db, &name).await;
+    let pool = named_pool(&db, &name, 4).await;
     let writer = db.store();
     writer
         .append_to("a", ExpectedVersion::NoStream, vec![counted(0)])
@@ -115,19 +122,7 @@ async fn a_subscriber_keeps_tailing_after_its_connections_die() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_pool_gets_back_the_connections_the_committer_kept() {
     let db = TestDb::new().await;
-    let name = format!("ll-test-{}", Uuid::new_v4().simple());
-    let pool = named_pool(&db, &name).await;
-    let store = EventStore::with_group_commit(
-        pool.clone(),
-        GroupCommitConfig {
-            writers: 2,
-            max_batch: 8,
-        },
-    );
-    store
-        .append_to("s", ExpectedVersion::NoStream, vec![counted(0)])
-        .await
-        .unwrap();
+    let (_, pool, store) = committer(&db, 2, 4).await;
     // `PgPool::close` waits for every connection: the store lives on, and
     // its writers must still give theirs back.
     tokio::time::timeout(Duration::from_secs(10), pool.close())
@@ -141,5 +136,47 @@ async fn closing_the_pool_gets_back_the_connections_the_committer_kept() {
         "no append on a kept connection of a closed pool"
     );
     drop(store);
+    db.drop_schema().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_committer_gives_its_connection_back_with_the_planner_as_it_was() {
+    let db = TestDb::new().await;
+    // One connection: the committer's, pinned to key lookups while kept.
+    let (_, pool, store) = committer(&db, 1, 1).await;
+    for n in 1..=3 {
+        // The head is known now: these take the one-stream statement.
+        store
+            .append_to("s", ExpectedVersion::Exact(n - 1), vec![counted(n)])
+            .await
+            .unwrap();
+    }
+    // The writer lets go of it after a quarter of a second without appends.
+    let mut conn = tokio::time::timeout(Duration::from_secs(10), pool.acquire())
+        .await
+        .expect("the committer gave its connection back")
+        .unwrap();
+    for (setting, default) in [
+        ("enable_seqscan", "on"),
+        ("enable_hashjoin", "on"),
+        ("enable_mergejoin", "on"),
+        ("plan_cache_mode", "auto"),
+    ] {
+        let value: String = sqlx::query_scalar(&format!("SHOW {setting}"))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(value, default, "{setting} after the committer let go");
+    }
+    drop(conn);
+    let versions: Vec<i64> = store
+        .read_stream("s", 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.stream_version)
+        .collect();
+    assert_eq!(versions, [0, 1, 2, 3]);
+    pool.close().await;
     db.drop_schema().await;
 }

@@ -8,7 +8,7 @@
 //! whole hits a database error, each append is retried alone so one bad
 //! append cannot fail its neighbours.
 
-use super::fast::{append_all, Heads, Notifier};
+use super::fast::{append_all, Heads, Kept, Notifier};
 use super::{AppendError, AppendResult, StreamAppend};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -90,7 +90,7 @@ async fn run(
     // Kept across batches while appends keep coming: a connection going back
     // to the pool costs a ping. Let go of when idle or when the pool closes
     // (`PgPool::close` waits for every connection to come back).
-    let mut held = None;
+    let mut kept = Kept::new();
     loop {
         // One writer at a time collects a batch; the others are committing
         // (or wait for their turn, which counts as idle too).
@@ -98,24 +98,23 @@ async fn run(
             let mut rx = rx.lock().await;
             rx.recv_many(&mut jobs, max_batch).await
         };
-        let got = match held {
-            None => collect.await,
-            Some(_) => match tokio::time::timeout(KEEP_IDLE, collect).await {
-                Ok(got) => got,
-                Err(_) => {
-                    held = None;
-                    continue;
-                }
-            },
+        let got = if kept.is_held() {
+            tokio::time::timeout(KEEP_IDLE, collect).await.ok()
+        } else {
+            Some(collect.await)
+        };
+        let Some(got) = got else {
+            kept.release().await;
+            continue;
         };
         if got == 0 {
             return; // every sender is gone
         }
         if pool.is_closed() {
-            held = None;
+            kept.discard();
         }
         let (requests, senders): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
-        let results = append_all(&pool, &mut held, &heads, &notifier, &requests).await;
+        let results = append_all(&pool, Some(&mut kept), &heads, &notifier, &requests).await;
         for (sender, result) in senders.into_iter().zip(results) {
             let _ = sender.send(result); // the caller may have given up
         }

@@ -423,7 +423,7 @@ impl EventStore {
             Some(writer) => writer.submit(appends).await,
             None => fast::append_all(
                 &self.pool,
-                &mut None,
+                None,
                 &self.heads,
                 &self.notifier,
                 std::slice::from_ref(&appends),

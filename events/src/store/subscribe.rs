@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Rows fetched per poll.
 const BATCH: i64 = 1000;
@@ -73,7 +73,8 @@ impl Stream for Subscription {
 
 impl EventStore {
     /// Tails the log from `after_position` (exclusive), gap-safe, woken by
-    /// `LISTEN/NOTIFY` with a polling fallback. An error is yielded once and
+    /// this store's own appends at once, by other processes' through
+    /// `LISTEN/NOTIFY`, with a polling fallback. An error is yielded once and
     /// ends the stream; resubscribe from the last position handled.
     pub fn subscribe(&self, after_position: i64) -> Subscription {
         let (tx, rx) = mpsc::channel(BATCH as usize);
@@ -81,8 +82,9 @@ impl EventStore {
         stats.cursor.store(after_position, Ordering::Relaxed);
         let pool = self.pool.clone();
         let task_stats = stats.clone();
+        let local = self.notifier.watch();
         tokio::spawn(async move {
-            if let Err(err) = tail(pool, after_position, &tx, &task_stats).await {
+            if let Err(err) = tail(pool, local, after_position, &tx, &task_stats).await {
                 let _ = tx.send(Err(err)).await;
             }
         });
@@ -100,6 +102,7 @@ struct Gap {
 
 async fn tail(
     pool: PgPool,
+    mut local: watch::Receiver<u64>,
     mut cursor: i64,
     tx: &mpsc::Sender<Result<RecordedEvent, StoreError>>,
     stats: &SubscriptionStats,
@@ -117,6 +120,8 @@ async fn tail(
             },
             None => false,
         };
+        // Appends of this process from here on wake the wait below.
+        local.borrow_and_update();
         // On the listener's own connection: a pooled one would cost a ping
         // each time it goes back (notifications arriving meanwhile are kept).
         // If that connection died, a pooled one serves; the listener
@@ -170,8 +175,14 @@ async fn tail(
             continue;
         }
         let wait = if blocked { GAP_POLL } else { IDLE_POLL };
+        let appended_here = async {
+            if local.changed().await.is_err() {
+                std::future::pending::<()>().await; // every store is gone: the others wake us
+            }
+        };
         tokio::select! {
             _ = tx.closed() => return Ok(()),
+            _ = appended_here => while listener.next_buffered().is_some() {},
             woke = tokio::time::timeout(wait, listener.recv()) => {
                 if let Ok(Err(err)) = woke {
                     tracing::warn!(error = %err, "event log listener failed; polling until it reconnects");
