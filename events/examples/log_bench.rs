@@ -15,6 +15,7 @@ use clap::Parser;
 use events::store::{
     connect, EventStore, ExpectedVersion, GroupCommitConfig, NewEvent, StreamAppend, MIGRATOR,
 };
+use futures::future::{BoxFuture, FutureExt};
 use serde_json::json;
 use sqlx::pool::PoolConnection;
 use sqlx::{PgExecutor, PgPool, Postgres};
@@ -65,13 +66,76 @@ fn new_event(n: u64) -> NewEvent {
     }
 }
 
-/// Runs `writers` tasks calling `op` until time is up; returns events/s.
-async fn measure<F, Fut>(writers: usize, seconds: f64, events_per_op: u64, op: F) -> f64
+/// One append (or insert) by writer `w`, its `n`th.
+type Op = Arc<dyn Fn(usize, u64) -> BoxFuture<'static, ()> + Send + Sync>;
+
+fn op<F, Fut>(f: F) -> Op
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let op = Arc::new(op);
+    Arc::new(move |w, n| f(w, n).boxed())
+}
+
+/// One contender: `open` readies a slice (connections kept for it, a pool
+/// opened for it and closed after it), `events_per_op` events per call.
+struct Contender {
+    open: Box<dyn Fn() -> BoxFuture<'static, (Op, Option<PgPool>)> + Send + Sync>,
+    events_per_op: u64,
+}
+
+impl Contender {
+    fn new<F, Fut>(events_per_op: u64, open: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = (Op, Option<PgPool>)> + Send + 'static,
+    {
+        Self {
+            open: Box::new(move || open().boxed()),
+            events_per_op,
+        }
+    }
+}
+
+/// Slices each measurement is cut into (see [`side_by_side`]).
+const SLICES: usize = 6;
+
+/// Events/s of each contender with `writers` tasks, `seconds` each in all.
+/// The contenders take turns, `seconds / SLICES` at a time: the disk's
+/// flush latency drifts over seconds on a shared machine, and a ratio
+/// between two measurements taken one after the other would carry that
+/// drift.
+async fn side_by_side(writers: usize, seconds: f64, contenders: &[Contender]) -> Vec<f64> {
+    let mut done = vec![0u64; contenders.len()];
+    let mut spent = vec![0f64; contenders.len()];
+    for round in 0..SLICES {
+        for (c, contender) in contenders.iter().enumerate() {
+            let (op, pool) = (contender.open)().await;
+            let first = (round * 1_000_000) as u64;
+            let (n, secs) = slice(
+                writers,
+                seconds / SLICES as f64,
+                contender.events_per_op,
+                op,
+                first,
+            )
+            .await;
+            if let Some(pool) = pool {
+                pool.close().await;
+            }
+            done[c] += n;
+            spent[c] += secs;
+        }
+    }
+    done.iter()
+        .zip(&spent)
+        .map(|(&n, &secs)| n as f64 / secs)
+        .collect()
+}
+
+/// Runs `writers` tasks calling `op` for `seconds`; events done and the time
+/// taken.
+async fn slice(writers: usize, seconds: f64, events_per_op: u64, op: Op, first: u64) -> (u64, f64) {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -79,7 +143,7 @@ where
     for w in 0..writers {
         let (op, stop, done) = (op.clone(), stop.clone(), done.clone());
         tasks.push(tokio::spawn(async move {
-            let mut i = 0;
+            let mut i = first;
             while !stop.load(Ordering::Relaxed) {
                 op(w, i).await;
                 i += 1;
@@ -92,12 +156,12 @@ where
     for t in tasks {
         t.await.expect("writer task");
     }
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    (done.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
 }
 
-/// One connection per writer, kept for the whole run: sqlx pings a
-/// connection each time it goes back to the pool, a round trip the group
-/// committer does not pay either (it keeps its own).
+/// One connection per writer, kept for a slice: sqlx pings a connection
+/// each time it goes back to the pool, a round trip the group committer
+/// does not pay either (it keeps its own).
 type Held = Arc<Vec<tokio::sync::Mutex<PoolConnection<Postgres>>>>;
 
 async fn held(pool: &PgPool, writers: usize) -> Held {
@@ -145,10 +209,49 @@ async fn plain_insert(db: impl PgExecutor<'_>, rows: usize) {
     q.execute(db).await.expect("plain insert");
 }
 
-async fn append_run(store: EventStore, writers: usize, seconds: f64, batch: usize) -> f64 {
+/// The ceiling: plain INSERTs of `batch` rows, each writer on a connection
+/// of its own, taken from `pool` (or from a pool `level` opens) per slice.
+fn insert_contender<F, Fut>(writers: usize, batch: usize, level: F) -> Contender
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (PgPool, bool)> + Send + 'static,
+{
+    let level = Arc::new(level);
+    Contender::new(batch as u64, move || {
+        let level = level.clone();
+        async move {
+            let (pool, own) = level().await;
+            let conns = held(&pool, writers).await;
+            let insert = op(move |w, _| {
+                let conns = conns.clone();
+                async move { plain_insert(&mut **conns[w].lock().await, batch).await }
+            });
+            (insert, own.then_some(pool))
+        }
+    })
+}
+
+/// Ours: appends with the expected version, one stream per writer, through
+/// `store` (or a group-committing store on a pool `level` opens per slice).
+fn append_contender<F, Fut>(writers: usize, batch: usize, level: F) -> Contender
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = (EventStore, Option<PgPool>)> + Send + 'static,
+{
     let run = Uuid::new_v4().simple().to_string();
     let versions: Arc<Vec<AtomicU64>> = Arc::new((0..writers).map(|_| AtomicU64::new(0)).collect());
-    measure(writers, seconds, batch as u64, move |w, _| {
+    let level = Arc::new(level);
+    Contender::new(batch as u64, move || {
+        let (level, versions, run) = (level.clone(), versions.clone(), run.clone());
+        async move {
+            let (store, pool) = level().await;
+            (append_op(store, versions, run, batch), pool)
+        }
+    })
+}
+
+fn append_op(store: EventStore, versions: Arc<Vec<AtomicU64>>, run: String, batch: usize) -> Op {
+    op(move |w, _| {
         let store = store.clone();
         let versions = versions.clone();
         let stream = format!("bench-{run}-{w}");
@@ -167,7 +270,6 @@ async fn append_run(store: EventStore, writers: usize, seconds: f64, batch: usiz
             versions[w].fetch_add(batch as u64, Ordering::Relaxed);
         }
     })
-    .await
 }
 
 /// postgres-es needs an aggregate type to name its rows; this one only names them.
@@ -213,64 +315,88 @@ impl cqrs_es::Aggregate for Bench {
 /// Message DB: `write_message` with the expected version, one stream per
 /// writer in the category `bench` (Message DB takes one advisory lock per
 /// category, which is how it serialises a category's writers).
-async fn message_db_run(pool: &PgPool, writers: usize, seconds: f64) -> f64 {
+fn message_db_contender<F, Fut>(writers: usize, open: F) -> Contender
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = PgPool> + Send + 'static,
+{
     let run = Uuid::new_v4().simple().to_string();
-    let conns = held(pool, writers).await;
     let versions: Arc<Vec<AtomicU64>> = Arc::new((0..writers).map(|_| AtomicU64::new(0)).collect());
-    measure(writers, seconds, 1, move |w, n| {
-        let (conns, versions) = (conns.clone(), versions.clone());
-        let stream = format!("bench-{run}x{w}");
+    let open = Arc::new(open);
+    Contender::new(1, move || {
+        let (open, versions, run) = (open.clone(), versions.clone(), run.clone());
         async move {
-            let next = versions[w].load(Ordering::Relaxed) as i64;
-            let e = new_event(n);
-            sqlx::query("SELECT message_store.write_message($1, $2, $3, $4, $5, $6)")
-                .bind(e.event_id.to_string())
-                .bind(&stream)
-                .bind(&e.event_type)
-                .bind(&e.data)
-                .bind(&e.metadata)
-                .bind(next - 1)
-                .execute(&mut **conns[w].lock().await)
-                .await
-                .expect("write_message");
-            versions[w].fetch_add(1, Ordering::Relaxed);
+            let pool = open().await;
+            let conns = held(&pool, writers).await;
+            let write = op(move |w, n| {
+                let (conns, versions) = (conns.clone(), versions.clone());
+                let stream = format!("bench-{run}x{w}");
+                async move {
+                    let next = versions[w].load(Ordering::Relaxed) as i64;
+                    let e = new_event(n);
+                    sqlx::query("SELECT message_store.write_message($1, $2, $3, $4, $5, $6)")
+                        .bind(e.event_id.to_string())
+                        .bind(&stream)
+                        .bind(&e.event_type)
+                        .bind(&e.data)
+                        .bind(&e.metadata)
+                        .bind(next - 1)
+                        .execute(&mut **conns[w].lock().await)
+                        .await
+                        .expect("write_message");
+                    versions[w].fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            (write, Some(pool))
         }
     })
-    .await
 }
 
 /// postgres-es: `persist` of one event with the next sequence (its primary
 /// key is the concurrency check), one aggregate per writer.
-async fn postgres_es_run(pool: &PgPool, writers: usize, seconds: f64) -> f64 {
+fn postgres_es_contender<F, Fut>(writers: usize, open: F) -> Contender
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = PgPool> + Send + 'static,
+{
     use cqrs_es::persist::{PersistedEventRepository, SerializedEvent};
     let run = Uuid::new_v4().simple().to_string();
-    let repo = Arc::new(
-        postgres_es::PostgresEventRepository::new(pool.clone())
-            .with_tables("es_events", "es_snapshots"),
-    );
     let versions: Arc<Vec<AtomicU64>> = Arc::new((0..writers).map(|_| AtomicU64::new(0)).collect());
-    measure(writers, seconds, 1, move |w, n| {
-        let (repo, versions) = (repo.clone(), versions.clone());
-        let id = format!("{run}x{w}");
+    let open = Arc::new(open);
+    Contender::new(1, move || {
+        let (open, versions, run) = (open.clone(), versions.clone(), run.clone());
         async move {
-            let sequence = versions[w].load(Ordering::Relaxed) as usize + 1;
-            let e = new_event(n);
-            let event = SerializedEvent::new(
-                id,
-                sequence,
-                <Bench as cqrs_es::Aggregate>::TYPE.into(),
-                e.event_type,
-                "1".into(),
-                e.data,
-                e.metadata,
+            let pool = open().await;
+            // Connections opened before the slice, as for the others.
+            drop(held(&pool, writers).await);
+            let repo = Arc::new(
+                postgres_es::PostgresEventRepository::new(pool.clone())
+                    .with_tables("es_events", "es_snapshots"),
             );
-            repo.persist::<Bench>(&[event], None)
-                .await
-                .expect("postgres-es persist");
-            versions[w].fetch_add(1, Ordering::Relaxed);
+            let persist = op(move |w, n| {
+                let (repo, versions) = (repo.clone(), versions.clone());
+                let id = format!("{run}x{w}");
+                async move {
+                    let sequence = versions[w].load(Ordering::Relaxed) as usize + 1;
+                    let e = new_event(n);
+                    let event = SerializedEvent::new(
+                        id,
+                        sequence,
+                        <Bench as cqrs_es::Aggregate>::TYPE.into(),
+                        e.event_type,
+                        "1".into(),
+                        e.data,
+                        e.metadata,
+                    );
+                    repo.persist::<Bench>(&[event], None)
+                        .await
+                        .expect("postgres-es persist");
+                    versions[w].fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            (persist, Some(pool))
         }
     })
-    .await
 }
 
 /// Events/s of reading a whole log in position order, `page` rows at a time.
@@ -296,7 +422,7 @@ async fn peers(args: &Args, schema: &str) -> anyhow::Result<()> {
         .message_db_url
         .parse::<sqlx::postgres::PgConnectOptions>()?
         .options([("search_path", "message_store,public")]);
-    let mdb_pool = |n: u32| {
+    let mdb_pool = move |n: u32| {
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(n)
             .connect_with(mdb_options.clone())
@@ -327,32 +453,50 @@ async fn peers(args: &Args, schema: &str) -> anyhow::Result<()> {
     println!("| writers | plain INSERT | Message DB | postgres-es | ours, group commit | ours / Message DB | ours / postgres-es | ours / INSERT |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &writers in &args.writers {
+        // Each contender's connections are open only during its slices
+        // (Postgres allows 100).
         let n = writers as u32 + 4;
-        let level = connect(&args.database_url, Some(schema), n).await?;
-        let conns = held(&level, writers).await;
-        let ceiling = measure(writers, args.seconds, 1, move |w, _| {
-            let conns = conns.clone();
-            async move { plain_insert(&mut **conns[w].lock().await, 1).await }
-        })
-        .await;
-        let es = postgres_es_run(&level, writers, args.seconds).await;
-        let ours = append_run(
-            EventStore::with_group_commit(
-                level.clone(),
-                GroupCommitConfig {
-                    writers: args.group_writers,
-                    ..GroupCommitConfig::default()
-                },
-            ),
+        let (url, sch) = (args.database_url.clone(), schema.to_owned());
+        let level = move || {
+            let (url, sch) = (url.clone(), sch.clone());
+            async move { connect(&url, Some(&sch), n).await.expect("connect") }
+        };
+        let (insert_level, es_level) = (level.clone(), level.clone());
+        let group_writers = args.group_writers;
+        let mdb_open = mdb_pool.clone();
+        let rates = side_by_side(
             writers,
             args.seconds,
-            1,
+            &[
+                insert_contender(writers, 1, move || {
+                    let level = insert_level.clone();
+                    async move { (level().await, true) }
+                }),
+                message_db_contender(writers, move || {
+                    let open = mdb_open.clone();
+                    async move { open(n).await.expect("connect to Message DB") }
+                }),
+                postgres_es_contender(writers, es_level),
+                append_contender(writers, 1, move || {
+                    let level = level.clone();
+                    async move {
+                        let pool = level().await;
+                        let config = GroupCommitConfig {
+                            writers: group_writers,
+                            ..GroupCommitConfig::default()
+                        };
+                        (
+                            EventStore::with_group_commit(pool.clone(), config),
+                            Some(pool),
+                        )
+                    }
+                }),
+            ],
         )
         .await;
-        level.close().await;
-        let writing = mdb_pool(n).await?;
-        let message_db = message_db_run(&writing, writers, args.seconds).await;
-        writing.close().await;
+        let [ceiling, message_db, es, ours] = rates[..] else {
+            unreachable!("four contenders")
+        };
         println!(
             "| {writers} | {ceiling:.0} | {message_db:.0} | {es:.0} | {ours:.0} | {:.2}x | {:.2}x | {:.2}x |",
             ours / message_db,
@@ -440,22 +584,40 @@ async fn main() -> anyhow::Result<()> {
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for &writers in &args.writers {
         for batch in [1, args.batch] {
-            let conns = held(&pool, writers).await;
-            let ceiling = measure(writers, args.seconds, batch as u64, move |w, _| {
-                let conns = conns.clone();
-                async move { plain_insert(&mut **conns[w].lock().await, batch).await }
-            })
+            let shared = pool.clone();
+            let (direct, grouped) = (pool.clone(), pool.clone());
+            let group_writers = args.group_writers;
+            let rates = side_by_side(
+                writers,
+                args.seconds,
+                &[
+                    insert_contender(writers, batch, move || {
+                        let pool = shared.clone();
+                        async move { (pool, false) }
+                    }),
+                    append_contender(writers, batch, move || {
+                        let store = EventStore::new(direct.clone());
+                        async move { (store, None) }
+                    }),
+                    {
+                        let store = EventStore::with_group_commit(
+                            grouped,
+                            GroupCommitConfig {
+                                writers: group_writers,
+                                ..GroupCommitConfig::default()
+                            },
+                        );
+                        append_contender(writers, batch, move || {
+                            let store = store.clone();
+                            async move { (store, None) }
+                        })
+                    },
+                ],
+            )
             .await;
-            let direct =
-                append_run(EventStore::new(pool.clone()), writers, args.seconds, batch).await;
-            let grouped_store = EventStore::with_group_commit(
-                pool.clone(),
-                GroupCommitConfig {
-                    writers: args.group_writers,
-                    ..GroupCommitConfig::default()
-                },
-            );
-            let grouped = append_run(grouped_store, writers, args.seconds, batch).await;
+            let [ceiling, direct, grouped] = rates[..] else {
+                unreachable!("three contenders")
+            };
             println!(
                 "| {writers} | {batch} | {ceiling:.0} | {direct:.0} | {:.2}x | {grouped:.0} | {:.2}x |",
                 direct / ceiling,
