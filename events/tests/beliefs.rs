@@ -187,3 +187,81 @@ fn appends_agree_with_the_model_whatever_each_store_believes() {
     assert!(report.is_intact(), "{report:?}");
     rt.block_on(db.drop_schema());
 }
+
+/// Many writers on streams of their own, batched by two group committers
+/// into one-stream calls. Each writer alternates between the two stores,
+/// expecting `Any`, so each store's belief about the stream is one append
+/// behind: the call writes nothing for it and `ll_append` follows. Every
+/// append lands once, at its version, and the chains verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_through_stale_beliefs_land_once_each() {
+    const WRITERS: usize = 32;
+    const APPENDS: i64 = 20;
+    let db = TestDb::new().await;
+    let grouped = || EventStore::with_group_commit(db.pool.clone(), GroupCommitConfig::default());
+    let stores = [grouped(), grouped()];
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let stores = stores.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = format!("w{w}");
+            for v in 0..APPENDS {
+                let result = stores[v as usize % 2]
+                    .append_to(&stream, ExpectedVersion::Any, vec![counted(v)])
+                    .await
+                    .unwrap_or_else(|e| panic!("{stream} at {v}: {e}"));
+                assert_eq!(result.version_of(&stream), Some(v), "{stream}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for w in 0..WRITERS {
+        let stored = stores[0]
+            .read_stream(&format!("w{w}"), 0, 100)
+            .await
+            .unwrap();
+        let versions: Vec<i64> = stored.iter().map(|e| e.stream_version).collect();
+        assert_eq!(versions, (0..APPENDS).collect::<Vec<_>>());
+    }
+    let report = stores[0].verify_all().await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.events, WRITERS as u64 * APPENDS as u64);
+    db.drop_schema().await;
+}
+
+/// A writer's cached head is only a belief: where the stored head differs
+/// at the same version (a history restored or edited behind the store's
+/// back), the next append chains from the stored one, whichever statement
+/// carries it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_chains_from_the_stored_head_not_the_cached_one() {
+    let db = TestDb::new().await;
+    let grouped = EventStore::with_group_commit(db.pool.clone(), GroupCommitConfig::default());
+    for (n, store) in [grouped, db.store()].into_iter().enumerate() {
+        let stream = format!("s{n}");
+        store
+            .append_to(&stream, ExpectedVersion::NoStream, vec![counted(0)])
+            .await
+            .unwrap();
+        let stored = [7u8; 32];
+        sqlx::query("UPDATE streams SET last_hash = $1 WHERE stream_id = $2")
+            .bind(&stored[..])
+            .bind(&stream)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let written = store
+            .append_to(&stream, ExpectedVersion::Exact(0), vec![counted(1)])
+            .await
+            .unwrap();
+        assert_eq!(written.version_of(&stream), Some(1));
+        let events = store.read_stream(&stream, 0, 10).await.unwrap();
+        assert_eq!(
+            events[1].prev_hash, stored,
+            "{stream} chains from the stored head"
+        );
+    }
+    db.drop_schema().await;
+}

@@ -11,7 +11,8 @@
 use super::fast::{append_all, Heads, Kept, Notifier};
 use super::{AppendError, AppendResult, StreamAppend};
 use sqlx::PgPool;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// Tuning of the group committer.
@@ -43,6 +44,18 @@ type Job = (
 #[derive(Clone)]
 pub(super) struct Writer {
     tx: mpsc::Sender<Job>,
+    /// A connection a caller may use itself when nothing is queued.
+    inline: Arc<Mutex<Inline>>,
+    pool: PgPool,
+    heads: Arc<Heads>,
+    notifier: Arc<Notifier>,
+}
+
+/// The connection of appends made in the caller's own task, and when it was
+/// last used.
+struct Inline {
+    kept: Kept,
+    used: Instant,
 }
 
 impl Writer {
@@ -63,19 +76,70 @@ impl Writer {
                 config.max_batch.max(1),
             ));
         }
-        Self { tx }
+        let inline = Arc::new(Mutex::new(Inline {
+            kept: Kept::new(),
+            used: Instant::now(),
+        }));
+        tokio::spawn(let_go_when_idle(Arc::downgrade(&inline), pool.clone()));
+        Self {
+            tx,
+            inline,
+            pool,
+            heads,
+            notifier,
+        }
     }
 
     pub(super) async fn submit(
         &self,
         appends: Vec<StreamAppend>,
     ) -> Result<AppendResult, AppendError> {
+        // Nothing waits for a writer: append in this task, sparing the two
+        // hand-overs between tasks (a batch of one is all a writer would
+        // make of it). Dropping this future mid-call affects this append
+        // only, as with a store without group commit.
+        if self.tx.capacity() == self.tx.max_capacity() && !self.pool.is_closed() {
+            if let Ok(mut inline) = self.inline.try_lock() {
+                let requests = std::slice::from_ref(&appends);
+                let result = append_all(
+                    &self.pool,
+                    Some(&mut inline.kept),
+                    &self.heads,
+                    &self.notifier,
+                    requests,
+                )
+                .await
+                .pop()
+                .unwrap_or(Err(AppendError::WriterStopped));
+                inline.used = Instant::now();
+                return result;
+            }
+        }
         let (done, result) = oneshot::channel();
         self.tx
             .send((appends, done))
             .await
             .map_err(|_| AppendError::WriterStopped)?;
         result.await.map_err(|_| AppendError::WriterStopped)?
+    }
+}
+
+/// Gives the inline connection back after [`KEEP_IDLE`] without appends, or
+/// as soon as the pool closes; ends with the store.
+async fn let_go_when_idle(inline: Weak<Mutex<Inline>>, pool: PgPool) {
+    loop {
+        tokio::time::sleep(KEEP_IDLE).await;
+        let Some(inline) = inline.upgrade() else {
+            return;
+        };
+        let Ok(mut inline) = inline.try_lock() else {
+            continue; // in use
+        };
+        if pool.is_closed() {
+            inline.kept.discard();
+        } else if inline.kept.is_held() && inline.used.elapsed() >= KEEP_IDLE {
+            inline.kept.release().await;
+        }
     }
 }
 
