@@ -180,3 +180,44 @@ async fn the_committer_gives_its_connection_back_with_the_planner_as_it_was() {
     pool.close().await;
     db.drop_schema().await;
 }
+
+/// A lone caller appends on the committer's inline connection in its own
+/// task; a caller that gives up mid-call (a client hung up) leaves that
+/// connection usable, and the log whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_dropped_mid_call_leave_the_committer_working() {
+    let db = TestDb::new().await;
+    let (_, pool, store) = committer(&db, 1, 4).await;
+    let mut finished = 0;
+    for n in 0..40u64 {
+        let append = store.append_to("s", ExpectedVersion::Any, vec![counted(n as i64)]);
+        // From "at once" to "after the answer": every point of the call.
+        if tokio::time::timeout(Duration::from_micros(25 * n), append)
+            .await
+            .is_ok_and(|r| r.is_ok())
+        {
+            finished += 1;
+        }
+    }
+    assert!(finished < 40, "some appends were dropped mid-call");
+    let last = store
+        .append_to("s", ExpectedVersion::Any, vec![counted(99)])
+        .await
+        .expect("the committer appends after callers gave up");
+    let versions: Vec<i64> = store
+        .read_stream("s", 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.stream_version)
+        .collect();
+    let head = last.version_of("s").unwrap();
+    assert_eq!(
+        versions,
+        (0..=head).collect::<Vec<_>>(),
+        "no gap, nothing twice"
+    );
+    assert!(store.verify_all().await.unwrap().is_intact());
+    pool.close().await;
+    db.drop_schema().await;
+}

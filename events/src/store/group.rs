@@ -11,6 +11,7 @@
 use super::fast::{append_all, Heads, Kept, Notifier};
 use super::{AppendError, AppendResult, StreamAppend};
 use sqlx::PgPool;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot, Mutex};
@@ -44,8 +45,10 @@ type Job = (
 #[derive(Clone)]
 pub(super) struct Writer {
     tx: mpsc::Sender<Job>,
-    /// A connection a caller may use itself when nothing is queued.
+    /// A connection a caller may use itself when it is the only one.
     inline: Arc<Mutex<Inline>>,
+    /// Appends submitted and not answered yet.
+    in_flight: Arc<AtomicUsize>,
     pool: PgPool,
     heads: Arc<Heads>,
     notifier: Arc<Notifier>,
@@ -84,6 +87,7 @@ impl Writer {
         Self {
             tx,
             inline,
+            in_flight: Arc::default(),
             pool,
             heads,
             notifier,
@@ -94,11 +98,13 @@ impl Writer {
         &self,
         appends: Vec<StreamAppend>,
     ) -> Result<AppendResult, AppendError> {
-        // Nothing waits for a writer: append in this task, sparing the two
+        // The only append in flight: make it in this task, sparing the two
         // hand-overs between tasks (a batch of one is all a writer would
-        // make of it). Dropping this future mid-call affects this append
-        // only, as with a store without group commit.
-        if self.tx.capacity() == self.tx.max_capacity() && !self.pool.is_closed() {
+        // make of it). With others in flight, a writer batches it with
+        // them. Dropping this future mid-call affects this append only, as
+        // with a store without group commit.
+        let _counted = InFlight::enter(&self.in_flight);
+        if _counted.alone && !self.pool.is_closed() {
             if let Ok(mut inline) = self.inline.try_lock() {
                 let requests = std::slice::from_ref(&appends);
                 let result = append_all(
@@ -121,6 +127,26 @@ impl Writer {
             .await
             .map_err(|_| AppendError::WriterStopped)?;
         result.await.map_err(|_| AppendError::WriterStopped)?
+    }
+}
+
+/// Counts an append in flight until dropped.
+struct InFlight<'a> {
+    count: &'a AtomicUsize,
+    /// No other append was in flight when this one came.
+    alone: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        let alone = count.fetch_add(1, Ordering::AcqRel) == 0;
+        Self { count, alone }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
