@@ -56,6 +56,17 @@ async fn kill(db: &TestDb, name: &str) -> i64 {
     .unwrap()
 }
 
+/// The versions stored in stream `s`, in order.
+async fn versions_of_s(store: &EventStore) -> Vec<i64> {
+    store
+        .read_stream("s", 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.stream_version)
+        .collect()
+}
+
 async fn next_event(sub: &mut Subscription) -> Option<RecordedEvent> {
     tokio::time::timeout(Duration::from_secs(10), sub.next())
         .await
@@ -78,13 +89,7 @@ async fn the_group_committer_replaces_the_connection_it_kept_when_that_dies() {
             .await
             .unwrap_or_else(|e| panic!("append {n} after the kill: {e}"));
     }
-    let versions: Vec<i64> = store
-        .read_stream("s", 0, 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.stream_version)
-        .collect();
+    let versions = versions_of_s(&store).await;
     assert_eq!(versions, [0, 1, 2, 3], "nothing lost, nothing twice");
     pool.close().await;
     db.drop_schema().await;
@@ -169,13 +174,7 @@ async fn the_committer_gives_its_connection_back_with_the_planner_as_it_was() {
         assert_eq!(value, default, "{setting} after the committer let go");
     }
     drop(conn);
-    let versions: Vec<i64> = store
-        .read_stream("s", 0, 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.stream_version)
-        .collect();
+    let versions = versions_of_s(&store).await;
     assert_eq!(versions, [0, 1, 2, 3]);
     pool.close().await;
     db.drop_schema().await;
@@ -204,13 +203,7 @@ async fn appends_dropped_mid_call_leave_the_committer_working() {
         .append_to("s", ExpectedVersion::Any, vec![counted(99)])
         .await
         .expect("the committer appends after callers gave up");
-    let versions: Vec<i64> = store
-        .read_stream("s", 0, 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.stream_version)
-        .collect();
+    let versions = versions_of_s(&store).await;
     let head = last.version_of("s").unwrap();
     assert_eq!(
         versions,
