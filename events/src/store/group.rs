@@ -3,10 +3,11 @@
 //!
 //! A durable commit is the unit cost of the log. Callers submit appends to a
 //! channel; a few writer tasks each take whatever is waiting (up to a batch
-//! size) and run it as one `ll_append` call in which every append still
-//! succeeds or fails on its own (see [`super::fast`]). If the call as a
-//! whole hits a database error, each append is retried alone so one bad
-//! append cannot fail its neighbours.
+//! size) and run it as one call (a one-stream statement or `ll_append`) in
+//! which every append still succeeds or fails on its own (see
+//! [`super::fast`]). If the call as a whole hits a database error, each
+//! append is retried alone so one bad append cannot fail its neighbours. A
+//! caller whose append is the only one in flight makes its call itself.
 
 use super::fast::{append_all, Heads, Kept, Notifier};
 use super::{AppendError, AppendResult, StreamAppend};
