@@ -15,8 +15,9 @@
 //! detect a deadlock and fail one of the two appends.
 
 use super::append::{append_batch, validate};
-use super::fast::{Heads, Notifier};
 use super::hash::GENESIS;
+use super::heads::Heads;
+use super::notify::Notifier;
 use super::read::stream_page;
 use super::{AppendError, AppendResult, EventStore, RecordedEvent, StoreError, StreamAppend};
 use sqlx::{Postgres, Transaction};

@@ -14,159 +14,20 @@
 //! tells an idempotent retry from a reused id.
 
 use super::append::append_one;
-use super::hash::{to_micros, Canonical, GENESIS, HASH_LEN};
-use super::{AppendError, AppendResult, ExpectedVersion, StreamAppend, Written, NOTIFY_CHANNEL};
+use super::hash::{to_micros, Canonical};
+use super::heads::{Heads, UNKNOWN};
+use super::kept::Kept;
+use super::notify::Notifier;
+use super::{AppendError, AppendResult, StreamAppend, Written};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres, Row};
+use sqlx::{PgConnection, PgPool, Row};
 use std::collections::{HashMap, HashSet};
-use std::num::NonZeroUsize;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use std::sync::Arc;
 use uuid::Uuid;
-
-type Hash = [u8; HASH_LEN];
 
 /// Rounds of re-planning before a request takes the careful path.
 const MAX_ROUNDS: usize = 4;
-
-/// Streams whose head is remembered.
-pub const HEADS_CAP: usize = 200_000;
-
-/// A belief that cannot match any stored hash (the head is unknown here).
-const UNKNOWN: Hash = [0xff; HASH_LEN];
-
-/// The newest head (version, hash) this process knows of each stream.
-pub(super) struct Heads(Mutex<lru::LruCache<String, (i64, Hash)>>);
-
-impl Heads {
-    pub(super) fn new(cap: usize) -> Self {
-        let cap = NonZeroUsize::new(cap).unwrap_or(NonZeroUsize::MIN);
-        Self(Mutex::new(lru::LruCache::new(cap)))
-    }
-
-    fn map(&self) -> std::sync::MutexGuard<'_, lru::LruCache<String, (i64, Hash)>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records that `stream` is at `version` with `hash` (a read or a write
-    /// saw it); an older version than the one known changes nothing, unless
-    /// the database just said so under the stream's lock (`actual`).
-    pub(super) fn learn(&self, stream: &str, version: i64, hash: &[u8], actual: bool) {
-        let Ok(hash) = Hash::try_from(hash) else {
-            return;
-        };
-        let mut map = self.map();
-        match map.get_mut(stream) {
-            Some(known) if known.0 > version && !actual => {}
-            Some(known) => *known = (version, hash),
-            None => {
-                map.put(stream.to_owned(), (version, hash));
-            }
-        }
-    }
-
-    fn known(&self, stream: &str) -> Option<(i64, Hash)> {
-        self.map().get(stream).copied()
-    }
-
-    /// What the writer believes `append`'s stream head to be.
-    fn belief(&self, append: &StreamAppend) -> (i64, Hash) {
-        let known = self.known(&append.stream);
-        match append.expected {
-            ExpectedVersion::NoStream => (-1, GENESIS),
-            ExpectedVersion::Exact(v) => match known {
-                Some((kv, hash)) if kv == v => (v, hash),
-                _ => (v, UNKNOWN),
-            },
-            ExpectedVersion::Any => known.unwrap_or((-1, GENESIS)),
-            ExpectedVersion::StreamExists => match known {
-                Some((kv, hash)) if kv >= 0 => (kv, hash),
-                // A belief that cannot hold: the answer says what is there.
-                _ => (-2, UNKNOWN),
-            },
-        }
-    }
-}
-
-/// Wakes tailers after commits. This process's own tailers are woken at
-/// once, in memory. Other processes' tailers get a `pg_notify`, sent outside
-/// the appending transactions (Postgres serialises the commits of notifying
-/// transactions on one global lock) and at most once per [`NOTIFY_GAP`]:
-/// pokes that arrive meanwhile are folded into the next one.
-pub(super) struct Notifier {
-    pool: PgPool,
-    /// Bumped on every poke; each tailer of this process watches it.
-    local: watch::Sender<u64>,
-    /// 0 idle, 1 notifying, 2 notifying and poked again.
-    state: Mutex<u8>,
-    /// When the last `pg_notify` was sent.
-    last: Mutex<Option<Instant>>,
-}
-
-/// Least time between two `pg_notify` of one process. A `pg_notify` costs a
-/// transaction and two round trips (sqlx pings the connection when it goes
-/// back to its pool): one per append cost a single writer a fifth of its
-/// rate. Other processes' tailers learn of a commit up to this much later
-/// under load, and at once after a quiet spell.
-pub const NOTIFY_GAP: Duration = Duration::from_millis(5);
-
-impl Notifier {
-    pub(super) fn new(pool: PgPool) -> Arc<Self> {
-        Arc::new(Self {
-            pool,
-            local: watch::Sender::new(0),
-            state: Mutex::new(0),
-            last: Mutex::new(None),
-        })
-    }
-
-    /// What this process's tailers watch.
-    pub(super) fn watch(&self) -> watch::Receiver<u64> {
-        self.local.subscribe()
-    }
-
-    /// Something was committed: wake this process's tailers, and make sure a
-    /// notification follows for the others.
-    pub(super) fn poke(self: &Arc<Self>) {
-        self.local.send_modify(|n| *n = n.wrapping_add(1));
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if *state == 0 {
-            *state = 1;
-            tokio::spawn(self.clone().run());
-        } else {
-            *state = 2;
-        }
-    }
-
-    async fn run(self: Arc<Self>) {
-        loop {
-            let since = *self.last.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(wait) = since.map(|at| NOTIFY_GAP.saturating_sub(at.elapsed())) {
-                tokio::time::sleep(wait).await;
-            }
-            // Pokes so far are covered by the notification about to be sent.
-            *self.state.lock().unwrap_or_else(|p| p.into_inner()) = 1;
-            *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-            if let Err(err) = sqlx::query("SELECT pg_notify($1, '')")
-                .bind(NOTIFY_CHANNEL)
-                .execute(&self.pool)
-                .await
-            {
-                tracing::debug!(error = %err, "waking tailers failed; they poll");
-            }
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            if *state == 2 {
-                *state = 1;
-            } else {
-                *state = 0;
-                return;
-            }
-        }
-    }
-}
 
 /// What became of one request in one call.
 enum Answer {
@@ -178,89 +39,12 @@ enum Answer {
     Careful,
 }
 
-/// The connection a writer keeps between calls (the group committer's): it
-/// saves a round trip per call (sqlx pings a connection each time it goes
-/// back to the pool) and lets calls use [`ONE_STREAM`], a bare statement.
-///
-/// A bare statement's plan is cached per connection, and a plan made while
-/// the tables were small (a sequential scan) could outlive that. So the
-/// connection's planner is pinned to what `ll_append` sets for itself, key
-/// lookups only, for as long as it is kept; it is reset before the
-/// connection goes back, and a connection whose call failed is closed
-/// instead.
-pub(super) struct Kept(Option<PoolConnection<Postgres>>);
-
-const PIN: &str = "SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; \
-                   SET enable_hashjoin = off; SET enable_mergejoin = off";
-const UNPIN: &str = "RESET plan_cache_mode; RESET enable_seqscan; RESET enable_hashjoin; \
-                     RESET enable_mergejoin";
-
-impl Kept {
-    pub(super) fn new() -> Self {
-        Self(None)
-    }
-
-    pub(super) fn is_held(&self) -> bool {
-        self.0.is_some()
-    }
-
-    async fn get(&mut self, pool: &PgPool) -> Result<&mut PgConnection, sqlx::Error> {
-        let conn = match self.0.take() {
-            Some(conn) => conn,
-            None => {
-                let mut conn = pool.acquire().await?;
-                if let Err(err) = settle(&mut conn, PIN).await {
-                    conn.close_on_drop();
-                    return Err(err);
-                }
-                conn
-            }
-        };
-        Ok(&mut **self.0.insert(conn))
-    }
-
-    /// Closes it (a call on it failed, or the pool is closing).
-    pub(super) fn discard(&mut self) {
-        if let Some(mut conn) = self.0.take() {
-            conn.close_on_drop();
-        }
-    }
-
-    /// Gives it back to the pool with the planner's settings reset (closes it
-    /// if that fails). A `Kept` dropped without this closes its connection.
-    pub(super) async fn release(&mut self) {
-        if let Some(mut conn) = self.0.take() {
-            if settle(&mut conn, UNPIN).await.is_err() {
-                conn.close_on_drop();
-            }
-        }
-    }
-}
-
-async fn settle(conn: &mut PgConnection, settings: &str) -> Result<(), sqlx::Error> {
-    sqlx::Executor::execute(conn, settings).await.map(|_| ())
-}
-
-impl Drop for Kept {
-    /// Its settings must not reach the pool: closes the connection (where no
-    /// runtime is left to close it gracefully, its socket just closes).
-    fn drop(&mut self) {
-        if let Some(mut conn) = self.0.take() {
-            if tokio::runtime::Handle::try_current().is_ok() {
-                conn.close_on_drop();
-            } else {
-                drop(conn.detach());
-            }
-        }
-    }
-}
-
 /// Appends independent requests, each all-or-nothing on its own, in as few
 /// round trips as the beliefs allow (one when they hold).
 ///
 /// With `kept`, the calls run on that connection, and a call whose requests
 /// each touch one stream this process knows the head of runs [`ONE_REQUEST`]
-/// or [`ONE_STREAM`]. Without, each call takes a connection from the pool.
+/// or [`ONE_STREAM`] (see [`Kept`]). Without, each call takes a connection from the pool.
 pub(super) async fn append_all(
     pool: &PgPool,
     mut kept: Option<&mut Kept>,

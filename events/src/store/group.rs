@@ -9,7 +9,10 @@
 //! append is retried alone so one bad append cannot fail its neighbours. A
 //! caller whose append is the only one in flight makes its call itself.
 
-use super::fast::{append_all, Heads, Kept, Notifier};
+use super::fast::append_all;
+use super::heads::Heads;
+use super::kept::Kept;
+use super::notify::Notifier;
 use super::{AppendError, AppendResult, StreamAppend};
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -104,8 +107,8 @@ impl Writer {
         // make of it). With others in flight, a writer batches it with
         // them. Dropping this future mid-call affects this append only, as
         // with a store without group commit.
-        let _counted = InFlight::enter(&self.in_flight);
-        if _counted.alone && !self.pool.is_closed() {
+        let counted = InFlight::enter(&self.in_flight);
+        if counted.alone && !self.pool.is_closed() {
             if let Ok(mut inline) = self.inline.try_lock() {
                 let requests = std::slice::from_ref(&appends);
                 let result = append_all(

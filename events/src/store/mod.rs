@@ -11,7 +11,10 @@ mod exclusive;
 mod fast;
 mod group;
 pub mod hash;
+mod heads;
+mod kept;
 mod lookup;
+mod notify;
 mod pool;
 mod read;
 mod singleton;
@@ -287,8 +290,8 @@ pub enum StoreError {
 pub struct EventStore {
     pool: PgPool,
     writer: Option<group::Writer>,
-    heads: Arc<fast::Heads>,
-    notifier: Arc<fast::Notifier>,
+    heads: Arc<heads::Heads>,
+    notifier: Arc<notify::Notifier>,
     snapshot_every: i64,
     events_read: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -305,8 +308,8 @@ impl EventStore {
     /// A store over `pool` that appends each call in its own transaction.
     pub fn new(pool: PgPool) -> Self {
         Self {
-            notifier: fast::Notifier::new(pool.clone()),
-            heads: Arc::new(fast::Heads::new(fast::HEADS_CAP)),
+            notifier: notify::Notifier::new(pool.clone()),
+            heads: Arc::new(heads::Heads::new(heads::HEADS_CAP)),
             pool,
             writer: None,
             snapshot_every: DEFAULT_SNAPSHOT_EVERY,
