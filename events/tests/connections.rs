@@ -180,9 +180,9 @@ async fn the_committer_gives_its_connection_back_with_the_planner_as_it_was() {
     db.drop_schema().await;
 }
 
-/// A lone caller appends on the committer's inline connection in its own
-/// task; a caller that gives up mid-call (a client hung up) leaves that
-/// connection usable, and the log whole.
+/// A lone append runs at once on the committer's inline connection; a
+/// caller that gives up mid-call (a client hung up) leaves that connection
+/// usable, and the log whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_dropped_mid_call_leave_the_committer_working() {
     let db = TestDb::new().await;

@@ -7,7 +7,7 @@
 //! which every append still succeeds or fails on its own (see
 //! [`super::fast`]). If the call as a whole hits a database error, each
 //! append is retried alone so one bad append cannot fail its neighbours. A
-//! caller whose append is the only one in flight makes its call itself.
+//! caller whose append is the only one in flight has it made at once.
 
 use super::fast::append_all;
 use super::heads::Heads;
@@ -102,27 +102,26 @@ impl Writer {
         &self,
         appends: Vec<StreamAppend>,
     ) -> Result<AppendResult, AppendError> {
-        // The only append in flight: make it in this task, sparing the two
-        // hand-overs between tasks (a batch of one is all a writer would
-        // make of it). With others in flight, a writer batches it with
-        // them. Dropping this future mid-call affects this append only, as
-        // with a store without group commit.
+        // The only append in flight: make it at once on the inline
+        // connection, without waiting for a writer task to collect it. It
+        // runs in a task of its own, so that it completes even if the caller
+        // goes away (an HTTP client hung up) mid-call, as a queued append does.
         let counted = InFlight::enter(&self.in_flight);
         if counted.alone && !self.pool.is_closed() {
-            if let Ok(mut inline) = self.inline.try_lock() {
-                let requests = std::slice::from_ref(&appends);
-                let result = append_all(
-                    &self.pool,
-                    Some(&mut inline.kept),
-                    &self.heads,
-                    &self.notifier,
-                    requests,
-                )
-                .await
-                .pop()
-                .unwrap_or(Err(AppendError::WriterStopped));
-                inline.used = Instant::now();
-                return result;
+            if let Ok(mut inline) = self.inline.clone().try_lock_owned() {
+                let (pool, heads, notifier) =
+                    (self.pool.clone(), self.heads.clone(), self.notifier.clone());
+                let call = tokio::spawn(async move {
+                    let requests = std::slice::from_ref(&appends);
+                    let result =
+                        append_all(&pool, Some(&mut inline.kept), &heads, &notifier, requests)
+                            .await
+                            .pop()
+                            .unwrap_or(Err(AppendError::WriterStopped));
+                    inline.used = Instant::now();
+                    result
+                });
+                return call.await.unwrap_or(Err(AppendError::WriterStopped));
             }
         }
         let (done, result) = oneshot::channel();
